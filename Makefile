@@ -1,0 +1,54 @@
+# Gantry's developer entry points. `make run` and `make test` work on a fresh
+# Debian 12 machine (as root): they install what they need and build the
+# local Kubernetes 1.20 cluster from Debian's packages on first use.
+
+CARGO ?= cargo
+CLUSTER := e2e/cluster.sh
+# The embedded cluster's kubeconfig; `make run KUBECONFIG=...` uses yours instead.
+E2E_KUBECONFIG := $(shell $(CLUSTER) kubeconfig)
+
+.PHONY: all run test lint unit e2e cluster-up cluster-down cluster-status crds bench clean-cluster
+
+all: test
+
+## run: the operator in the foreground against $KUBECONFIG, or the embedded cluster when unset.
+run:
+ifeq ($(KUBECONFIG),)
+	$(CLUSTER) up node
+	$(MAKE) --no-print-directory _run KUBECONFIG=$(E2E_KUBECONFIG)
+else
+	$(MAKE) --no-print-directory _run
+endif
+
+_run:
+	$(CARGO) build --bin gantry
+	kubectl apply --server-side --field-manager=gantry -f crds/
+	kubectl wait --for=condition=Established --timeout=60s -f crds/
+	exec ./target/debug/gantry run
+
+## test: format and lint checks, unit tests, then the tests on the real local cluster.
+test: lint unit e2e
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --lib --bins --test crds
+
+## e2e: bring the local cluster up (node tier) and run the cluster-backed tests.
+e2e: cluster-up
+	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test cluster -- --test-threads=6
+
+cluster-up:
+	$(CLUSTER) up node
+
+cluster-down:
+	$(CLUSTER) down
+
+cluster-status:
+	$(CLUSTER) status
+
+## crds: regenerate crds/ from src/api (a test fails when they drift).
+crds:
+	$(CARGO) run --quiet --bin gantry -- crds --out-dir crds

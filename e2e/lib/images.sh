@@ -1,0 +1,84 @@
+# Builds the local images the cluster needs as docker-archive tarballs and
+# imports them into containerd. Sourced by cluster.sh and images.sh.
+
+IMAGE_CACHE="$GANTRY_CACHE/images"
+PAUSE_IMAGE="local/pause:3.4"
+BUSYBOX_IMAGE="local/busybox:1"
+
+# docker_archive NAME:TAG ROOTFS_DIR OUT_TAR [CMD_JSON] [USER]
+# Packs ROOTFS_DIR as a single-layer docker-archive image.
+docker_archive() {
+    local ref="$1" rootfs="$2" out="$3" cmd="${4:-[\"sh\"]}" user="${5:-}"
+    local work layer_sum config_sum
+    work="$(mktemp -d)"
+    tar -C "$rootfs" --numeric-owner --sort=name --mtime='2000-01-01' -cf "$work/layer.tar" .
+    layer_sum="$(sha256sum "$work/layer.tar" | cut -d' ' -f1)"
+    mkdir "$work/$layer_sum"
+    mv "$work/layer.tar" "$work/$layer_sum/layer.tar"
+    cat > "$work/config.json" <<JSON
+{"architecture":"amd64","os":"linux","created":"2000-01-01T00:00:00Z",
+ "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$cmd,"User":"$user","WorkingDir":"/"},
+ "rootfs":{"type":"layers","diff_ids":["sha256:$layer_sum"]}}
+JSON
+    config_sum="$(sha256sum "$work/config.json" | cut -d' ' -f1)"
+    mv "$work/config.json" "$work/$config_sum.json"
+    printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]\n' \
+        "$config_sum" "$ref" "$layer_sum" > "$work/manifest.json"
+    tar -C "$work" -cf "$out.tmp" manifest.json "$config_sum.json" "$layer_sum"
+    mv "$out.tmp" "$out"
+    rm -rf "$work"
+}
+
+build_pause_image() {
+    local out="$IMAGE_CACHE/pause.tar" rootfs
+    [ -s "$out" ] && [ "$out" -nt "$E2E_DIR/images/pause.c" ] && return
+    log "building $PAUSE_IMAGE"
+    rootfs="$(mktemp -d)"
+    gcc -Os -static -o "$rootfs/pause" "$E2E_DIR/images/pause.c"
+    docker_archive "$PAUSE_IMAGE" "$rootfs" "$out" '["/pause"]'
+    rm -rf "$rootfs"
+}
+
+# busybox_rootfs DIR: a busybox-static root with every applet linked and a
+# passwd that knows root and nobody (65534).
+busybox_rootfs() {
+    local dir="$1" applet
+    mkdir -p "$dir"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,var/www,home}
+    chmod 1777 "$dir/tmp"
+    cp /bin/busybox "$dir/bin/busybox"
+    for applet in $("$dir/bin/busybox" --list); do
+        [ -e "$dir/bin/$applet" ] || ln -s busybox "$dir/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/sh\n' > "$dir/etc/passwd"
+    printf 'root:x:0:\nnobody:x:65534:\n' > "$dir/etc/group"
+}
+
+build_busybox_image() {
+    local out="$IMAGE_CACHE/busybox.tar" rootfs
+    [ -s "$out" ] && [ "$out" -nt "$E2E_DIR/lib/images.sh" ] && return
+    log "building $BUSYBOX_IMAGE"
+    rootfs="$(mktemp -d)"
+    busybox_rootfs "$rootfs"
+    docker_archive "$BUSYBOX_IMAGE" "$rootfs" "$out"
+    rm -rf "$rootfs"
+}
+
+# import_image TAR REF: loads an archive into containerd's CRI namespace,
+# unless containerd already has REF from that same archive.
+import_image() {
+    local tar="$1" ref="docker.io/$2" stamp="$GANTRY_E2E_DIR/run/imported-$(basename "$1")"
+    if [ -f "$stamp" ] && [ "$stamp" -nt "$tar" ] \
+        && ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qx "$ref"; then
+        return
+    fi
+    ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$tar" >/dev/null
+    touch "$stamp"
+}
+
+build_and_import_node_images() {
+    mkdir -p "$IMAGE_CACHE"
+    build_pause_image
+    build_busybox_image
+    import_image "$IMAGE_CACHE/pause.tar" "$PAUSE_IMAGE"
+    import_image "$IMAGE_CACHE/busybox.tar" "$BUSYBOX_IMAGE"
+}

@@ -1,0 +1,114 @@
+//! `KataInstall`: Kata Containers installed on selected nodes by a DaemonSet.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Kata Containers installed on the selected nodes: an installer DaemonSet,
+/// per-node progress, one RuntimeClass per shim and a smoke test.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "gantry.dev",
+    version = "v1alpha1",
+    kind = "KataInstall",
+    doc = "Kata Containers installed on selected nodes, with RuntimeClasses and a smoke test.",
+    status = "KataInstallStatus",
+    shortname = "kata",
+    category = "gantry",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Installed","type":"integer","jsonPath":".status.nodesInstalled"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.nodesDesired"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KataInstallSpec {
+    /// A kata-deploy compatible installer image. It gets `NODE_NAME`,
+    /// `SHIMS` and `DEFAULT_SHIM`, and is run with `install` or `cleanup`.
+    pub installer_image: String,
+    /// The shims to install, e.g. `qemu`, `clh`, `fc`.
+    pub shims: Vec<String>,
+    /// The shim the smoke test uses; the first of `shims` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_shim: Option<String>,
+    /// Nodes to install on; all nodes when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Pod overhead per shim, e.g. `{qemu: {memory: 160Mi, cpu: 250m}}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overhead: BTreeMap<String, BTreeMap<String, Quantity>>,
+    /// The smoke test run after install.
+    #[serde(default)]
+    pub smoke_test: SmokeTest,
+}
+
+/// An HTTP server pod under the default shim and a client that fetches from it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmokeTest {
+    /// Run the smoke test (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Image with `httpd` and `wget` (busybox works).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Deadline, e.g. `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Observed state of a KataInstall.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KataInstallStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Installing, Installed, Degraded or Uninstalling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<KataPhase>,
+    /// `Installed` and `Verified`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Nodes selected.
+    #[serde(default)]
+    pub nodes_desired: u32,
+    /// Nodes with Kata installed.
+    #[serde(default)]
+    pub nodes_installed: u32,
+    /// Per-node state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeInstallStatus>,
+    /// RuntimeClasses created, one per shim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_classes: Vec<String>,
+}
+
+/// The phase of a KataInstall.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum KataPhase {
+    /// The installer is running on some selected nodes.
+    Installing,
+    /// Installed on every selected node.
+    Installed,
+    /// Failed on some node, or the smoke test failed.
+    Degraded,
+    /// Being removed.
+    Uninstalling,
+}
+
+/// Install state of one node.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInstallStatus {
+    /// Node name.
+    pub name: String,
+    /// InProgress, Installed or Failed.
+    pub state: String,
+    /// The installer's error, when failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

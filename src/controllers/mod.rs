@@ -1,0 +1,105 @@
+//! The reconcilers: thin loops that observe the cluster, ask the engine what
+//! to do, apply it and write status.
+
+pub mod imagebuild;
+pub mod katainstall;
+pub mod pipelinerun;
+
+use std::sync::Arc;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use tracing::{info, warn};
+
+/// How long in-flight reconciles may run on after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every reconciler shares.
+#[derive(Clone)]
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Publishes Kubernetes Events about the objects being reconciled.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    /// A context whose Events name `gantry` (and the pod, when set) as reporter.
+    pub fn new(client: Client) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: "gantry".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+        })
+    }
+}
+
+/// Errors a reconcile can end with; the controller logs them and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object lacked something every object has (name, namespace, uid).
+    #[error("object is missing {0}")]
+    MissingField(&'static str),
+}
+
+/// Waits for Ctrl-C or SIGTERM, then tells every `Shutdown` handle.
+async fn wait_for_signal(tx: tokio::sync::watch::Sender<bool>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    info!("shutdown requested; finishing in-flight reconciles");
+    let _ = tx.send(true);
+}
+
+/// A future that resolves once shutdown was requested; cheap to clone, one
+/// per controller.
+pub fn shutdown_handle(rx: &tokio::sync::watch::Receiver<bool>) -> Shutdown {
+    let mut rx = rx.clone();
+    Box::pin(async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    })
+}
+
+/// What `Controller::graceful_shutdown_on` waits for.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
+
+/// Runs every controller until a shutdown signal arrives.
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let ctx = Context::new(client);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(wait_for_signal(tx));
+    info!("watching PipelineRuns, ImageBuilds and KataInstalls");
+    let controllers = async {
+        tokio::join!(
+            pipelinerun::run(ctx.clone(), shutdown_handle(&rx)),
+            imagebuild::run(ctx.clone(), shutdown_handle(&rx)),
+            katainstall::run(ctx.clone(), shutdown_handle(&rx)),
+        )
+    };
+    // kube-runtime's applier waits for its cache to be ready before it
+    // stops; a signal that arrives before the first list completed would
+    // then wait forever. In-flight reconciles get a bounded grace period.
+    let grace_over = async {
+        shutdown_handle(&rx).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = controllers => info!("stopped"),
+        _ = grace_over => warn!("stopped: in-flight reconciles did not finish within {SHUTDOWN_GRACE:?}"),
+    }
+    Ok(())
+}

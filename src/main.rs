@@ -1,0 +1,70 @@
+//! The `gantry` command: the operator (`gantry run`) and its helpers.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gantry::{controllers, crdgen, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "gantry",
+    version,
+    about = "Kubernetes operator for image-build and test pipelines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator: reconcile PipelineRuns, ImageBuilds and KataInstalls.
+    Run {
+        /// Log format.
+        #[arg(long, value_enum, default_value = "pretty", env = "GANTRY_LOG_FORMAT")]
+        log_format: telemetry::LogFormat,
+        /// Log level when RUST_LOG is unset.
+        #[arg(long, default_value = "info", env = "GANTRY_LOG_LEVEL")]
+        log_level: String,
+    },
+    /// Print the CustomResourceDefinitions as YAML, or write one file per CRD.
+    Crds {
+        /// Write `<plural>.<group>.yaml` files into this folder instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run {
+            log_format,
+            log_level,
+        } => {
+            telemetry::init(log_format, &log_level);
+            let client = kube::Client::try_default()
+                .await
+                .context("no Kubernetes cluster found: set KUBECONFIG or run in a pod")?;
+            controllers::run(client).await
+        }
+        Command::Crds { out_dir: None } => {
+            let yaml = crdgen::to_yaml()?;
+            match std::io::stdout().write_all(yaml.as_bytes()) {
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other?),
+            }
+        }
+        Command::Crds { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)?;
+            for crd in crdgen::all() {
+                let path = dir.join(crdgen::file_name(&crd));
+                std::fs::write(&path, serde_yaml::to_string(&crd)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+    }
+}

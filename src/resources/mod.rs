@@ -1,0 +1,1 @@
+//! Pure builders for the manifests Gantry creates.

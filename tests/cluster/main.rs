@@ -1,0 +1,8 @@
+//! Tests against the real local cluster (`e2e/cluster.sh up node`).
+//! They fail, never skip, when the cluster is missing: `make test` brings it up.
+
+mod crds;
+mod jobs;
+mod operator;
+mod soak;
+mod support;

@@ -1,0 +1,115 @@
+//! Finding the local cluster and giving each test a namespace of its own.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client, Config};
+
+/// Where `e2e/cluster.sh kubeconfig` keeps the kubeconfig unless GANTRY_E2E_DIR moves it.
+pub fn kubeconfig_path() -> String {
+    std::env::var("KUBECONFIG").unwrap_or_else(|_| {
+        let dir = std::env::var("GANTRY_E2E_DIR").unwrap_or_else(|_| "/var/lib/gantry-e2e".into());
+        format!("{dir}/kubeconfig")
+    })
+}
+
+/// A client for the local cluster. Panics (fails the test) when there is none.
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!("no cluster kubeconfig at {path} ({e}); start the cluster with `e2e/cluster.sh up node`")
+    });
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    let client = Client::try_from(config).expect("client from kubeconfig");
+    client
+        .apiserver_version()
+        .await
+        .unwrap_or_else(|e| panic!("the cluster in {path} does not answer: {e}"));
+    client
+}
+
+/// A namespace made for one test; `delete` removes it (and everything in it).
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestNamespace {
+    /// Creates `<prefix>-<unique>` and waits until its default ServiceAccount exists.
+    pub async fn create(client: &Client, prefix: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "{prefix}-{:x}{}",
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &name);
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while accounts
+                .get_opt("default")
+                .await
+                .expect("get default ServiceAccount")
+                .is_none()
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .expect("default ServiceAccount appears");
+        Self {
+            name,
+            client: client.clone(),
+        }
+    }
+
+    /// Deletes the namespace without waiting for it to be gone.
+    pub async fn delete(self) {
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::default())
+            .await;
+    }
+}
+
+/// Waits up to `secs` for `cond` on the named object; panics with `what` on timeout.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    secs: u64,
+    what: &str,
+    cond: impl kube::runtime::wait::Condition<K>,
+) -> K
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    match tokio::time::timeout(
+        Duration::from_secs(secs),
+        await_condition(api.clone(), name, cond),
+    )
+    .await
+    {
+        Ok(Ok(Some(obj))) => obj,
+        Ok(Ok(None)) => panic!("{name} was deleted while waiting for {what}"),
+        Ok(Err(e)) => panic!("watching {name} for {what}: {e}"),
+        Err(_) => {
+            let current = api.get_opt(name).await.ok().flatten();
+            panic!("timed out after {secs}s waiting for {what} on {name}; last seen: {current:#?}")
+        }
+    }
+}
