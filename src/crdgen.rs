@@ -9,10 +9,7 @@ use crate::api::{ImageBuild, KataInstall, PipelineRun};
 
 /// The CRDs of every kind Gantry reconciles, ready for the 1.20+ apiserver.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![PipelineRun::crd(), ImageBuild::crd(), KataInstall::crd()]
-        .into_iter()
-        .map(make_portable)
-        .collect()
+    vec![PipelineRun::crd(), ImageBuild::crd(), KataInstall::crd()].into_iter().map(make_portable).collect()
 }
 
 /// The CRDs as one multi-document YAML stream, as checked in under `crds/`.
@@ -77,15 +74,9 @@ mod tests {
         for crd in all() {
             enum_lists(&serde_json::to_value(&crd).unwrap(), &mut found);
         }
-        assert!(
-            !found.is_empty(),
-            "the CRDs have enums (phases), so the check has something to check"
-        );
+        assert!(!found.is_empty(), "the CRDs have enums (phases), so the check has something to check");
         for members in found {
-            assert!(
-                !members.contains(&Value::Null),
-                "enum with null: {members:?}"
-            );
+            assert!(!members.contains(&Value::Null), "enum with null: {members:?}");
         }
     }
 
@@ -93,15 +84,8 @@ mod tests {
     fn the_crds_carry_short_names_and_the_gantry_category() {
         for crd in all() {
             let names = &crd.spec.names;
-            assert_eq!(
-                names.categories.as_deref(),
-                Some(&["gantry".to_string()][..])
-            );
-            assert!(
-                names.short_names.as_ref().is_some_and(|s| !s.is_empty()),
-                "{}",
-                names.kind
-            );
+            assert_eq!(names.categories.as_deref(), Some(&["gantry".to_string()][..]));
+            assert!(names.short_names.as_ref().is_some_and(|s| !s.is_empty()), "{}", names.kind);
         }
     }
 }

@@ -8,11 +8,7 @@ use clap::{Parser, Subcommand};
 use gantry::{controllers, crdgen, telemetry};
 
 #[derive(Parser)]
-#[command(
-    name = "gantry",
-    version,
-    about = "Kubernetes operator for image-build and test pipelines"
-)]
+#[command(name = "gantry", version, about = "Kubernetes operator for image-build and test pipelines")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,6 +24,12 @@ enum Command {
         /// Log level when RUST_LOG is unset.
         #[arg(long, default_value = "info", env = "GANTRY_LOG_LEVEL")]
         log_level: String,
+        /// Watch PipelineRuns and ImageBuilds in this namespace only (default: all).
+        #[arg(long, env = "GANTRY_NAMESPACE")]
+        namespace: Option<String>,
+        /// Which controllers to run.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "pipelinerun,imagebuild,katainstall")]
+        controllers: Vec<controllers::Kind>,
     },
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD.
     Crds {
@@ -40,15 +42,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run {
-            log_format,
-            log_level,
-        } => {
+        Command::Run { log_format, log_level, namespace, controllers: kinds } => {
             telemetry::init(log_format, &log_level);
             let client = kube::Client::try_default()
                 .await
                 .context("no Kubernetes cluster found: set KUBECONFIG or run in a pod")?;
-            controllers::run(client).await
+            controllers::run(client, controllers::Scope { namespace, kinds }).await
         }
         Command::Crds { out_dir: None } => {
             let yaml = crdgen::to_yaml()?;

@@ -10,18 +10,13 @@ fn checked_in_crds_match_the_generated_ones() {
     for crd in &generated {
         let name = gantry::crdgen::file_name(crd);
         let expected = serde_yaml::to_string(crd).unwrap();
-        let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|e| {
-            panic!("crds/{name} missing ({e}); run `cargo run -- crds --out-dir crds`")
-        });
+        let on_disk = std::fs::read_to_string(dir.join(&name))
+            .unwrap_or_else(|e| panic!("crds/{name} missing ({e}); run `cargo run -- crds --out-dir crds`"));
         assert!(
             on_disk == expected,
             "crds/{name} is stale; run `cargo run -- crds --out-dir crds` and commit the result"
         );
     }
     let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(
-        files,
-        generated.len(),
-        "crds/ holds files that `gantry crds` no longer generates"
-    );
+    assert_eq!(files, generated.len(), "crds/ holds files that `gantry crds` no longer generates");
 }

@@ -288,10 +288,7 @@ pub enum RunPhase {
 impl RunPhase {
     /// Whether the run is over.
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            RunPhase::Succeeded | RunPhase::Failed | RunPhase::Cancelled
-        )
+        matches!(self, RunPhase::Succeeded | RunPhase::Failed | RunPhase::Cancelled)
     }
 }
 
@@ -307,9 +304,16 @@ pub struct StageStatus {
     /// across reruns so every attempt has its own Job.
     #[serde(default)]
     pub attempt: u32,
+    /// The first attempt of the current try: attempts before it belong to
+    /// earlier tries (before a rerun) and are not merged or counted.
+    #[serde(default)]
+    pub first_attempt: u32,
     /// The current (or last) attempt's Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
+    /// Why the stage was skipped, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<SkipReason>,
     /// When the stage first started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<DateTime<Utc>>,
@@ -358,18 +362,32 @@ pub enum StagePhase {
 impl StagePhase {
     /// Whether the stage is over.
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            StagePhase::Succeeded
-                | StagePhase::Failed
-                | StagePhase::Skipped
-                | StagePhase::Cancelled
-        )
+        matches!(self, StagePhase::Succeeded | StagePhase::Failed | StagePhase::Skipped | StagePhase::Cancelled)
     }
 
     /// Whether dependents may start after this stage.
     pub fn is_success(self) -> bool {
         matches!(self, StagePhase::Succeeded | StagePhase::Skipped)
+    }
+}
+
+/// Why a stage was skipped.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SkipReason {
+    /// Listed in `spec.skip`; the stages that need it still run.
+    Listed,
+    /// The stage wrote `skip=true`; the stages that need it are skipped.
+    Requested,
+    /// A stage it needs was skipped by request; skipped in turn.
+    Upstream,
+    /// A non-gating stage it needs failed; skipped instead of failing the run.
+    UpstreamFailedNonGating,
+}
+
+impl SkipReason {
+    /// Whether the stages that need a stage skipped for this reason are skipped too.
+    pub fn propagates(self) -> bool {
+        !matches!(self, SkipReason::Listed)
     }
 }
 

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use tracing::{debug, info, warn};
 
 use super::{Context, Error, Shutdown};
@@ -15,14 +15,11 @@ use crate::api::ImageBuild;
 
 /// Runs the ImageBuild controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
-    let builds = Api::<ImageBuild>::all(ctx.client.clone());
-    let jobs = Api::<Job>::all(ctx.client.clone());
+    let builds = ctx.scoped_api::<ImageBuild>();
+    let jobs = ctx.scoped_api::<Job>();
     info!("watching ImageBuilds");
     Controller::new(builds, watcher::Config::default())
-        .owns(
-            jobs,
-            watcher::Config::default().labels("gantry.dev/image-build"),
-        )
+        .owns(jobs, watcher::Config::default().labels("gantry.dev/image-build"))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

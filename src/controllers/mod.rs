@@ -18,26 +18,53 @@ use tracing::{info, warn};
 /// How long in-flight reconciles may run on after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The kinds Gantry reconciles, for `gantry run --controllers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// PipelineRuns.
+    Pipelinerun,
+    /// ImageBuilds.
+    Imagebuild,
+    /// KataInstalls (cluster-scoped).
+    Katainstall,
+}
+
+/// Which controllers run, and where they look.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// Only this namespace (for namespaced kinds); all when `None`.
+    pub namespace: Option<String>,
+    /// The controllers to run.
+    pub kinds: Vec<Kind>,
+}
+
 /// What every reconciler shares.
 #[derive(Clone)]
 pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
+    /// Only this namespace (for namespaced kinds); all when `None`.
+    pub namespace: Option<String>,
     /// Publishes Kubernetes Events about the objects being reconciled.
     pub recorder: Recorder,
 }
 
 impl Context {
     /// A context whose Events name `gantry` (and the pod, when set) as reporter.
-    pub fn new(client: Client) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: "gantry".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        Arc::new(Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-        })
+    pub fn new(client: Client, namespace: Option<String>) -> Arc<Self> {
+        let reporter = Reporter { controller: "gantry".into(), instance: std::env::var("POD_NAME").ok() };
+        Arc::new(Self { recorder: Recorder::new(client.clone(), reporter), client, namespace })
+    }
+
+    /// An Api for a namespaced kind over the watched namespace(s).
+    pub fn scoped_api<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.namespace {
+            Some(ns) => kube::Api::namespaced(self.client.clone(), ns),
+            None => kube::Api::all(self.client.clone()),
+        }
     }
 }
 
@@ -78,16 +105,30 @@ pub fn shutdown_handle(rx: &tokio::sync::watch::Receiver<bool>) -> Shutdown {
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 /// Runs every controller until a shutdown signal arrives.
-pub async fn run(client: Client) -> anyhow::Result<()> {
-    let ctx = Context::new(client);
+pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
+    let ctx = Context::new(client, scope.namespace.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(wait_for_signal(tx));
-    info!("watching PipelineRuns, ImageBuilds and KataInstalls");
+    let where_ = scope.namespace.as_deref().map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
+    info!(controllers = ?scope.kinds, "starting controllers for {where_}");
+    let enabled = |kind| scope.kinds.contains(&kind);
     let controllers = async {
         tokio::join!(
-            pipelinerun::run(ctx.clone(), shutdown_handle(&rx)),
-            imagebuild::run(ctx.clone(), shutdown_handle(&rx)),
-            katainstall::run(ctx.clone(), shutdown_handle(&rx)),
+            async {
+                if enabled(Kind::Pipelinerun) {
+                    pipelinerun::run(ctx.clone(), shutdown_handle(&rx)).await
+                }
+            },
+            async {
+                if enabled(Kind::Imagebuild) {
+                    imagebuild::run(ctx.clone(), shutdown_handle(&rx)).await
+                }
+            },
+            async {
+                if enabled(Kind::Katainstall) {
+                    katainstall::run(ctx.clone(), shutdown_handle(&rx)).await
+                }
+            },
         )
     };
     // kube-runtime's applier waits for its cache to be ready before it

@@ -1,1 +1,15 @@
-//! Pure decisions: spec and observed state in, actions out. No I/O here.
+//! Pure decisions: spec and observed state in, actions out. No I/O here,
+//! so nearly all of Gantry's behaviour is tested without a cluster.
+
+pub mod conditions;
+pub mod dag;
+pub mod duration;
+pub mod launch;
+pub mod naming;
+pub mod observed;
+pub mod outputs;
+pub mod planner;
+pub mod substitute;
+pub mod tap;
+pub mod text;
+pub mod validate;

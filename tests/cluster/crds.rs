@@ -16,21 +16,10 @@ pub async fn install_crds(client: &kube::Client) {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for crd in gantry::crdgen::all() {
         let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply("gantry-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apiserver rejected CRD {name}: {e}"));
-        wait_for(
-            &crds,
-            &name,
-            30,
-            "CRD Established",
-            conditions::is_crd_established(),
-        )
-        .await;
+        crds.patch(&name, &PatchParams::apply("gantry-tests").force(), &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apiserver rejected CRD {name}: {e}"));
+        wait_for(&crds, &name, 30, "CRD Established", conditions::is_crd_established()).await;
     }
     // Discovery takes a moment to serve a newly established group.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -50,10 +39,7 @@ async fn generated_crds_are_established_and_validate_input() {
         "spec": {"stages": [{"name": "a", "run": {"image": "local/busybox:1"}}],
                  "concurrency": {"group": "g", "policy": "Queue"}}
     });
-    let created = runs
-        .patch("good", &pp, &Patch::Apply(&good))
-        .await
-        .expect("a valid run is accepted");
+    let created = runs.patch("good", &pp, &Patch::Apply(&good)).await.expect("a valid run is accepted");
     assert_eq!(created.spec.stages[0].name, "a");
 
     let bad_enum = serde_json::json!({
@@ -61,27 +47,15 @@ async fn generated_crds_are_established_and_validate_input() {
         "metadata": {"name": "bad-enum"},
         "spec": {"stages": [{"name": "a"}], "concurrency": {"group": "g", "policy": "Sometimes"}}
     });
-    let err = runs
-        .patch("bad-enum", &pp, &Patch::Apply(&bad_enum))
-        .await
-        .expect_err("unknown enum value rejected");
-    assert!(
-        err.to_string().contains("policy"),
-        "the error names the field: {err}"
-    );
+    let err = runs.patch("bad-enum", &pp, &Patch::Apply(&bad_enum)).await.expect_err("unknown enum value rejected");
+    assert!(err.to_string().contains("policy"), "the error names the field: {err}");
 
     let negative = serde_json::json!({
         "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun",
         "metadata": {"name": "negative"},
         "spec": {"stages": [{"name": "a", "retries": -1}]}
     });
-    let err = runs
-        .patch("negative", &pp, &Patch::Apply(&negative))
-        .await
-        .expect_err("negative retries rejected");
-    assert!(
-        err.to_string().contains("retries"),
-        "the error names the field: {err}"
-    );
+    let err = runs.patch("negative", &pp, &Patch::Apply(&negative)).await.expect_err("negative retries rejected");
+    assert!(err.to_string().contains("retries"), "the error names the field: {err}");
     ns.delete().await;
 }

@@ -30,39 +30,17 @@ async fn a_job_runs_to_completion_on_the_kubelet_and_its_log_is_readable() {
         }
     }))
     .unwrap();
-    jobs.create(&PostParams::default(), &job)
-        .await
-        .expect("create Job");
+    jobs.create(&PostParams::default(), &job).await.expect("create Job");
 
-    let done = wait_for(
-        &jobs,
-        "hello",
-        120,
-        "Job completion",
-        conditions::is_job_completed(),
-    )
-    .await;
-    assert_eq!(
-        done.status.and_then(|s| s.succeeded),
-        Some(1),
-        "the Job's pod succeeded"
-    );
+    let done = wait_for(&jobs, "hello", 120, "Job completion", conditions::is_job_completed()).await;
+    assert_eq!(done.status.and_then(|s| s.succeeded), Some(1), "the Job's pod succeeded");
 
     let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
-    let listed = pods
-        .list(&ListParams::default().labels("job-name=hello"))
-        .await
-        .unwrap();
+    let listed = pods.list(&ListParams::default().labels("job-name=hello")).await.unwrap();
     assert_eq!(listed.items.len(), 1, "one pod for the Job");
     let pod_name = listed.items[0].metadata.name.clone().unwrap();
-    let log = pods
-        .logs(&pod_name, &LogParams::default())
-        .await
-        .expect("read pod log through the API");
+    let log = pods.logs(&pod_name, &LogParams::default()).await.expect("read pod log through the API");
     assert!(log.contains("sum=42"), "the shell really ran: {log:?}");
-    assert!(
-        log.contains(&format!("from-{pod_name}")),
-        "it ran in the Job's own pod: {log:?}"
-    );
+    assert!(log.contains(&format!("from-{pod_name}")), "it ran in the Job's own pod: {log:?}");
     ns.delete().await;
 }

@@ -4,5 +4,6 @@
 mod crds;
 mod jobs;
 mod operator;
+mod pipelinerun;
 mod soak;
 mod support;

@@ -1,37 +1,11 @@
 //! `gantry run` against the real cluster: it starts, says what it watches,
 //! and stops cleanly on Ctrl-C (SIGINT) and SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::support::{client, kubeconfig_path};
-
-/// Starts `gantry run` with pretty logs on stdout; returns the child and a
-/// channel of its log lines.
-pub fn start_operator() -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .arg("run")
-        .env("KUBECONFIG", kubeconfig_path())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start gantry run");
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("[gantry] {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
+use crate::support::{client, start_operator};
 
 fn wait_for_lines(rx: &mpsc::Receiver<String>, wanted: &[&str], secs: u64) {
     let mut missing: Vec<&str> = wanted.to_vec();
@@ -47,11 +21,7 @@ fn wait_for_lines(rx: &mpsc::Receiver<String>, wanted: &[&str], secs: u64) {
 
 fn stop_with(child: &mut Child, signal: &str) -> std::process::ExitStatus {
     let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
     // Up to the operator's grace period for in-flight reconciles, plus slack.
     for _ in 0..150 {
         if let Some(status) = child.try_wait().unwrap() {
@@ -68,16 +38,8 @@ async fn operator_watches_all_three_kinds_and_stops_cleanly() {
     let client = client().await;
     crate::crds::install_crds(&client).await;
     for signal in ["-INT", "-TERM"] {
-        let (mut child, rx) = start_operator();
-        wait_for_lines(
-            &rx,
-            &[
-                "watching PipelineRuns",
-                "watching ImageBuilds",
-                "watching KataInstalls",
-            ],
-            30,
-        );
+        let (mut child, rx) = start_operator(&[]);
+        wait_for_lines(&rx, &["watching PipelineRuns", "watching ImageBuilds", "watching KataInstalls"], 30);
         let status = stop_with(&mut child, signal);
         assert!(status.success(), "exit after {signal}: {status}");
         wait_for_lines(&rx, &["stopped"], 5);

@@ -16,10 +16,7 @@ use kube::Api;
 use crate::support::{client, TestNamespace};
 
 fn soak_duration() -> Duration {
-    let secs = std::env::var("GANTRY_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(240);
+    let secs = std::env::var("GANTRY_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(240);
     Duration::from_secs(secs)
 }
 
@@ -34,14 +31,9 @@ async fn apiserver_survives_minutes_of_create_list_watch() {
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let watcher_seen = seen.clone();
     let watch_task = tokio::spawn(async move {
-        let mut stream = watcher(watched, watcher::Config::default().labels("soak=true"))
-            .applied_objects()
-            .boxed();
+        let mut stream = watcher(watched, watcher::Config::default().labels("soak=true")).applied_objects().boxed();
         while let Some(cm) = stream.try_next().await.expect("watch stream") {
-            watcher_seen
-                .lock()
-                .unwrap()
-                .insert(cm.metadata.name.unwrap_or_default());
+            watcher_seen.lock().unwrap().insert(cm.metadata.name.unwrap_or_default());
         }
     });
 
@@ -62,18 +54,11 @@ async fn apiserver_survives_minutes_of_create_list_watch() {
                 async move { maps.create(&PostParams::default(), &cm).await.map(|_| ()) }
             })
             .collect();
-        for result in futures::stream::iter(batch)
-            .buffer_unordered(10)
-            .collect::<Vec<_>>()
-            .await
-        {
+        for result in futures::stream::iter(batch).buffer_unordered(10).collect::<Vec<_>>().await {
             result.expect("create ConfigMap");
             created += 1;
         }
-        let listed = maps
-            .list(&ListParams::default().labels("soak=true"))
-            .await
-            .expect("list");
+        let listed = maps.list(&ListParams::default().labels("soak=true")).await.expect("list");
         assert!(listed.items.len() >= 100, "list sees the objects");
         // Keep etcd small: drop the previous round.
         if round > 0 {
@@ -95,11 +80,7 @@ async fn apiserver_survives_minutes_of_create_list_watch() {
     }
     assert!(!watch_task.is_finished(), "the watch stream ended early");
     watch_task.abort();
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        created,
-        "the watch saw every created object"
-    );
+    assert_eq!(seen.lock().unwrap().len(), created, "the watch saw every created object");
     let ready = client
         .request_text(http::Request::get("/readyz").body(vec![]).unwrap())
         .await

@@ -23,14 +23,10 @@ pub async fn client() -> Client {
     let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
         panic!("no cluster kubeconfig at {path} ({e}); start the cluster with `e2e/cluster.sh up node`")
     });
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig is usable");
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig is usable");
     let client = Client::try_from(config).expect("client from kubeconfig");
-    client
-        .apiserver_version()
-        .await
-        .unwrap_or_else(|e| panic!("the cluster in {path} does not answer: {e}"));
+    client.apiserver_version().await.unwrap_or_else(|e| panic!("the cluster in {path} does not answer: {e}"));
     client
 }
 
@@ -45,45 +41,24 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl TestNamespace {
     /// Creates `<prefix>-<unique>` and waits until its default ServiceAccount exists.
     pub async fn create(client: &Client, prefix: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "{prefix}-{:x}{}",
-            nanos,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create test namespace");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("{prefix}-{:x}{}", nanos, COUNTER.fetch_add(1, Ordering::Relaxed));
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create test namespace");
         let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &name);
         tokio::time::timeout(Duration::from_secs(60), async {
-            while accounts
-                .get_opt("default")
-                .await
-                .expect("get default ServiceAccount")
-                .is_none()
-            {
+            while accounts.get_opt("default").await.expect("get default ServiceAccount").is_none() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
         .await
         .expect("default ServiceAccount appears");
-        Self {
-            name,
-            client: client.clone(),
-        }
+        Self { name, client: client.clone() }
     }
 
     /// Deletes the namespace without waiting for it to be gone.
     pub async fn delete(self) {
-        let _ = Api::<Namespace>::all(self.client.clone())
-            .delete(&self.name, &DeleteParams::default())
-            .await;
+        let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::default()).await;
     }
 }
 
@@ -98,12 +73,7 @@ pub async fn wait_for<K>(
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    match tokio::time::timeout(
-        Duration::from_secs(secs),
-        await_condition(api.clone(), name, cond),
-    )
-    .await
-    {
+    match tokio::time::timeout(Duration::from_secs(secs), await_condition(api.clone(), name, cond)).await {
         Ok(Ok(Some(obj))) => obj,
         Ok(Ok(None)) => panic!("{name} was deleted while waiting for {what}"),
         Ok(Err(e)) => panic!("watching {name} for {what}: {e}"),
@@ -111,5 +81,57 @@ where
             let current = api.get_opt(name).await.ok().flatten();
             panic!("timed out after {secs}s waiting for {what} on {name}; last seen: {current:#?}")
         }
+    }
+}
+
+/// Starts `gantry run ARGS` with pretty logs on stdout; returns the child and
+/// a channel of its log lines (also echoed, so failures show them).
+pub fn start_operator(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("run")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start gantry run");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let tag = args.join(" ");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("[gantry {tag}] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// An operator reconciling PipelineRuns in one test namespace; killed when dropped.
+pub struct Operator {
+    child: std::process::Child,
+}
+
+impl Operator {
+    /// Starts `gantry run --namespace NS --controllers pipelinerun`.
+    pub fn for_pipelines(namespace: &str) -> Self {
+        let (child, _lines) = start_operator(&["--namespace", namespace, "--controllers", "pipelinerun"]);
+        Operator { child }
+    }
+
+    /// Kills the operator at once (SIGKILL), as a crash would.
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

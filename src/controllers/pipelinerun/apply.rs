@@ -1,0 +1,73 @@
+//! Carries out the planner's actions. Every action is idempotent: creating
+//! what exists or deleting what is gone is not an error, so a reconcile
+//! that is retried (or an operator that restarted) converges.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::{Api, Client, ResourceExt};
+use tracing::info;
+
+use crate::api::PipelineRun;
+use crate::controllers::Error;
+use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
+use crate::engine::planner::Action;
+use crate::resources::{controller_ref, job::stage_job, workspace::workspace_claim};
+
+/// What the reconcile should do after applying.
+pub enum Outcome {
+    /// Go on: write status.
+    Continue,
+    /// The run was deleted (TTL); nothing more to write.
+    Deleted,
+}
+
+fn ok_if<T>(result: Result<T, kube::Error>, tolerated: u16) -> Result<(), Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == tolerated => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies `actions` for `run` in order.
+pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Result<Outcome, Error> {
+    let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let owner = controller_ref(run).ok_or(Error::MissingField("metadata.uid"))?;
+    let jobs = Api::<Job>::namespaced(client.clone(), &ns);
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns);
+    for action in actions {
+        match action {
+            Action::CreateJob(launch) => {
+                let job = stage_job(launch, &ns, owner.clone());
+                info!(run = %run.name_any(), job = %launch.job_name, "creating stage Job");
+                ok_if(jobs.create(&PostParams::default(), &job).await, 409)?;
+            }
+            Action::DeleteJob { name } => {
+                let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+                info!(run = %run.name_any(), job = %name, "deleting stage Job");
+                ok_if(jobs.delete(name, &dp).await, 404)?;
+            }
+            Action::EnsureWorkspace { claim, size, storage_class } => {
+                let pvc = workspace_claim(claim, &run.name_any(), &ns, size, storage_class.as_deref(), owner.clone());
+                let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+                ok_if(claims.create(&PostParams::default(), &pvc).await, 409)?;
+            }
+            Action::Supersede { run: older } => {
+                let patch =
+                    serde_json::json!({"metadata": {"annotations": {ANNOTATION_SUPERSEDED_BY: run.name_any()}}});
+                ok_if(runs.patch(older, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)?;
+            }
+            Action::ClearRerunAnnotation => {
+                let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: null}}});
+                runs.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            }
+            Action::DeleteRun => {
+                info!(run = %run.name_any(), "deleting finished run: ttlSecondsAfterFinished passed");
+                ok_if(runs.delete(&run.name_any(), &DeleteParams::background()).await, 404)?;
+                return Ok(Outcome::Deleted);
+            }
+        }
+    }
+    Ok(Outcome::Continue)
+}

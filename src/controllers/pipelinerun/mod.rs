@@ -1,0 +1,176 @@
+//! The PipelineRun reconciler: observe the run's Jobs and pods, ask the
+//! planner, apply its actions, write status, publish Events.
+
+mod apply;
+pub mod observe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{ListParams, LogParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::{Context, Error, Shutdown};
+use crate::api::pipelinerun::PipelineRunStatus;
+use crate::api::{PipelineRun, FIELD_MANAGER};
+use crate::engine::conditions::from_k8s_time;
+use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
+use crate::engine::observed::{GroupMember, Observed, RunView};
+use crate::engine::planner::{logs_wanted, plan, Note};
+use crate::resources::job::STAGE_CONTAINER;
+
+/// The reconciler's state: the shared context plus the cache of runs (for
+/// concurrency groups).
+struct RunContext {
+    base: Arc<Context>,
+    runs: Store<PipelineRun>,
+}
+
+/// Runs the PipelineRun controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let runs = ctx.scoped_api::<PipelineRun>();
+    let jobs = ctx.scoped_api::<Job>();
+    let controller = Controller::new(runs, watcher::Config::default())
+        .owns(jobs, watcher::Config::default().labels(LABEL_RUN))
+        .graceful_shutdown_on(shutdown);
+    let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
+    info!("watching PipelineRuns");
+    controller
+        .run(reconcile, error_policy, run_ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                debug!(error = %err, "PipelineRun reconcile failed");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action, Error> {
+    let client = &ctx.base.client;
+    let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = run.name_any();
+    if run.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let status = run.status.clone().unwrap_or_default();
+    let annotations = run.annotations();
+    let view = RunView {
+        name: &name,
+        generation: run.metadata.generation,
+        created: run.metadata.creation_timestamp.as_ref().map(from_k8s_time).unwrap_or_else(Utc::now),
+        spec: &run.spec,
+        status: &status,
+        rerun: annotations.get(ANNOTATION_RERUN).map(String::as_str),
+        superseded_by: annotations.get(ANNOTATION_SUPERSEDED_BY).map(String::as_str),
+    };
+
+    // Observe: list straight from the API server (not a cache), so a Job
+    // created by the previous reconcile is always seen.
+    let selector = format!("{LABEL_RUN}={}", run_label(&name));
+    let jobs = Api::<Job>::namespaced(client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
+    let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
+    let pods = pods_api.list(&ListParams::default().labels(&selector)).await?;
+    let mut observed = Observed {
+        jobs: observe::observe_jobs(&jobs.items, &pods.items),
+        group: group_members(&ctx.runs, &run),
+        logs: Default::default(),
+    };
+    for job in logs_wanted(&view, &observed) {
+        let pod = pods.items.iter().find(|p| p.labels().get("job-name") == Some(&job));
+        if let Some(pod) = pod {
+            let params = LogParams { container: Some(STAGE_CONTAINER.into()), ..Default::default() };
+            match pods_api.logs(&pod.name_any(), &params).await {
+                Ok(log) => {
+                    observed.logs.insert(job, log);
+                }
+                Err(e) => warn!(run = %name, job = %job, error = %e, "cannot read stage log"),
+            }
+        }
+    }
+
+    let plan = plan(&view, &observed, Utc::now());
+    if let apply::Outcome::Deleted = apply::apply(client, &run, &plan.actions).await? {
+        return Ok(Action::await_change());
+    }
+    if plan.status != status {
+        write_status(client, &run, &plan.status).await?;
+    }
+    publish(&ctx.base, &run, &plan.notes).await;
+    Ok(match plan.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// Other runs of the same namespace and concurrency group, from the cache.
+fn group_members(cache: &Store<PipelineRun>, run: &PipelineRun) -> Vec<GroupMember> {
+    let Some(group) = run.spec.concurrency.as_ref().map(|c| &c.group) else {
+        return Vec::new();
+    };
+    cache
+        .state()
+        .iter()
+        .filter(|other| other.namespace() == run.namespace() && other.name_any() != run.name_any())
+        .filter_map(|other| {
+            let c = other.spec.concurrency.as_ref().filter(|c| &c.group == group)?;
+            Some(GroupMember {
+                name: other.name_any(),
+                created: other.metadata.creation_timestamp.as_ref().map(from_k8s_time)?,
+                started: other.status.as_ref().and_then(|s| s.start_time),
+                finished: other.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_finished()),
+                superseded: other.annotations().contains_key(ANNOTATION_SUPERSEDED_BY),
+                policy: c.policy,
+            })
+        })
+        .collect()
+}
+
+async fn write_status(client: &kube::Client, run: &PipelineRun, status: &PipelineRunStatus) -> Result<(), Error> {
+    let api = Api::<PipelineRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "status": status,
+    });
+    api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
+    let reference = run.object_ref(&());
+    for note in notes {
+        // The recorder folds Events with the same reason, action and related
+        // object into one series (keeping the first message): name the stage
+        // and its Job so each stage's transitions stay visible.
+        let event = Event {
+            type_: if note.warning { EventType::Warning } else { EventType::Normal },
+            reason: note.reason.clone(),
+            note: Some(note.message.clone()),
+            action: note.stage.clone().unwrap_or_else(|| "Reconcile".into()),
+            secondary: note.job.as_ref().map(|job| ObjectReference {
+                api_version: Some("batch/v1".into()),
+                kind: Some("Job".into()),
+                name: Some(job.clone()),
+                namespace: run.namespace(),
+                ..Default::default()
+            }),
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(run = %run.name_any(), error = %e, "cannot publish Event");
+        }
+    }
+}
+
+fn error_policy(run: Arc<PipelineRun>, err: &Error, _ctx: Arc<RunContext>) -> Action {
+    warn!(name = %run.name_any(), error = %err, "PipelineRun reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,51 @@
+//! Kubernetes-style conditions on Gantry's status objects.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::text::truncate;
+
+/// Longest condition or stage message kept in status.
+pub const MAX_MESSAGE_BYTES: usize = 512;
+
+/// Converts a chrono time to the API's `Time`.
+pub fn to_k8s_time(t: DateTime<Utc>) -> Time {
+    Time(
+        k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).expect("a chrono time is in jiff's range"),
+    )
+}
+
+/// Converts the API's `Time` to chrono.
+pub fn from_k8s_time(t: &Time) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.0.as_microsecond()).unwrap_or_default()
+}
+
+/// Sets condition `type_` in `conditions`, keeping its transition time when
+/// status and reason are unchanged.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let mut condition = Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: truncate(message, MAX_MESSAGE_BYTES),
+        observed_generation: generation,
+        last_transition_time: to_k8s_time(now),
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => {
+            if existing.status == status && existing.reason == reason {
+                condition.last_transition_time = existing.last_transition_time.clone();
+            }
+            *existing = condition;
+        }
+        None => conditions.push(condition),
+    }
+}

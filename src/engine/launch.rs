@@ -1,0 +1,135 @@
+//! Everything needed to start one attempt of a stage: the rendered
+//! container and its context environment. Pure; `resources::job` turns it
+//! into a Job manifest.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+
+use super::dag::Graph;
+use super::duration::parse_duration;
+use super::naming::job_name;
+use super::substitute::{render, Reference, RenderError};
+use crate::api::pipelinerun::{PipelineRunSpec, StageStatus};
+
+/// Where a stage writes its `name=value` outputs. It is the container's
+/// termination message file, so Kubernetes hands the content back in the
+/// pod status (at most 4 KiB) with no wrapper binary in the image.
+pub const OUTPUTS_PATH: &str = "/dev/termination-log";
+
+/// One attempt of one stage, ready to become a Job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageLaunch {
+    /// The run's name.
+    pub run: String,
+    /// The stage's name.
+    pub stage: String,
+    /// The attempt number (from 1).
+    pub attempt: u32,
+    /// The Job's name.
+    pub job_name: String,
+    /// Rendered image.
+    pub image: String,
+    /// Rendered command.
+    pub command: Vec<String>,
+    /// Rendered args.
+    pub args: Vec<String>,
+    /// Context variables, then defaults' and the stage's own (rendered).
+    pub env: Vec<EnvVar>,
+    /// Working directory.
+    pub working_dir: Option<String>,
+    /// Requests and limits.
+    pub resources: Option<ResourceRequirements>,
+    /// ServiceAccount to run as.
+    pub service_account_name: Option<String>,
+    /// Deadline of the attempt.
+    pub timeout: Option<Duration>,
+    /// The run's shared workspace claim, when it has one.
+    pub workspace_claim: Option<String>,
+}
+
+/// `GANTRY_PARAM_ARCH` for `arch`: upper case, anything else than letters
+/// and digits becomes `_`.
+pub fn env_name(prefix: &str, parts: &[&str]) -> String {
+    let mut name = prefix.to_string();
+    for part in parts {
+        name.push('_');
+        name.extend(part.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }));
+    }
+    name
+}
+
+fn env(name: impl Into<String>, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+}
+
+/// The name of the run's workspace claim.
+pub fn workspace_claim_name(run: &str) -> String {
+    format!("{}-workspace", super::naming::run_label(run))
+}
+
+/// Renders stage `index` for `attempt`. `stages` holds the current status of
+/// every stage (for upstream outputs). Fails when a referenced output was
+/// not written.
+pub fn launch(
+    run: &str,
+    spec: &PipelineRunSpec,
+    graph: &Graph,
+    stages: &[StageStatus],
+    index: usize,
+    attempt: u32,
+) -> Result<StageLaunch, RenderError> {
+    let stage = &spec.stages[index];
+    let run_spec = stage.run.clone().unwrap_or_default();
+    let params: BTreeMap<&str, &str> = spec.params.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
+    let lookup = |r: &Reference| match r {
+        Reference::Param(p) => params.get(p.as_str()).map(|v| v.to_string()),
+        Reference::Output { stage, output } => {
+            stages.iter().find(|s| &s.name == stage).and_then(|s| s.outputs.get(output)).cloned()
+        }
+    };
+    let image = run_spec.image.clone().or_else(|| spec.defaults.image.clone()).unwrap_or_default();
+    let render_all = |items: &[String]| items.iter().map(|t| render(t, lookup)).collect::<Result<Vec<_>, _>>();
+
+    let mut vars = vec![
+        env("GANTRY_RUN", run),
+        env("GANTRY_STAGE", &stage.name),
+        env("GANTRY_ATTEMPT", attempt.to_string()),
+        env("GANTRY_OUTPUTS", OUTPUTS_PATH),
+    ];
+    if let Some(source) = &spec.source {
+        vars.push(env("GANTRY_SOURCE_REPO", source.repo.clone().unwrap_or_default()));
+        vars.push(env("GANTRY_SOURCE_REVISION", source.revision.clone().unwrap_or_default()));
+    }
+    vars.extend(spec.params.iter().map(|p| env(env_name("GANTRY_PARAM", &[&p.name]), &p.value)));
+    for ancestor in graph.ancestors(index) {
+        let upstream = &spec.stages[ancestor].name;
+        if let Some(status) = stages.iter().find(|s| &s.name == upstream) {
+            vars.extend(status.outputs.iter().map(|(k, v)| env(env_name("GANTRY_OUTPUT", &[upstream, k]), v)));
+        }
+    }
+    for user in spec.defaults.env.iter().chain(&run_spec.env) {
+        let mut user = user.clone();
+        if let Some(v) = &user.value {
+            user.value = Some(render(v, lookup)?);
+        }
+        vars.push(user);
+    }
+    let timeout = stage.timeout.as_deref().or(spec.defaults.timeout.as_deref()).and_then(|t| parse_duration(t).ok());
+    Ok(StageLaunch {
+        run: run.to_string(),
+        stage: stage.name.clone(),
+        attempt,
+        job_name: job_name(run, &stage.name, attempt),
+        image: render(&image, lookup)?,
+        command: render_all(&run_spec.command)?,
+        args: render_all(&run_spec.args)?,
+        env: vars,
+        working_dir: run_spec.working_dir.clone(),
+        resources: run_spec.resources.clone(),
+        service_account_name: stage.service_account_name.clone().or_else(|| spec.defaults.service_account_name.clone()),
+        timeout,
+        workspace_claim: spec.workspace.as_ref().map(|_| workspace_claim_name(run)),
+    })
+}

@@ -1,0 +1,107 @@
+//! What the controller observed in the cluster, handed to the planner.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus};
+
+/// The run being planned: its identity, spec, last written status and the
+/// annotations that steer it.
+#[derive(Debug, Clone)]
+pub struct RunView<'a> {
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `metadata.creationTimestamp`; the run's clock starts here.
+    pub created: DateTime<Utc>,
+    /// The desired state.
+    pub spec: &'a PipelineRunSpec,
+    /// The status as last written (default for a new run).
+    pub status: &'a PipelineRunStatus,
+    /// The `gantry.dev/rerun` annotation, when set.
+    pub rerun: Option<&'a str>,
+    /// The `gantry.dev/superseded-by` annotation, when set.
+    pub superseded_by: Option<&'a str>,
+}
+
+/// The state of one stage Job, as the Job and its pod report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobObservation {
+    /// Job name.
+    pub name: String,
+    /// The stage label.
+    pub stage: String,
+    /// The attempt label.
+    pub attempt: u32,
+    /// Active, succeeded or failed.
+    pub state: JobState,
+    /// When the Job was created: the attempt's clock starts here.
+    pub created: Option<DateTime<Utc>>,
+    /// When the Job finished.
+    pub finished: Option<DateTime<Utc>>,
+    /// The stage container's termination message: its outputs file.
+    pub outputs: Option<String>,
+    /// Why it failed, naming the pod and container where known.
+    pub message: Option<String>,
+}
+
+/// Where a Job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Not finished.
+    Active,
+    /// Its pod succeeded.
+    Succeeded,
+    /// Its pod failed (or it hit its deadline).
+    Failed,
+}
+
+/// Another run of the same namespace and concurrency group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMember {
+    /// Its name.
+    pub name: String,
+    /// When it was created: older runs go first.
+    pub created: DateTime<Utc>,
+    /// When its first stage started, if it has.
+    pub started: Option<DateTime<Utc>>,
+    /// Whether it has finished.
+    pub finished: bool,
+    /// Whether it has already been superseded.
+    pub superseded: bool,
+    /// Its policy.
+    pub policy: ConcurrencyPolicy,
+}
+
+/// The order runs of a concurrency group go in: by creation time, which
+/// has only second resolution, then a run that has started before one that
+/// has not (or started earlier), then by name.
+pub fn group_order(created: DateTime<Utc>, started: Option<DateTime<Utc>>, name: &str) -> impl Ord + '_ {
+    (created, started.unwrap_or(DateTime::<Utc>::MAX_UTC), name)
+}
+
+/// Everything the controller observed for one run.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The run's stage Jobs (any attempt).
+    pub jobs: Vec<JobObservation>,
+    /// Other runs of its concurrency group.
+    pub group: Vec<GroupMember>,
+    /// Logs of finished attempts, by Job name, as asked for by
+    /// [`crate::engine::planner::logs_wanted`].
+    pub logs: BTreeMap<String, String>,
+}
+
+impl Observed {
+    /// The Job of `stage`'s `attempt`, if it exists.
+    pub fn job(&self, stage: &str, attempt: u32) -> Option<&JobObservation> {
+        self.jobs.iter().find(|j| j.stage == stage && j.attempt == attempt)
+    }
+
+    /// The highest attempt number with a Job for `stage`.
+    pub fn latest_attempt(&self, stage: &str) -> Option<u32> {
+        self.jobs.iter().filter(|j| j.stage == stage).map(|j| j.attempt).max()
+    }
+}

@@ -1,0 +1,801 @@
+//! The PipelineRun planner: the run's spec, its last status and what the
+//! cluster holds go in; the next status, the actions to apply and the
+//! Events to publish come out. Pure and deterministic for a given `now`.
+//!
+//! One pass: validate → handle a rerun request → adopt Jobs the status does
+//! not know yet → integrate finished attempts → stop what must stop
+//! (cancel, supersede, timeout, fail-fast) → start what may start → derive
+//! the run's phase, condition and summary.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
+use super::dag::Graph;
+use super::duration::parse_duration;
+use super::launch::{launch, workspace_claim_name, StageLaunch};
+use super::observed::{group_order, JobObservation, JobState, Observed, RunView};
+use super::outputs::{is_skip, parse_outputs};
+use super::tap;
+use super::text::truncate;
+use super::validate::{validate, SpecError};
+use crate::api::pipelinerun::{
+    AttemptStatus, ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus, ResultsFormat, RunPhase, SkipReason, Stage,
+    StagePhase, StageStatus,
+};
+
+/// The condition `kubectl wait --for=condition=Succeeded` waits for.
+pub const CONDITION_SUCCEEDED: &str = "Succeeded";
+/// Finished attempts kept per stage.
+pub const MAX_HISTORY: usize = 10;
+/// Seconds before the first retry when neither stage nor defaults say.
+pub const DEFAULT_RETRY_DELAY_SECS: u32 = 10;
+/// Longest wait between retries.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// How often a queued run looks again whether it may start.
+pub const QUEUE_POLL: Duration = Duration::from_secs(3);
+/// Slack on top of a stage's timeout before the operator's own clock stops
+/// it (the Job's `activeDeadlineSeconds` normally fires first).
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(30);
+
+/// Something the controller must do in the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create the Job for one attempt.
+    CreateJob(Box<StageLaunch>),
+    /// Delete a Job (and its pods) that must stop.
+    DeleteJob { name: String },
+    /// Create the run's workspace claim if it does not exist.
+    EnsureWorkspace { claim: String, size: String, storage_class: Option<String> },
+    /// Mark an older run of the group as superseded by this one.
+    Supersede { run: String },
+    /// Remove the `gantry.dev/rerun` annotation (it has been handled).
+    ClearRerunAnnotation,
+    /// Delete the run itself (its TTL after finishing has passed).
+    DeleteRun,
+}
+
+/// A Kubernetes Event to publish about the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// CamelCase reason, e.g. `StageFailed`.
+    pub reason: String,
+    /// Human-readable text.
+    pub message: String,
+    /// The stage the Event is about, if any.
+    pub stage: Option<String>,
+    /// The Job of the attempt the Event is about, if any.
+    pub job: Option<String>,
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The status to write.
+    pub status: PipelineRunStatus,
+    /// What to do, in order.
+    pub actions: Vec<Action>,
+    /// Events to publish.
+    pub notes: Vec<Note>,
+    /// When to look again even if nothing changes.
+    pub requeue_after: Option<Duration>,
+}
+
+/// Why the whole run is being stopped.
+#[derive(Debug, Clone, PartialEq)]
+enum Stop {
+    Cancelled(String),
+    TimedOut(String),
+}
+
+/// Job names of finished attempts whose logs the planner needs (TAP stages
+/// whose current attempt just finished); the controller fetches them into
+/// `Observed::logs` before calling [`plan`].
+pub fn logs_wanted(run: &RunView, observed: &Observed) -> Vec<String> {
+    let mut wanted = Vec::new();
+    for stage in &run.spec.stages {
+        if stage.results != Some(ResultsFormat::Tap) {
+            continue;
+        }
+        let Some(status) = run.status.stages.iter().find(|s| s.name == stage.name) else {
+            continue;
+        };
+        let current = observed.latest_attempt(&stage.name).unwrap_or(0).max(status.attempt);
+        let finished = observed.job(&stage.name, current).is_some_and(|j| j.state != JobState::Active);
+        if finished && !status.phase.is_finished() {
+            let first = status.first_attempt.max(1);
+            wanted.extend((first..=current).filter_map(|a| observed.job(&stage.name, a)).map(|j| j.name.clone()));
+        }
+    }
+    wanted
+}
+
+/// Plans one reconcile of `run`.
+pub fn plan(run: &RunView, observed: &Observed, now: DateTime<Utc>) -> Plan {
+    let mut planner = Planner {
+        spec: run.spec,
+        run,
+        observed,
+        now,
+        status: run.status.clone(),
+        actions: Vec::new(),
+        notes: Vec::new(),
+        wake_at: Vec::new(),
+    };
+    planner.status.observed_generation = run.generation;
+    match validate(run.spec) {
+        Err(e) => planner.invalid(e),
+        Ok(graph) => planner.reconcile(&graph),
+    }
+    planner.finish()
+}
+
+struct Planner<'a> {
+    spec: &'a PipelineRunSpec,
+    run: &'a RunView<'a>,
+    observed: &'a Observed,
+    now: DateTime<Utc>,
+    status: PipelineRunStatus,
+    actions: Vec<Action>,
+    notes: Vec<Note>,
+    wake_at: Vec<DateTime<Utc>>,
+}
+
+impl Planner<'_> {
+    fn note(&mut self, warning: bool, reason: &str, message: impl Into<String>) {
+        self.notes.push(Note {
+            warning,
+            reason: reason.into(),
+            message: truncate(&message.into(), 1000),
+            stage: None,
+            job: None,
+        });
+    }
+
+    fn invalid(&mut self, e: SpecError) {
+        if self.status.phase != Some(RunPhase::Failed) {
+            self.note(true, "InvalidSpec", e.to_string());
+        }
+        self.status.phase = Some(RunPhase::Failed);
+        self.status.message = Some(truncate(&e.to_string(), MAX_MESSAGE_BYTES));
+        self.status.completion_time.get_or_insert(self.now);
+        self.set_succeeded("False", "InvalidSpec", &e.to_string());
+        self.clear_rerun_request();
+        self.expire_after_ttl();
+    }
+
+    fn reconcile(&mut self, graph: &Graph) {
+        self.align_stage_entries();
+        let finished = self.status.phase.is_some_and(RunPhase::is_finished);
+        if let Some(stage) = self.run.rerun {
+            if finished {
+                self.apply_rerun(graph, stage);
+            } else {
+                self.note(true, "RerunIgnored", format!("rerun of \"{stage}\" ignored: the run has not finished"));
+            }
+            self.actions.push(Action::ClearRerunAnnotation);
+        } else if finished {
+            self.expire_after_ttl();
+            return;
+        }
+        if let Some(ws) = &self.spec.workspace {
+            self.actions.push(Action::EnsureWorkspace {
+                claim: workspace_claim_name(self.run.name),
+                size: ws.size.clone(),
+                storage_class: ws.storage_class_name.clone(),
+            });
+        }
+        self.adopt_jobs();
+        self.integrate_attempts();
+        let queued = self.apply_concurrency();
+        if let Some(stop) = self.run_stop() {
+            self.stop_all(&stop);
+            self.conclude(Some(stop));
+            return;
+        }
+        self.fail_fast();
+        self.advance(graph, queued);
+        self.conclude(None);
+        if queued && !self.status.phase.is_some_and(RunPhase::is_finished) {
+            self.status.phase = Some(RunPhase::Queued);
+            self.status.message = Some("waiting for older runs of the concurrency group".into());
+            self.set_succeeded("Unknown", "Queued", "waiting for older runs of the concurrency group");
+            self.wake_at.push(self.now + chrono::Duration::from_std(QUEUE_POLL).unwrap());
+        }
+    }
+
+    /// One status entry per spec stage, in spec order, keeping known ones.
+    fn align_stage_entries(&mut self) {
+        let mut previous: BTreeMap<String, StageStatus> =
+            std::mem::take(&mut self.status.stages).into_iter().map(|s| (s.name.clone(), s)).collect();
+        self.status.stages = self
+            .spec
+            .stages
+            .iter()
+            .map(|s| {
+                previous.remove(&s.name).unwrap_or_else(|| StageStatus { name: s.name.clone(), ..Default::default() })
+            })
+            .collect();
+    }
+
+    fn apply_rerun(&mut self, graph: &Graph, stage: &str) {
+        let Some(index) = self.spec.stages.iter().position(|s| s.name == stage) else {
+            self.note(true, "RerunIgnored", format!("rerun of \"{stage}\" ignored: no such stage"));
+            return;
+        };
+        let mut reset: Vec<usize> = vec![index];
+        reset.extend(graph.descendants(index));
+        reset.extend(self.spec.stages.iter().enumerate().filter(|(_, s)| s.finally).map(|(i, _)| i));
+        reset.sort_unstable();
+        reset.dedup();
+        let names: Vec<&str> = reset.iter().map(|&i| self.spec.stages[i].name.as_str()).collect();
+        self.note(false, "Rerun", format!("rerunning {}", names.join(", ")));
+        for i in reset {
+            let entry = &mut self.status.stages[i];
+            *entry = StageStatus {
+                name: entry.name.clone(),
+                attempt: entry.attempt,
+                first_attempt: entry.attempt + 1,
+                history: std::mem::take(&mut entry.history),
+                message: Some("rerun requested".into()),
+                ..Default::default()
+            };
+        }
+        self.status.phase = Some(RunPhase::Running);
+        self.status.completion_time = None;
+    }
+
+    /// A Job for a later attempt than the status knows means the status
+    /// write after creating it was lost: take it over, never create twice.
+    fn adopt_jobs(&mut self) {
+        for entry in &mut self.status.stages {
+            if entry.phase.is_finished() {
+                continue;
+            }
+            if let Some(latest) = self.observed.latest_attempt(&entry.name) {
+                if latest > entry.attempt {
+                    entry.attempt = latest;
+                    entry.first_attempt = if entry.first_attempt == 0 { latest } else { entry.first_attempt };
+                    entry.job_name = self.observed.job(&entry.name, latest).map(|j| j.name.clone());
+                    entry.phase = StagePhase::Running;
+                    entry.retry_after = None;
+                    entry.start_time.get_or_insert(self.now);
+                }
+            }
+        }
+    }
+
+    /// Folds the outcome of each running stage's current attempt into status.
+    fn integrate_attempts(&mut self) {
+        let observed = self.observed;
+        for i in 0..self.spec.stages.len() {
+            if self.status.stages[i].phase != StagePhase::Running {
+                continue;
+            }
+            let stage = &self.spec.stages[i];
+            let attempt = self.status.stages[i].attempt;
+            match observed.job(&stage.name, attempt) {
+                None => {
+                    let job = self.status.stages[i].job_name.clone().unwrap_or_default();
+                    self.attempt_failed(i, None, format!("Job {job} disappeared before it finished"));
+                }
+                Some(job) => match job.state {
+                    JobState::Active => self.check_stage_deadline(i, job),
+                    JobState::Succeeded => self.attempt_succeeded(i, job),
+                    JobState::Failed => {
+                        let why = job.message.clone().unwrap_or_else(|| format!("Job {} failed", job.name));
+                        let tap_rescue = self.tap_outcome(i, attempt);
+                        match tap_rescue {
+                            Some((counts, true, _)) => {
+                                // Every test passed in some attempt: the stage passes
+                                // even though this attempt's Job failed.
+                                self.status.stages[i].tests = Some(counts);
+                                self.stage_done(i, Some(job), StagePhase::Succeeded, None, None);
+                            }
+                            Some((counts, false, _)) => {
+                                self.status.stages[i].tests = Some(counts);
+                                self.attempt_failed(i, Some(job), why);
+                            }
+                            None => self.attempt_failed(i, Some(job), why),
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// The operator's own clock: covers time a pod spends Pending, which
+    /// `activeDeadlineSeconds` does not count before the Job starts.
+    fn check_stage_deadline(&mut self, i: usize, job: &JobObservation) {
+        let Some(timeout) = stage_timeout(self.spec, &self.spec.stages[i]) else {
+            return;
+        };
+        let started = job.created.unwrap_or(self.now);
+        let deadline = started + chrono::Duration::from_std(timeout + TIMEOUT_GRACE).unwrap_or_default();
+        if self.now >= deadline {
+            self.actions.push(Action::DeleteJob { name: job.name.clone() });
+            let t = super::duration::format_duration(timeout);
+            self.attempt_failed(i, Some(job), format!("timed out after {t} (Job {})", job.name));
+        } else {
+            self.wake_at.push(deadline);
+        }
+    }
+
+    /// TAP results merged over the current try: (counts, all passed, problems).
+    fn tap_outcome(&self, i: usize, attempt: u32) -> Option<(crate::api::common::TestCounts, bool, Vec<String>)> {
+        let stage = &self.spec.stages[i];
+        if stage.results != Some(ResultsFormat::Tap) {
+            return None;
+        }
+        let first = self.status.stages[i].first_attempt.max(1);
+        let reports: Vec<tap::TapReport> = (first..=attempt)
+            .filter_map(|a| self.observed.job(&stage.name, a))
+            .map(|j| tap::parse(self.observed.logs.get(&j.name).map(String::as_str).unwrap_or("")))
+            .collect();
+        let merged = tap::merge(&reports);
+        Some((merged.counts, merged.all_passed, merged.problems))
+    }
+
+    fn attempt_succeeded(&mut self, i: usize, job: &JobObservation) {
+        let stage = &self.spec.stages[i];
+        let outputs = match parse_outputs(job.outputs.as_deref().unwrap_or(""), &stage.outputs) {
+            Ok(o) => o,
+            Err(e) => return self.attempt_failed(i, Some(job), format!("bad outputs: {e}")),
+        };
+        if let Some((counts, all_passed, problems)) = self.tap_outcome(i, job.attempt) {
+            let failed = counts.failed;
+            self.status.stages[i].tests = Some(counts);
+            if !all_passed {
+                let mut why = problems;
+                if failed > 0 {
+                    why.insert(0, format!("{failed} test(s) failed"));
+                }
+                return self.attempt_failed(i, Some(job), why.join("; "));
+            }
+        }
+        let skip = is_skip(&outputs);
+        self.status.stages[i].outputs = outputs;
+        if skip {
+            self.stage_done(
+                i,
+                Some(job),
+                StagePhase::Skipped,
+                Some(SkipReason::Requested),
+                Some("stage reported skip"),
+            );
+        } else {
+            self.stage_done(i, Some(job), StagePhase::Succeeded, None, None);
+        }
+    }
+
+    fn record_attempt(&mut self, i: usize, job: Option<&JobObservation>, phase: StagePhase, message: Option<&str>) {
+        let entry = &mut self.status.stages[i];
+        let record = AttemptStatus {
+            attempt: entry.attempt,
+            job_name: entry.job_name.clone().unwrap_or_default(),
+            phase,
+            start_time: job.and_then(|j| j.created).or(entry.start_time),
+            completion_time: Some(job.and_then(|j| j.finished).unwrap_or(self.now)),
+            message: message.map(|m| truncate(m, 200)),
+        };
+        entry.history.retain(|h| h.attempt != record.attempt);
+        entry.history.push(record);
+        let excess = entry.history.len().saturating_sub(MAX_HISTORY);
+        entry.history.drain(..excess);
+    }
+
+    fn stage_done(
+        &mut self,
+        i: usize,
+        job: Option<&JobObservation>,
+        phase: StagePhase,
+        skip: Option<SkipReason>,
+        message: Option<&str>,
+    ) {
+        if job.is_some() {
+            self.record_attempt(i, job, phase, message);
+        }
+        let entry = &mut self.status.stages[i];
+        entry.phase = phase;
+        entry.skip_reason = skip;
+        entry.retry_after = None;
+        entry.message = message.map(|m| truncate(m, MAX_MESSAGE_BYTES));
+        entry.completion_time = Some(job.and_then(|j| j.finished).unwrap_or(self.now));
+    }
+
+    fn attempt_failed(&mut self, i: usize, job: Option<&JobObservation>, why: String) {
+        self.record_attempt(i, job, StagePhase::Failed, Some(&why));
+        let stage = &self.spec.stages[i];
+        let entry = &self.status.stages[i];
+        let tries = entry.attempt + 1 - entry.first_attempt.max(1);
+        let retries = stage.retries.or(self.spec.defaults.retries).unwrap_or(0);
+        if tries <= retries {
+            let base = stage
+                .retry_delay_seconds
+                .or(self.spec.defaults.retry_delay_seconds)
+                .unwrap_or(DEFAULT_RETRY_DELAY_SECS);
+            let delay = retry_delay(base, tries);
+            let at = self.now + chrono::Duration::from_std(delay).unwrap_or_default();
+            let entry = &mut self.status.stages[i];
+            entry.phase = StagePhase::Waiting;
+            entry.retry_after = Some(at);
+            entry.message =
+                Some(truncate(&format!("attempt {} failed, retrying: {why}", entry.attempt), MAX_MESSAGE_BYTES));
+            self.wake_at.push(at);
+        } else {
+            self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
+        }
+    }
+
+    /// `Queue`: wait while an older run of the group is unfinished.
+    /// `CancelRunning`: supersede older unfinished runs. Returns whether
+    /// this run must wait.
+    fn apply_concurrency(&mut self) -> bool {
+        let Some(concurrency) = &self.spec.concurrency else {
+            return false;
+        };
+        let started = self.status.stages.iter().any(|s| s.attempt > 0);
+        let me = group_order(self.run.created, self.status.start_time, self.run.name);
+        let older: Vec<_> = self
+            .observed
+            .group
+            .iter()
+            .filter(|m| !m.finished && group_order(m.created, m.started, &m.name) < me)
+            .collect();
+        match concurrency.policy {
+            ConcurrencyPolicy::Allow => false,
+            ConcurrencyPolicy::Queue => !started && !older.is_empty(),
+            ConcurrencyPolicy::CancelRunning => {
+                for m in older.iter().filter(|m| !m.superseded) {
+                    self.actions.push(Action::Supersede { run: m.name.clone() });
+                    self.note(
+                        false,
+                        "Superseded",
+                        format!("cancelling older run {} of group {}", m.name, concurrency.group),
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    fn run_stop(&self) -> Option<Stop> {
+        if self.spec.cancel {
+            return Some(Stop::Cancelled("cancelled by spec.cancel".into()));
+        }
+        if let Some(newer) = self.run.superseded_by {
+            return Some(Stop::Cancelled(format!("superseded by run {newer}")));
+        }
+        let timeout = self.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok())?;
+        let deadline = self.run.created + chrono::Duration::from_std(timeout).unwrap_or_default();
+        if self.now >= deadline {
+            Some(Stop::TimedOut(format!("run timed out after {}", super::duration::format_duration(timeout))))
+        } else {
+            None
+        }
+    }
+
+    fn run_deadline(&self) -> Option<DateTime<Utc>> {
+        let timeout = self.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok())?;
+        Some(self.run.created + chrono::Duration::from_std(timeout).unwrap_or_default())
+    }
+
+    /// Stops every unfinished stage, finally stages included.
+    fn stop_all(&mut self, stop: &Stop) {
+        let why = match stop {
+            Stop::Cancelled(m) | Stop::TimedOut(m) => m.clone(),
+        };
+        for i in 0..self.spec.stages.len() {
+            self.cancel_stage(i, &why);
+        }
+    }
+
+    fn cancel_stage(&mut self, i: usize, why: &str) {
+        let entry = &self.status.stages[i];
+        if entry.phase.is_finished() {
+            return;
+        }
+        if entry.phase == StagePhase::Running {
+            if let Some(name) = entry.job_name.clone() {
+                self.actions.push(Action::DeleteJob { name });
+                let job = self.observed.job(&entry.name, entry.attempt).cloned();
+                self.record_attempt(i, job.as_ref(), StagePhase::Cancelled, Some(why));
+            }
+        }
+        self.stage_done(i, None, StagePhase::Cancelled, None, Some(why));
+    }
+
+    /// With `failFast`, a failed gating stage stops every other unfinished
+    /// stage except the finally stages.
+    fn fail_fast(&mut self) {
+        if !self.spec.fail_fast {
+            return;
+        }
+        let failed = self
+            .spec
+            .stages
+            .iter()
+            .zip(&self.status.stages)
+            .find(|(s, st)| !s.finally && is_gating(s) && st.phase == StagePhase::Failed)
+            .map(|(s, _)| s.name.clone());
+        if let Some(failed) = failed {
+            let why = format!("fail-fast: stage {failed} failed");
+            for i in 0..self.spec.stages.len() {
+                if !self.spec.stages[i].finally {
+                    self.cancel_stage(i, &why);
+                }
+            }
+        }
+    }
+
+    /// Starts every stage whose needs are met (in dependency order).
+    fn advance(&mut self, graph: &Graph, queued: bool) {
+        let mut order = graph.topological_order(&self.spec.stages).expect("validated");
+        // Finally stages last: they start once every other stage is settled,
+        // including the ones settled (skipped, cancelled) in this same pass.
+        order.sort_by_key(|&i| self.spec.stages[i].finally);
+        for i in order {
+            let phase = self.status.stages[i].phase;
+            if phase.is_finished() || phase == StagePhase::Running {
+                continue;
+            }
+            let stage = &self.spec.stages[i];
+            if self.spec.skip.contains(&stage.name) {
+                self.stage_done(i, None, StagePhase::Skipped, Some(SkipReason::Listed), Some("listed in spec.skip"));
+                continue;
+            }
+            match self.readiness(graph, i) {
+                Readiness::Blocked => continue,
+                Readiness::Skip(reason, message) => {
+                    self.stage_done(i, None, StagePhase::Skipped, Some(reason), Some(&message));
+                    continue;
+                }
+                Readiness::Cancel(message) => {
+                    self.stage_done(i, None, StagePhase::Cancelled, None, Some(&message));
+                    continue;
+                }
+                Readiness::Ready => {}
+            }
+            if queued {
+                continue;
+            }
+            if let Some(at) = self.status.stages[i].retry_after {
+                if self.now < at {
+                    self.wake_at.push(at);
+                    continue;
+                }
+            }
+            self.start(graph, i);
+        }
+    }
+
+    fn readiness(&self, graph: &Graph, i: usize) -> Readiness {
+        let stage = &self.spec.stages[i];
+        if stage.finally {
+            let others_done =
+                self.spec.stages.iter().zip(&self.status.stages).all(|(s, st)| s.finally || st.phase.is_finished());
+            let needs_done = graph.needs[i].iter().all(|&n| self.status.stages[n].phase.is_finished());
+            return if others_done && needs_done { Readiness::Ready } else { Readiness::Blocked };
+        }
+        let mut verdict = Readiness::Ready;
+        for &n in &graph.needs[i] {
+            let (need, st) = (&self.spec.stages[n], &self.status.stages[n]);
+            match st.phase {
+                StagePhase::Succeeded => {}
+                StagePhase::Skipped if !st.skip_reason.is_some_and(SkipReason::propagates) => {}
+                StagePhase::Skipped => {
+                    verdict = verdict.or(Readiness::Skip(SkipReason::Upstream, format!("{} was skipped", need.name)))
+                }
+                StagePhase::Failed if !is_gating(need) => {
+                    verdict = verdict.or(Readiness::Skip(
+                        SkipReason::UpstreamFailedNonGating,
+                        format!("{} (non-gating) failed", need.name),
+                    ))
+                }
+                StagePhase::Failed | StagePhase::Cancelled => {
+                    verdict = verdict.or(Readiness::Cancel(format!("needs {}, which did not succeed", need.name)))
+                }
+                StagePhase::Pending | StagePhase::Waiting | StagePhase::Running => return Readiness::Blocked,
+            }
+        }
+        verdict
+    }
+
+    fn start(&mut self, graph: &Graph, i: usize) {
+        let entry = &self.status.stages[i];
+        let attempt = entry.attempt + 1;
+        match launch(self.run.name, self.spec, graph, &self.status.stages, i, attempt) {
+            Err(e) => {
+                let why = format!("cannot start: {e}");
+                self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
+            }
+            Ok(l) => {
+                let entry = &mut self.status.stages[i];
+                if entry.first_attempt == 0 {
+                    entry.first_attempt = attempt;
+                }
+                entry.attempt = attempt;
+                entry.job_name = Some(l.job_name.clone());
+                entry.phase = StagePhase::Running;
+                entry.retry_after = None;
+                entry.start_time.get_or_insert(self.now);
+                entry.completion_time = None;
+                entry.message = None;
+                self.status.start_time.get_or_insert(self.now);
+                self.actions.push(Action::CreateJob(Box::new(l)));
+            }
+        }
+    }
+
+    /// Sets the run's phase, condition, message and summary fields.
+    fn conclude(&mut self, stop: Option<Stop>) {
+        let total = self.spec.stages.len();
+        let done = self.status.stages.iter().filter(|s| s.phase.is_finished()).count();
+        self.status.progress = Some(format!("{done}/{total}"));
+        let running: Vec<&str> =
+            self.status.stages.iter().filter(|s| s.phase == StagePhase::Running).map(|s| s.name.as_str()).collect();
+        self.status.current_stage = (!running.is_empty()).then(|| running.join(","));
+
+        if done < total {
+            let started = self.status.stages.iter().any(|s| s.attempt > 0);
+            let (phase, reason) = if started { (RunPhase::Running, "Running") } else { (RunPhase::Pending, "Pending") };
+            let message = if running.is_empty() {
+                "waiting for stages to start".to_string()
+            } else {
+                format!("running: {}", running.join(", "))
+            };
+            self.status.phase = Some(phase);
+            self.status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
+            self.set_succeeded("Unknown", reason, &message);
+            if let Some(deadline) = self.run_deadline() {
+                self.wake_at.push(deadline);
+            }
+            return;
+        }
+
+        let failed: Vec<&str> = self
+            .spec
+            .stages
+            .iter()
+            .zip(&self.status.stages)
+            .filter(|(s, st)| is_gating(s) && st.phase == StagePhase::Failed)
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        let (phase, reason, message) = match stop {
+            Some(Stop::Cancelled(m)) => (RunPhase::Cancelled, "Cancelled", m),
+            Some(Stop::TimedOut(m)) => (RunPhase::Failed, "TimedOut", m),
+            None if !failed.is_empty() => {
+                let first = self.status.stages.iter().find(|s| s.name == failed[0]);
+                let detail = first.and_then(|s| s.message.clone()).unwrap_or_default();
+                (RunPhase::Failed, "Failed", format!("stage {} failed: {detail}", failed.join(", ")))
+            }
+            None => {
+                let skipped = self.status.stages.iter().filter(|s| s.phase == StagePhase::Skipped).count();
+                let non_gating_failed = self.status.stages.iter().filter(|s| s.phase == StagePhase::Failed).count();
+                let mut m = format!("{total} stages done");
+                if skipped > 0 {
+                    m.push_str(&format!(", {skipped} skipped"));
+                }
+                if non_gating_failed > 0 {
+                    m.push_str(&format!(", {non_gating_failed} non-gating failed"));
+                }
+                (RunPhase::Succeeded, "Succeeded", m)
+            }
+        };
+        let status_value = if phase == RunPhase::Succeeded { "True" } else { "False" };
+        self.status.phase = Some(phase);
+        self.status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
+        self.status.completion_time = Some(self.now);
+        self.set_succeeded(status_value, reason, &message);
+        self.expire_after_ttl();
+    }
+
+    fn set_succeeded(&mut self, status: &str, reason: &str, message: &str) {
+        let generation = self.run.generation;
+        set_condition(&mut self.status.conditions, CONDITION_SUCCEEDED, status, reason, message, generation, self.now);
+    }
+
+    fn clear_rerun_request(&mut self) {
+        if self.run.rerun.is_some() {
+            self.actions.push(Action::ClearRerunAnnotation);
+        }
+    }
+
+    fn expire_after_ttl(&mut self) {
+        let (Some(ttl), Some(done)) = (self.spec.ttl_seconds_after_finished, self.status.completion_time) else {
+            return;
+        };
+        let expiry = done + chrono::Duration::seconds(ttl);
+        if self.now >= expiry {
+            self.actions.push(Action::DeleteRun);
+        } else {
+            self.wake_at.push(expiry);
+        }
+    }
+
+    /// Adds Events for every stage and run phase change, and the wake-up time.
+    fn finish(mut self) -> Plan {
+        let before = &self.run.status;
+        for entry in &self.status.stages {
+            let old = before.stages.iter().find(|s| s.name == entry.name);
+            let changed = old.is_none_or(|o| o.phase != entry.phase || o.attempt != entry.attempt);
+            if !changed || (entry.phase == StagePhase::Pending && old.is_none()) {
+                continue;
+            }
+            let (warning, reason) = match entry.phase {
+                StagePhase::Pending => (false, "StagePending"),
+                StagePhase::Waiting => (true, "StageRetrying"),
+                StagePhase::Running => (false, "StageStarted"),
+                StagePhase::Succeeded => (false, "StageSucceeded"),
+                StagePhase::Failed => (true, "StageFailed"),
+                StagePhase::Skipped => (false, "StageSkipped"),
+                StagePhase::Cancelled => (true, "StageCancelled"),
+            };
+            let mut message = format!("stage {} attempt {}", entry.name, entry.attempt);
+            if let Some(m) = &entry.message {
+                message.push_str(": ");
+                message.push_str(m);
+            }
+            self.notes.push(Note {
+                warning,
+                reason: reason.into(),
+                message: truncate(&message, 1000),
+                stage: Some(entry.name.clone()),
+                job: entry.job_name.clone(),
+            });
+        }
+        if before.phase != self.status.phase {
+            if let Some(phase) = self.status.phase {
+                let warning = matches!(phase, RunPhase::Failed | RunPhase::Cancelled);
+                let message = self.status.message.clone().unwrap_or_default();
+                self.notes.push(Note { warning, reason: format!("Run{phase:?}"), message, stage: None, job: None });
+            }
+        }
+        let requeue_after = self
+            .wake_at
+            .iter()
+            .min()
+            .map(|at| (*at - self.now).to_std().unwrap_or(Duration::ZERO).max(Duration::from_millis(200)));
+        Plan { status: self.status, actions: self.actions, notes: self.notes, requeue_after }
+    }
+}
+
+enum Readiness {
+    Ready,
+    Blocked,
+    Skip(SkipReason, String),
+    Cancel(String),
+}
+
+impl Readiness {
+    /// Keeps the stronger verdict: cancel beats skip beats ready.
+    fn or(self, other: Readiness) -> Readiness {
+        match (&self, &other) {
+            (Readiness::Cancel(_), _) => self,
+            (_, Readiness::Cancel(_)) => other,
+            (Readiness::Skip(..), _) => self,
+            _ => other,
+        }
+    }
+}
+
+fn is_gating(stage: &Stage) -> bool {
+    stage.gating.unwrap_or(true)
+}
+
+fn stage_timeout(spec: &PipelineRunSpec, stage: &Stage) -> Option<Duration> {
+    stage.timeout.as_deref().or(spec.defaults.timeout.as_deref()).and_then(|t| parse_duration(t).ok())
+}
+
+/// `base` seconds doubled for each retry after the first, capped.
+pub fn retry_delay(base_secs: u32, tries: u32) -> Duration {
+    let factor = 2u64.saturating_pow(tries.saturating_sub(1).min(20));
+    Duration::from_secs(u64::from(base_secs).saturating_mul(factor)).min(MAX_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! `$(params.NAME)` and `$(stages.STAGE.outputs.NAME)` in stage images,
+//! commands, args and env values. Only expressions that start with
+//! `params.` or `stages.` are Gantry's (and must be well-formed); any other
+//! `$(` is the shell's command substitution and passes through untouched, as
+//! do `$HOME` and `${X}`. `$$(` writes a literal `$(`.
+
+use std::fmt;
+
+/// What a `$(...)` expression refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reference {
+    /// `$(params.NAME)`
+    Param(String),
+    /// `$(stages.STAGE.outputs.NAME)`
+    Output { stage: String, output: String },
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Param(name) => write!(f, "$(params.{name})"),
+            Reference::Output { stage, output } => write!(f, "$(stages.{stage}.outputs.{output})"),
+        }
+    }
+}
+
+/// A malformed expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyntaxError {
+    /// `$(` without a closing `)`.
+    #[error("unclosed \"$(\" at byte {0}")]
+    Unclosed(usize),
+    /// `$(params...)` or `$(stages...)` that is neither `params.NAME` nor
+    /// `stages.STAGE.outputs.NAME`.
+    #[error("\"$({0})\" is not $(params.NAME) or $(stages.STAGE.outputs.NAME)")]
+    Unknown(String),
+}
+
+enum Segment<'a> {
+    Literal(&'a str),
+    Ref(Reference),
+}
+
+fn parse(template: &str) -> Result<Vec<Segment<'_>>, SyntaxError> {
+    let mut segments = Vec::new();
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(pos) = rest.find("$(") {
+        if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+            // `$$(` is an escaped literal `$(`.
+            segments.push(Segment::Literal(&rest[..pos - 1]));
+            segments.push(Segment::Literal("$("));
+            rest = &rest[pos + 2..];
+            offset += pos + 2;
+            continue;
+        }
+        let body_start = pos + 2;
+        if !(rest[body_start..].starts_with("params.") || rest[body_start..].starts_with("stages.")) {
+            // Shell command substitution: not ours.
+            segments.push(Segment::Literal(&rest[..body_start]));
+            rest = &rest[body_start..];
+            offset += body_start;
+            continue;
+        }
+        segments.push(Segment::Literal(&rest[..pos]));
+        let close = rest[body_start..].find(')').ok_or(SyntaxError::Unclosed(offset + pos))?;
+        let body = &rest[body_start..body_start + close];
+        segments.push(Segment::Ref(parse_reference(body)?));
+        rest = &rest[body_start + close + 1..];
+        offset += body_start + close + 1;
+    }
+    segments.push(Segment::Literal(rest));
+    Ok(segments)
+}
+
+fn parse_reference(body: &str) -> Result<Reference, SyntaxError> {
+    let parts: Vec<&str> = body.split('.').collect();
+    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    match parts.as_slice() {
+        ["params", name] if valid(name) => Ok(Reference::Param(name.to_string())),
+        ["stages", stage, "outputs", output] if valid(stage) && valid(output) => {
+            Ok(Reference::Output { stage: stage.to_string(), output: output.to_string() })
+        }
+        _ => Err(SyntaxError::Unknown(body.to_string())),
+    }
+}
+
+/// Every reference in `template`, in order of appearance.
+pub fn references(template: &str) -> Result<Vec<Reference>, SyntaxError> {
+    Ok(parse(template)?
+        .into_iter()
+        .filter_map(|s| match s {
+            Segment::Ref(r) => Some(r),
+            Segment::Literal(_) => None,
+        })
+        .collect())
+}
+
+/// Replaces every reference using `lookup`; a reference `lookup` cannot
+/// resolve is returned as the error.
+pub fn render(template: &str, lookup: impl Fn(&Reference) -> Option<String>) -> Result<String, RenderError> {
+    let mut out = String::with_capacity(template.len());
+    for segment in parse(template)? {
+        match segment {
+            Segment::Literal(text) => out.push_str(text),
+            Segment::Ref(r) => match lookup(&r) {
+                Some(value) => out.push_str(&value),
+                None => return Err(RenderError::Unresolved(r)),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// Why a template could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The template is malformed.
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
+    /// The reference has no value (for outputs: the stage did not write it).
+    #[error("{0} has no value")]
+    Unresolved(Reference),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lookup(r: &Reference) -> Option<String> {
+        match r {
+            Reference::Param(p) if p == "arch" => Some("amd64".into()),
+            Reference::Output { stage, output } if stage == "sdk" && output == "image" => Some("sdk:1".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn renders_params_and_outputs() {
+        let out = render("$(stages.sdk.outputs.image) --arch=$(params.arch)", lookup).unwrap();
+        assert_eq!(out, "sdk:1 --arch=amd64");
+    }
+
+    #[test]
+    fn leaves_shell_variables_and_escapes_alone() {
+        assert_eq!(render("echo $HOME ${X} $$(params.arch) $", lookup).unwrap(), "echo $HOME ${X} $(params.arch) $");
+    }
+
+    #[test]
+    fn reports_unclosed_and_unknown_expressions() {
+        assert_eq!(references("x $(params.arch").unwrap_err(), SyntaxError::Unclosed(2));
+        assert_eq!(references("$(params.a.b)").unwrap_err(), SyntaxError::Unknown("params.a.b".into()));
+        assert_eq!(references("$(stages.a.output.b)").unwrap_err(), SyntaxError::Unknown("stages.a.output.b".into()));
+        assert_eq!(references("$(params.)").unwrap_err(), SyntaxError::Unknown("params.".into()));
+    }
+
+    #[test]
+    fn shell_command_substitution_is_not_ours() {
+        let script = "d=$(echo \"$X\" | sha256sum) $(params.arch) $(date)";
+        assert_eq!(references(script).unwrap(), vec![Reference::Param("arch".into())]);
+        assert_eq!(render(script, lookup).unwrap(), "d=$(echo \"$X\" | sha256sum) amd64 $(date)");
+        assert!(references("$(unclosed").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unresolved_reference_is_named() {
+        let err = render("$(params.nope)", lookup).unwrap_err();
+        assert_eq!(err.to_string(), "$(params.nope) has no value");
+    }
+
+    #[test]
+    fn lists_references_in_order() {
+        let refs = references("$(params.a)-$(stages.s.outputs.o)-$(params.a)").unwrap();
+        assert_eq!(
+            refs,
+            vec![
+                Reference::Param("a".into()),
+                Reference::Output { stage: "s".into(), output: "o".into() },
+                Reference::Param("a".into())
+            ]
+        );
+    }
+
+    proptest! {
+        /// Text without `$(` renders to itself, whatever the lookup.
+        #[test]
+        fn text_without_expressions_is_unchanged(s in "[^$]*|[a-z $]*") {
+            prop_assume!(!s.contains("$("));
+            prop_assert_eq!(render(&s, |_| None).unwrap(), s);
+        }
+
+        /// Rendering a reference to a param yields the value, with the text around it kept.
+        #[test]
+        fn a_param_renders_to_its_value(pre in "[a-z ]*", post in "[a-z ]*", value in ".*") {
+            let template = format!("{pre}$(params.p){post}");
+            let out = render(&template, |_| Some(value.clone())).unwrap();
+            prop_assert_eq!(out, format!("{pre}{value}{post}"));
+        }
+    }
+}
