@@ -7,7 +7,7 @@ CLUSTER := e2e/cluster.sh
 # The embedded cluster's kubeconfig; `make run KUBECONFIG=...` uses yours instead.
 E2E_KUBECONFIG := $(shell $(CLUSTER) kubeconfig)
 
-.PHONY: all run test lint unit e2e cluster-up cluster-down cluster-status crds bench clean-cluster
+.PHONY: all run test lint unit e2e cluster-up cluster-down cluster-status crds manifests-crds bench clean-cluster
 
 all: test
 
@@ -34,7 +34,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --lib --bins --test crds
+	$(CARGO) test --lib --bins --test crds --test install_manifests
 
 ## e2e: bring the local cluster up (node tier) and run the cluster-backed tests.
 e2e: cluster-up
@@ -49,6 +49,16 @@ cluster-down:
 cluster-status:
 	$(CLUSTER) status
 
-## crds: regenerate crds/ from src/api (a test fails when they drift).
+## crds: regenerate crds/ from src/api (a test fails when they drift), then their copies.
 crds:
 	$(CARGO) run --quiet --bin gantry -- crds --out-dir crds
+	$(MAKE) --no-print-directory manifests-crds
+
+## manifests-crds: copy crds/ into the kustomize base and the Helm chart (kustomize cannot
+## load files outside manifests/; Helm installs only its chart's crds/). A test fails when
+## the copies differ from crds/.
+manifests-crds:
+	rm -f manifests/base/crds/*.yaml charts/gantry/crds/*.yaml
+	mkdir -p manifests/base/crds charts/gantry/crds
+	cp crds/*.yaml manifests/base/crds/
+	cp crds/*.yaml charts/gantry/crds/
