@@ -7,5 +7,8 @@ pub mod api;
 pub mod controllers;
 pub mod crdgen;
 pub mod engine;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod resources;
 pub mod telemetry;

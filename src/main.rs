@@ -27,6 +27,21 @@ enum Command {
         /// Watch PipelineRuns and ImageBuilds in this namespace only (default: all).
         #[arg(long, env = "GANTRY_NAMESPACE")]
         namespace: Option<String>,
+        /// Address of the /metrics, /healthz and /readyz server (port 0: any free port).
+        #[arg(long, default_value = "0.0.0.0:8080", env = "GANTRY_HTTP_ADDR")]
+        http_addr: std::net::SocketAddr,
+        /// Reconcile only while holding a Lease, so several replicas are safe.
+        #[arg(long, env = "GANTRY_LEADER_ELECT")]
+        leader_elect: bool,
+        /// Name of the leader Lease.
+        #[arg(long, default_value = "gantry")]
+        lease_name: String,
+        /// Namespace of the leader Lease (default: the pod's namespace).
+        #[arg(long, env = "POD_NAMESPACE")]
+        lease_namespace: Option<String>,
+        /// Seconds a leader's lease lasts without renewal.
+        #[arg(long, default_value_t = 15)]
+        lease_seconds: u64,
         /// Which controllers to run.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "pipelinerun,imagebuild,katainstall")]
         controllers: Vec<controllers::Kind>,
@@ -42,12 +57,33 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run { log_format, log_level, namespace, controllers: kinds } => {
+        Command::Run {
+            log_format,
+            log_level,
+            namespace,
+            controllers: kinds,
+            http_addr,
+            leader_elect,
+            lease_name,
+            lease_namespace,
+            lease_seconds,
+        } => {
             telemetry::init(log_format, &log_level);
             let client = kube::Client::try_default()
                 .await
                 .context("no Kubernetes cluster found: set KUBECONFIG or run in a pod")?;
-            controllers::run(client, controllers::Scope { namespace, kinds }).await
+            let leader = match (leader_elect, lease_namespace) {
+                (false, _) => None,
+                (true, None) => anyhow::bail!("--leader-elect needs --lease-namespace (or POD_NAMESPACE)"),
+                (true, Some(lease_namespace)) => Some(gantry::leader::LeaseConfig {
+                    namespace: lease_namespace,
+                    name: lease_name,
+                    identity: identity(),
+                    duration: std::time::Duration::from_secs(lease_seconds.max(3)),
+                    renew_every: std::time::Duration::from_secs((lease_seconds / 3).max(1)),
+                }),
+            };
+            controllers::run(client, controllers::Scope { namespace, kinds, http_addr, leader }).await
         }
         Command::Crds { out_dir: None } => {
             let yaml = crdgen::to_yaml()?;
@@ -66,4 +102,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// This replica's identity for leader election: the pod name, else host and pid.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
 }

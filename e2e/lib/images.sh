@@ -5,10 +5,10 @@ IMAGE_CACHE="$GANTRY_CACHE/images"
 PAUSE_IMAGE="local/pause:3.4"
 BUSYBOX_IMAGE="local/busybox:1"
 
-# docker_archive NAME:TAG ROOTFS_DIR OUT_TAR [CMD_JSON] [USER]
+# docker_archive NAME:TAG ROOTFS_DIR OUT_TAR [CMD_JSON] [USER] [ENTRYPOINT_JSON]
 # Packs ROOTFS_DIR as a single-layer docker-archive image.
 docker_archive() {
-    local ref="$1" rootfs="$2" out="$3" cmd="${4:-[\"sh\"]}" user="${5:-}"
+    local ref="$1" rootfs="$2" out="$3" cmd="${4:-[\"sh\"]}" user="${5:-}" entrypoint="${6:-null}"
     local work layer_sum config_sum
     work="$(mktemp -d)"
     tar -C "$rootfs" --numeric-owner --sort=name --mtime='2000-01-01' -cf "$work/layer.tar" .
@@ -17,7 +17,7 @@ docker_archive() {
     mv "$work/layer.tar" "$work/$layer_sum/layer.tar"
     cat > "$work/config.json" <<JSON
 {"architecture":"amd64","os":"linux","created":"2000-01-01T00:00:00Z",
- "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$cmd,"User":"$user","WorkingDir":"/"},
+ "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Entrypoint":$entrypoint,"Cmd":$cmd,"User":"$user","WorkingDir":"/"},
  "rootfs":{"type":"layers","diff_ids":["sha256:$layer_sum"]}}
 JSON
     config_sum="$(sha256sum "$work/config.json" | cut -d' ' -f1)"
@@ -81,4 +81,24 @@ build_and_import_node_images() {
     build_busybox_image
     import_image "$IMAGE_CACHE/pause.tar" "$PAUSE_IMAGE"
     import_image "$IMAGE_CACHE/busybox.tar" "$BUSYBOX_IMAGE"
+}
+
+OPERATOR_IMAGE="local/gantry:dev"
+
+# build_operator_image: the release binary, linked statically, on a minimal
+# rootfs with a non-root user (65532), like images/Dockerfile.
+build_operator_image() {
+    local out="$IMAGE_CACHE/gantry.tar" rootfs target="$REPO_ROOT/target/static"
+    log "building the operator release binary (static)"
+    (cd "$REPO_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$target" \
+        cargo build --release --quiet --bin gantry --target x86_64-unknown-linux-gnu)
+    rootfs="$(mktemp -d)"
+    mkdir -p "$rootfs"/{usr/local/bin,etc,tmp}
+    chmod 1777 "$rootfs/tmp"
+    cp "$target/x86_64-unknown-linux-gnu/release/gantry" "$rootfs/usr/local/bin/gantry"
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$rootfs/etc/passwd"
+    printf 'root:x:0:\nnonroot:x:65532:\n' > "$rootfs/etc/group"
+    docker_archive "$OPERATOR_IMAGE" "$rootfs" "$out" '["run","--log-format","json"]' "65532:65532" '["/usr/local/bin/gantry"]'
+    rm -rf "$rootfs"
+    import_image "$out" "$OPERATOR_IMAGE"
 }

@@ -36,6 +36,10 @@ pub struct Scope {
     pub namespace: Option<String>,
     /// The controllers to run.
     pub kinds: Vec<Kind>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_addr: std::net::SocketAddr,
+    /// Reconcile only while holding this lease (for more than one replica).
+    pub leader: Option<crate::leader::LeaseConfig>,
 }
 
 /// What every reconciler shares.
@@ -45,6 +49,8 @@ pub struct Context {
     pub client: Client,
     /// Only this namespace (for namespaced kinds); all when `None`.
     pub namespace: Option<String>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Publishes Kubernetes Events about the objects being reconciled.
     pub recorder: Recorder,
 }
@@ -53,7 +59,7 @@ impl Context {
     /// A context whose Events name `gantry` (and the pod, when set) as reporter.
     pub fn new(client: Client, namespace: Option<String>) -> Arc<Self> {
         let reporter = Reporter { controller: "gantry".into(), instance: std::env::var("POD_NAME").ok() };
-        Arc::new(Self { recorder: Recorder::new(client.clone(), reporter), client, namespace })
+        Arc::new(Self { recorder: Recorder::new(client.clone(), reporter), client, namespace, metrics: Arc::default() })
     }
 
     /// An Api for a namespaced kind over the watched namespace(s).
@@ -77,6 +83,17 @@ pub enum Error {
     /// An object lacked something every object has (name, namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
+}
+
+impl Error {
+    /// A short, bounded label for the errors metric.
+    pub fn metric_reason(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => format!("kube_api_{}", status.code),
+            Error::Kube(_) => "kube_client".into(),
+            Error::MissingField(_) => "missing_field".into(),
+        }
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM, then tells every `Shutdown` handle.
@@ -107,8 +124,21 @@ pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// Runs every controller until a shutdown signal arrives.
 pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
     let ctx = Context::new(client, scope.namespace.clone());
+    let health = Arc::new(crate::http::Health::default());
+    let (_, serve) = crate::http::bind(scope.http_addr, ctx.metrics.clone(), health.clone()).await?;
+    tokio::spawn(serve);
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(wait_for_signal(tx));
+    // Ready means able to work: the API server answers. A standby replica
+    // waiting for the lease is ready too (it can take over at any time).
+    ctx.client.apiserver_version().await?;
+    health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(lease) = &scope.leader {
+        tokio::select! {
+            _ = crate::leader::acquire(&ctx.client, lease) => {},
+            _ = shutdown_handle(&rx) => return Ok(()),
+        }
+    }
     let where_ = scope.namespace.as_deref().map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
     info!(controllers = ?scope.kinds, "starting controllers for {where_}");
     let enabled = |kind| scope.kinds.contains(&kind);
@@ -138,9 +168,20 @@ pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
         shutdown_handle(&rx).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
+    let lease_lost = async {
+        match &scope.leader {
+            Some(lease) => crate::leader::hold(&ctx.client, lease).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = controllers => info!("stopped"),
         _ = grace_over => warn!("stopped: in-flight reconciles did not finish within {SHUTDOWN_GRACE:?}"),
+        // Another replica may be reconciling already: stop at once.
+        _ = lease_lost => anyhow::bail!("lost the leader lease; exiting so a restart rejoins as a candidate"),
+    }
+    if let Some(lease) = &scope.leader {
+        crate::leader::release(&ctx.client, lease).await;
     }
     Ok(())
 }

@@ -3,7 +3,10 @@
 
 mod crds;
 mod jobs;
+mod leader;
+mod metrics;
 mod operator;
 mod pipelinerun;
+mod samples;
 mod soak;
 mod support;

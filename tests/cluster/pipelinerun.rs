@@ -94,6 +94,13 @@ fn condition(run: &PipelineRun) -> (String, String, String) {
     (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
+async fn kubectl(args: &[&str]) -> String {
+    let out =
+        tokio::process::Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig_path()).output().await.unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn sh(script: &str) -> serde_json::Value {
     json!({"image": "local/busybox:1", "command": ["sh", "-c", script]})
 }
@@ -112,20 +119,10 @@ async fn a_six_stage_flatcar_chain_runs_end_to_end_passing_outputs() {
     let name = run.name_any();
 
     // What a CI system does: kubectl wait on the Succeeded condition.
-    let waited = tokio::process::Command::new("kubectl")
-        .args([
-            "wait",
-            "--for=condition=Succeeded",
-            "--timeout=180s",
-            "-n",
-            &bed.ns.name,
-            &format!("pipelinerun/{name}"),
-        ])
-        .env("KUBECONFIG", kubeconfig_path())
-        .status()
-        .await
-        .unwrap();
-    assert!(waited.success(), "kubectl wait --for=condition=Succeeded");
+    let target = format!("pipelinerun/{name}");
+    kubectl(&["wait", "--for=condition=Succeeded", "--timeout=180s", "-n", &bed.ns.name, &target]).await;
+    let explain = kubectl(&["explain", "pipelinerun.spec.stages.retries"]).await;
+    assert!(explain.contains("How often a failed attempt is tried again"), "kubectl explain shows our docs: {explain}");
 
     let run = bed.runs.get(&name).await.unwrap();
     let status = run.status.clone().unwrap();
@@ -152,6 +149,20 @@ async fn a_six_stage_flatcar_chain_runs_end_to_end_passing_outputs() {
     assert_eq!(log.trim(), format!("publishing 3145.0.0 {digest}"));
     let log = bed.log_of(&format!("{name}-packages-1")).await;
     assert!(log.contains("building packages 3145.0.0 for amd64"), "{log}");
+    let log = bed.log_of(&format!("{name}-sdk-1")).await;
+    assert!(
+        log.contains("building SDK for main-3145.0.0-nightly-20220209-0139"),
+        "source context reaches stages: {log}"
+    );
+
+    // What `kubectl get` shows: printer columns, the short name, the category.
+    let table = kubectl(&["get", "gpr", "-n", &bed.ns.name]).await;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "PHASE", "PROGRESS", "STAGE", "AGE"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], [name.as_str(), "Succeeded", "6/6"]);
+    let all = kubectl(&["get", "gantry", "-n", &bed.ns.name]).await;
+    assert!(all.contains(&format!("pipelinerun.gantry.dev/{name}")), "{all}");
 
     // Every stage transition is an Event on the run.
     let events = Api::<Event>::namespaced(bed.client.clone(), &bed.ns.name).list(&ListParams::default()).await.unwrap();

@@ -90,6 +90,7 @@ pub fn start_operator(args: &[&str]) -> (std::process::Child, std::sync::mpsc::R
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
         .arg("run")
+        .args(["--http-addr", "127.0.0.1:0"])
         .args(args)
         .env("KUBECONFIG", kubeconfig_path())
         .env("RUST_LOG", "info")
@@ -113,13 +114,46 @@ pub fn start_operator(args: &[&str]) -> (std::process::Child, std::sync::mpsc::R
 /// An operator reconciling PipelineRuns in one test namespace; killed when dropped.
 pub struct Operator {
     child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Operator {
     /// Starts `gantry run --namespace NS --controllers pipelinerun`.
     pub fn for_pipelines(namespace: &str) -> Self {
-        let (child, _lines) = start_operator(&["--namespace", namespace, "--controllers", "pipelinerun"]);
-        Operator { child }
+        Self::for_pipelines_with(namespace, &[])
+    }
+
+    /// The same, with extra arguments.
+    pub fn for_pipelines_with(namespace: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--namespace", namespace, "--controllers", "pipelinerun"];
+        args.extend_from_slice(extra);
+        let (child, lines) = start_operator(&args);
+        Operator { child, lines }
+    }
+
+    /// Whether the operator logs a line containing `needle` within `wait`.
+    pub fn logs_within(&self, needle: &str, wait: Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The `host:port` its HTTP server bound, read from its log.
+    pub fn http_addr(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).expect("the operator logs its HTTP address");
+            if let Some((_, addr)) = line.split_once("/readyz on http://") {
+                return addr.trim().to_string();
+            }
+        }
     }
 
     /// Kills the operator at once (SIGKILL), as a crash would.

@@ -42,6 +42,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let controller = Controller::new(runs, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(LABEL_RUN))
         .graceful_shutdown_on(shutdown);
+    ctx.metrics.watch_runs(controller.store());
     let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
     info!("watching PipelineRuns");
     controller
@@ -55,6 +56,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
 }
 
 async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action, Error> {
+    let _timer = ctx.base.metrics.reconcile_started("pipelinerun");
     let client = &ctx.base.client;
     let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = run.name_any();
@@ -170,7 +172,8 @@ async fn publish(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
     }
 }
 
-fn error_policy(run: Arc<PipelineRun>, err: &Error, _ctx: Arc<RunContext>) -> Action {
+fn error_policy(run: Arc<PipelineRun>, err: &Error, ctx: Arc<RunContext>) -> Action {
+    ctx.base.metrics.reconcile_failed("pipelinerun", &err.metric_reason());
     warn!(name = %run.name_any(), error = %err, "PipelineRun reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }

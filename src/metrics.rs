@@ -1,0 +1,150 @@
+//! Prometheus metrics: reconciles, errors by reason, reconcile durations,
+//! reconciles in flight, and PipelineRuns and stages by phase (counted from
+//! the controller's cache when scraped, so deleted runs drop out).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use kube::runtime::reflector::Store;
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::api::PipelineRun;
+
+/// Labels naming the reconciled kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `pipelinerun`, `imagebuild` or `katainstall`.
+    pub kind: String,
+}
+
+/// Labels of a failed reconcile.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The reconciled kind.
+    pub kind: String,
+    /// A short, bounded reason, e.g. `kube_api_409`.
+    pub reason: String,
+}
+
+/// Labels of a phase gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// The phase.
+    pub phase: String,
+}
+
+/// Every metric Gantry exports.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<KindLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    durations: Family<KindLabels, Histogram>,
+    in_flight: Family<KindLabels, Gauge>,
+    runs: Family<PhaseLabels, Gauge>,
+    stages: Family<PhaseLabels, Gauge>,
+    run_cache: OnceLock<Store<PipelineRun>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("gantry");
+        let reconciles = Family::<KindLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let durations = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        let in_flight = Family::<KindLabels, Gauge>::default();
+        let runs = Family::<PhaseLabels, Gauge>::default();
+        let stages = Family::<PhaseLabels, Gauge>::default();
+        registry.register("reconciles", "Reconciles started, by kind", reconciles.clone());
+        registry.register("reconcile_errors", "Reconciles that failed, by kind and reason", errors.clone());
+        registry.register("reconcile_duration_seconds", "How long reconciles take, by kind", durations.clone());
+        registry.register("reconciles_in_flight", "Reconciles running now, by kind", in_flight.clone());
+        registry.register("pipelineruns", "PipelineRuns by phase", runs.clone());
+        registry.register("pipelinerun_stages", "Stages of all PipelineRuns by phase", stages.clone());
+        Metrics { registry, reconciles, errors, durations, in_flight, runs, stages, run_cache: OnceLock::new() }
+    }
+}
+
+/// Times one reconcile; records duration and in-flight count when dropped.
+pub struct ReconcileTimer {
+    metrics: Arc<Metrics>,
+    labels: KindLabels,
+    started: Instant,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.metrics.durations.get_or_create(&self.labels).observe(self.started.elapsed().as_secs_f64());
+        self.metrics.in_flight.get_or_create(&self.labels).dec();
+    }
+}
+
+impl Metrics {
+    /// Counts a reconcile of `kind` and times it until the timer is dropped.
+    pub fn reconcile_started(self: &Arc<Self>, kind: &str) -> ReconcileTimer {
+        let labels = KindLabels { kind: kind.to_string() };
+        self.reconciles.get_or_create(&labels).inc();
+        self.in_flight.get_or_create(&labels).inc();
+        ReconcileTimer { metrics: self.clone(), labels, started: Instant::now() }
+    }
+
+    /// Counts a failed reconcile.
+    pub fn reconcile_failed(&self, kind: &str, reason: &str) {
+        self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), reason: reason.to_string() }).inc();
+    }
+
+    /// Lets scrapes count PipelineRuns and stages from the controller's cache.
+    pub fn watch_runs(&self, cache: Store<PipelineRun>) {
+        let _ = self.run_cache.set(cache);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.refresh_phase_gauges();
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    fn refresh_phase_gauges(&self) {
+        let Some(cache) = self.run_cache.get() else { return };
+        self.runs.clear();
+        self.stages.clear();
+        for run in cache.state() {
+            let Some(status) = &run.status else { continue };
+            if let Some(phase) = status.phase {
+                self.runs.get_or_create(&PhaseLabels { phase: format!("{phase:?}") }).inc();
+            }
+            for stage in &status.stages {
+                self.stages.get_or_create(&PhaseLabels { phase: format!("{:?}", stage.phase) }).inc();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciles_errors_and_durations_are_exported() {
+        let metrics = Arc::new(Metrics::default());
+        drop(metrics.reconcile_started("pipelinerun"));
+        drop(metrics.reconcile_started("pipelinerun"));
+        metrics.reconcile_failed("pipelinerun", "kube_api_409");
+        let text = metrics.render();
+        assert!(text.contains("gantry_reconciles_total{kind=\"pipelinerun\"} 2"), "{text}");
+        assert!(
+            text.contains("gantry_reconcile_errors_total{kind=\"pipelinerun\",reason=\"kube_api_409\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("gantry_reconcile_duration_seconds_count{kind=\"pipelinerun\"} 2"), "{text}");
+        assert!(text.contains("gantry_reconciles_in_flight{kind=\"pipelinerun\"} 0"), "{text}");
+    }
+}
