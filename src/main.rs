@@ -30,6 +30,9 @@ enum Command {
         /// Address of the /metrics, /healthz and /readyz server (port 0: any free port).
         #[arg(long, default_value = "0.0.0.0:8080", env = "GANTRY_HTTP_ADDR")]
         http_addr: std::net::SocketAddr,
+        /// The admin-owned configuration file (YAML; see `gantry::config`).
+        #[arg(long, env = "GANTRY_CONFIG")]
+        config: Option<std::path::PathBuf>,
         /// Reconcile only while holding a Lease, so several replicas are safe.
         #[arg(long, env = "GANTRY_LEADER_ELECT")]
         leader_elect: bool,
@@ -63,12 +66,18 @@ async fn main() -> anyhow::Result<()> {
             namespace,
             controllers: kinds,
             http_addr,
+            config,
             leader_elect,
             lease_name,
             lease_namespace,
             lease_seconds,
         } => {
             telemetry::init(log_format, &log_level);
+            let config = match config {
+                Some(path) => gantry::config::OperatorConfig::load(&path)?,
+                None => gantry::config::OperatorConfig::default(),
+            };
+            let namespace = namespace.or_else(|| config.watch_namespace.clone());
             let client = kube::Client::try_default()
                 .await
                 .context("no Kubernetes cluster found: set KUBECONFIG or run in a pod")?;
@@ -83,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
                     renew_every: std::time::Duration::from_secs((lease_seconds / 3).max(1)),
                 }),
             };
-            controllers::run(client, controllers::Scope { namespace, kinds, http_addr, leader }).await
+            controllers::run(client, controllers::Scope { namespace, kinds, http_addr, leader, config }).await
         }
         Command::Crds { out_dir: None } => {
             let yaml = crdgen::to_yaml()?;

@@ -500,10 +500,16 @@ fn the_chart_defaults_match_the_kustomize_deployment() {
     assert_eq!(Value::from(image), container["image"], "values.image differs from the base's");
     assert_eq!(values["replicaCount"], 1, "replicaCount must default to 1");
     assert_eq!(values["leaderElection"], true, "leaderElection must default to true, as in the kustomize base");
-    assert_eq!(
-        values["config"]["enabled"], false,
-        "config.enabled must default to false: the operator has no --config yet"
-    );
+    assert_eq!(values["config"]["enabled"], true, "the chart passes its config file to the operator");
+    // The file the ConfigMap template renders from these defaults must be accepted by the
+    // operator itself (it refuses unknown keys and bad values).
+    let rendered = serde_json::json!({
+        "nestedVirt": values["nestedVirt"],
+        "reconcileConcurrency": values["config"]["reconcileConcurrency"],
+    });
+    let config = gantry::config::OperatorConfig::parse(&serde_yaml::to_string(&rendered).unwrap())
+        .unwrap_or_else(|e| panic!("the chart's default config is refused by the operator: {e:#}"));
+    assert!(config.nested_virt.allowed_namespaces.is_empty(), "no namespace gets nested virt by default");
     assert_eq!(values["metrics"]["serviceMonitor"]["enabled"], false, "the ServiceMonitor must be off by default");
 }
 

@@ -20,6 +20,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     info!("watching ImageBuilds");
     Controller::new(builds, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels("gantry.dev/image-build"))
+        .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -40,6 +40,8 @@ pub struct Scope {
     pub http_addr: std::net::SocketAddr,
     /// Reconcile only while holding this lease (for more than one replica).
     pub leader: Option<crate::leader::LeaseConfig>,
+    /// The admin-owned configuration (`--config`).
+    pub config: crate::config::OperatorConfig,
 }
 
 /// What every reconciler shares.
@@ -51,15 +53,32 @@ pub struct Context {
     pub namespace: Option<String>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The admin-owned configuration.
+    pub config: Arc<crate::config::OperatorConfig>,
     /// Publishes Kubernetes Events about the objects being reconciled.
     pub recorder: Recorder,
 }
 
 impl Context {
     /// A context whose Events name `gantry` (and the pod, when set) as reporter.
-    pub fn new(client: Client, namespace: Option<String>) -> Arc<Self> {
+    pub fn new(client: Client, namespace: Option<String>, config: crate::config::OperatorConfig) -> Arc<Self> {
         let reporter = Reporter { controller: "gantry".into(), instance: std::env::var("POD_NAME").ok() };
-        Arc::new(Self { recorder: Recorder::new(client.clone(), reporter), client, namespace, metrics: Arc::default() })
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            namespace,
+            metrics: Arc::default(),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The kube-runtime controller settings from the configuration.
+    pub fn controller_config(&self) -> kube::runtime::controller::Config {
+        let config = kube::runtime::controller::Config::default();
+        match self.config.reconcile_concurrency {
+            Some(n) if n > 0 => config.concurrency(n),
+            _ => config,
+        }
     }
 
     /// An Api for a namespaced kind over the watched namespace(s).
@@ -123,7 +142,7 @@ pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 /// Runs every controller until a shutdown signal arrives.
 pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
-    let ctx = Context::new(client, scope.namespace.clone());
+    let ctx = Context::new(client, scope.namespace.clone(), scope.config.clone());
     let health = Arc::new(crate::http::Health::default());
     let (_, serve) = crate::http::bind(scope.http_addr, ctx.metrics.clone(), health.clone()).await?;
     tokio::spawn(serve);

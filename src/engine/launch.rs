@@ -18,6 +18,16 @@ use crate::api::pipelinerun::{PipelineRunSpec, StageStatus};
 /// pod status (at most 4 KiB) with no wrapper binary in the image.
 pub const OUTPUTS_PATH: &str = "/dev/termination-log";
 
+/// How a pod gets virtualization, as the operator's policy decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedVirtPlacement {
+    /// Where virtualization-capable nodes are.
+    pub node_selector: BTreeMap<String, String>,
+    /// Request one of this device-plugin resource, or (None) mount the
+    /// node's `/dev/kvm` as a char-device hostPath.
+    pub device_resource: Option<String>,
+}
+
 /// One attempt of one stage, ready to become a Job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageLaunch {
@@ -47,6 +57,8 @@ pub struct StageLaunch {
     pub timeout: Option<Duration>,
     /// The run's shared workspace claim, when it has one.
     pub workspace_claim: Option<String>,
+    /// Virtualization for the pod, when the stage asks for it.
+    pub nested_virt: Option<NestedVirtPlacement>,
 }
 
 /// `GANTRY_PARAM_ARCH` for `arch`: upper case, anything else than letters
@@ -72,8 +84,10 @@ pub fn workspace_claim_name(run: &str) -> String {
 /// Renders stage `index` for `attempt`. `stages` holds the current status of
 /// every stage (for upstream outputs). Fails when a referenced output was
 /// not written.
+#[allow(clippy::too_many_arguments)]
 pub fn launch(
     run: &str,
+    settings: &super::observed::Settings,
     spec: &PipelineRunSpec,
     graph: &Graph,
     stages: &[StageStatus],
@@ -116,7 +130,12 @@ pub fn launch(
         }
         vars.push(user);
     }
-    let timeout = stage.timeout.as_deref().or(spec.defaults.timeout.as_deref()).and_then(|t| parse_duration(t).ok());
+    let timeout = stage
+        .timeout
+        .as_deref()
+        .or(spec.defaults.timeout.as_deref())
+        .and_then(|t| parse_duration(t).ok())
+        .or(settings.default_stage_timeout);
     Ok(StageLaunch {
         run: run.to_string(),
         stage: stage.name.clone(),
@@ -131,5 +150,6 @@ pub fn launch(
         service_account_name: stage.service_account_name.clone().or_else(|| spec.defaults.service_account_name.clone()),
         timeout,
         workspace_claim: spec.workspace.as_ref().map(|_| workspace_claim_name(run)),
+        nested_virt: if stage.nested_virt { settings.nested_virt.clone() } else { None },
     })
 }

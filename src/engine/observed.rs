@@ -6,6 +6,15 @@ use chrono::{DateTime, Utc};
 
 use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus};
 
+/// What the operator's admin-owned configuration means for one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// Per-attempt deadline when neither stage nor run defaults set one.
+    pub default_stage_timeout: Option<std::time::Duration>,
+    /// How stages get virtualization; `None`: not allowed in this namespace.
+    pub nested_virt: Option<crate::engine::launch::NestedVirtPlacement>,
+}
+
 /// The run being planned: its identity, spec, last written status and the
 /// annotations that steer it.
 #[derive(Debug, Clone)]
@@ -24,6 +33,8 @@ pub struct RunView<'a> {
     pub rerun: Option<&'a str>,
     /// The `gantry.dev/superseded-by` annotation, when set.
     pub superseded_by: Option<&'a str>,
+    /// The admin's settings as they apply to this run.
+    pub settings: &'a Settings,
 }
 
 /// The state of one stage Job, as the Job and its pod report it.

@@ -16,7 +16,7 @@ use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
 use super::dag::Graph;
 use super::duration::parse_duration;
 use super::launch::{launch, workspace_claim_name, StageLaunch};
-use super::observed::{group_order, JobObservation, JobState, Observed, RunView};
+use super::observed::{group_order, JobObservation, JobState, Observed, RunView, Settings};
 use super::outputs::{is_skip, parse_outputs};
 use super::tap;
 use super::text::truncate;
@@ -127,7 +127,7 @@ pub fn plan(run: &RunView, observed: &Observed, now: DateTime<Utc>) -> Plan {
         wake_at: Vec::new(),
     };
     planner.status.observed_generation = run.generation;
-    match validate(run.spec) {
+    match validate(run.spec, run.settings.nested_virt.is_some()) {
         Err(e) => planner.invalid(e),
         Ok(graph) => planner.reconcile(&graph),
     }
@@ -311,7 +311,7 @@ impl Planner<'_> {
     /// The operator's own clock: covers time a pod spends Pending, which
     /// `activeDeadlineSeconds` does not count before the Job starts.
     fn check_stage_deadline(&mut self, i: usize, job: &JobObservation) {
-        let Some(timeout) = stage_timeout(self.spec, &self.spec.stages[i]) else {
+        let Some(timeout) = stage_timeout(self.spec, &self.spec.stages[i], self.run.settings) else {
             return;
         };
         let started = job.created.unwrap_or(self.now);
@@ -608,7 +608,7 @@ impl Planner<'_> {
     fn start(&mut self, graph: &Graph, i: usize) {
         let entry = &self.status.stages[i];
         let attempt = entry.attempt + 1;
-        match launch(self.run.name, self.spec, graph, &self.status.stages, i, attempt) {
+        match launch(self.run.name, self.run.settings, self.spec, graph, &self.status.stages, i, attempt) {
             Err(e) => {
                 let why = format!("cannot start: {e}");
                 self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
@@ -787,8 +787,13 @@ fn is_gating(stage: &Stage) -> bool {
     stage.gating.unwrap_or(true)
 }
 
-fn stage_timeout(spec: &PipelineRunSpec, stage: &Stage) -> Option<Duration> {
-    stage.timeout.as_deref().or(spec.defaults.timeout.as_deref()).and_then(|t| parse_duration(t).ok())
+fn stage_timeout(spec: &PipelineRunSpec, stage: &Stage, settings: &Settings) -> Option<Duration> {
+    stage
+        .timeout
+        .as_deref()
+        .or(spec.defaults.timeout.as_deref())
+        .and_then(|t| parse_duration(t).ok())
+        .or(settings.default_stage_timeout)
 }
 
 /// `base` seconds doubled for each retry after the first, capped.

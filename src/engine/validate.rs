@@ -61,7 +61,9 @@ fn is_identifier(s: &str) -> bool {
 }
 
 /// Checks the whole spec; `Ok` means the planner may create Jobs for it.
-pub fn validate(spec: &PipelineRunSpec) -> Result<Graph, SpecError> {
+/// `nested_virt_allowed`: whether the operator's policy lets this run's
+/// namespace ask for nested virtualization.
+pub fn validate(spec: &PipelineRunSpec, nested_virt_allowed: bool) -> Result<Graph, SpecError> {
     check_run_fields(spec)?;
     let mut seen = HashSet::new();
     for stage in &spec.stages {
@@ -89,7 +91,7 @@ pub fn validate(spec: &PipelineRunSpec) -> Result<Graph, SpecError> {
         GraphError::UnknownNeed { .. } => unreachable!("needs were resolved above"),
     })?;
     for (i, stage) in spec.stages.iter().enumerate() {
-        check_stage(spec, stage)?;
+        check_stage(spec, stage, nested_virt_allowed)?;
         check_finally_order(spec, &graph, i)?;
     }
     check_skip_list(spec)?;
@@ -171,7 +173,7 @@ fn check_retries(field: &str, retries: Option<u32>) -> Result<(), SpecError> {
     }
 }
 
-fn check_stage(spec: &PipelineRunSpec, stage: &Stage) -> Result<(), SpecError> {
+fn check_stage(spec: &PipelineRunSpec, stage: &Stage, nested_virt_allowed: bool) -> Result<(), SpecError> {
     for (field, set) in [
         ("imageBuild", stage.image_build.is_some()),
         ("kataInstall", stage.kata_install.is_some()),
@@ -181,10 +183,10 @@ fn check_stage(spec: &PipelineRunSpec, stage: &Stage) -> Result<(), SpecError> {
             return Err(err(stage_field(stage, field), "is not supported by this version of Gantry yet"));
         }
     }
-    if stage.nested_virt {
+    if stage.nested_virt && !nested_virt_allowed {
         return Err(err(
             stage_field(stage, "nestedVirt"),
-            "nested virtualization is not allowed by the operator's policy for this namespace",
+            "nested virtualization is not allowed in this namespace (the operator's nestedVirt.allowedNamespaces)",
         ));
     }
     let run = stage.run.clone().unwrap_or_default();
@@ -321,11 +323,11 @@ mod tests {
     }
 
     fn check(stages: Vec<Stage>) -> Result<Graph, SpecError> {
-        validate(&PipelineRunSpec { stages, ..Default::default() })
+        validate(&PipelineRunSpec { stages, ..Default::default() }, false)
     }
 
     fn error_of(spec: PipelineRunSpec) -> String {
-        validate(&spec).expect_err("invalid").to_string()
+        validate(&spec, false).expect_err("invalid").to_string()
     }
 
     fn with_arg(name: &str, needs: &[&str], arg: &str) -> Stage {
@@ -344,7 +346,7 @@ mod tests {
             timeout: Some("2h".into()),
             ..Default::default()
         };
-        assert!(validate(&spec).is_ok());
+        assert!(validate(&spec, false).is_ok());
     }
 
     #[test]
@@ -426,7 +428,9 @@ mod tests {
 
         let mut virt = stage("a", &[]);
         virt.nested_virt = true;
-        assert!(check(vec![virt]).unwrap_err().to_string().contains("spec.stages[a].nestedVirt"));
+        assert!(check(vec![virt.clone()]).unwrap_err().to_string().contains("spec.stages[a].nestedVirt: nested virt"));
+        let allowed = PipelineRunSpec { stages: vec![virt], ..Default::default() };
+        assert!(validate(&allowed, true).is_ok(), "allowed where the policy says so");
 
         let mut build = stage("a", &[]);
         build.image_build = Some(ObjectRef { name: "x".into() });

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume, VolumeMount,
+    Container, HostPathVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::engine::launch::{StageLaunch, OUTPUTS_PATH};
@@ -15,6 +16,8 @@ use crate::engine::naming::{run_label, LABEL_ATTEMPT, LABEL_MANAGED_BY, LABEL_RU
 pub const STAGE_CONTAINER: &str = "stage";
 /// Where the run's workspace is mounted in every stage.
 pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// The KVM device, for nested virtualization in hostPath mode.
+pub const KVM_DEVICE: &str = "/dev/kvm";
 
 /// Labels on a stage Job and its pods.
 pub fn stage_labels(launch: &StageLaunch) -> BTreeMap<String, String> {
@@ -31,24 +34,40 @@ pub fn stage_labels(launch: &StageLaunch) -> BTreeMap<String, String> {
 /// own pod and log.
 pub fn stage_job(launch: &StageLaunch, namespace: &str, owner: OwnerReference) -> Job {
     let labels = stage_labels(launch);
-    let (volumes, mounts) = match &launch.workspace_claim {
-        Some(claim) => (
-            Some(vec![Volume {
-                name: "workspace".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.clone(),
-                    read_only: None,
-                }),
-                ..Default::default()
-            }]),
-            Some(vec![VolumeMount {
-                name: "workspace".into(),
-                mount_path: WORKSPACE_MOUNT.into(),
-                ..Default::default()
-            }]),
-        ),
-        None => (None, None),
-    };
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if let Some(claim) = &launch.workspace_claim {
+        volumes.push(Volume {
+            name: "workspace".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: None,
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount { name: "workspace".into(), mount_path: WORKSPACE_MOUNT.into(), ..Default::default() });
+    }
+    let mut resources = launch.resources.clone();
+    let mut node_selector = None;
+    if let Some(virt) = &launch.nested_virt {
+        node_selector = Some(virt.node_selector.clone());
+        match &virt.device_resource {
+            Some(resource) => {
+                let r = resources.get_or_insert_with(Default::default);
+                r.limits.get_or_insert_with(Default::default).insert(resource.clone(), Quantity("1".into()));
+            }
+            None => {
+                // The admin chose a char-device hostPath: /dev/kvm only, never privileged.
+                volumes.push(Volume {
+                    name: "kvm".into(),
+                    host_path: Some(HostPathVolumeSource { path: KVM_DEVICE.into(), type_: Some("CharDevice".into()) }),
+                    ..Default::default()
+                });
+                mounts.push(VolumeMount { name: "kvm".into(), mount_path: KVM_DEVICE.into(), ..Default::default() });
+            }
+        }
+    }
+    let (volumes, mounts) = ((!volumes.is_empty()).then_some(volumes), (!mounts.is_empty()).then_some(mounts));
     let container = Container {
         name: STAGE_CONTAINER.into(),
         image: Some(launch.image.clone()),
@@ -56,7 +75,7 @@ pub fn stage_job(launch: &StageLaunch, namespace: &str, owner: OwnerReference) -
         args: (!launch.args.is_empty()).then(|| launch.args.clone()),
         env: Some(launch.env.clone()),
         working_dir: launch.working_dir.clone(),
-        resources: launch.resources.clone(),
+        resources,
         termination_message_path: Some(OUTPUTS_PATH.into()),
         termination_message_policy: Some("File".into()),
         volume_mounts: mounts,
@@ -80,6 +99,7 @@ pub fn stage_job(launch: &StageLaunch, namespace: &str, owner: OwnerReference) -
                     service_account_name: launch.service_account_name.clone(),
                     containers: vec![container],
                     volumes,
+                    node_selector,
                     ..Default::default()
                 }),
             },
@@ -111,6 +131,7 @@ mod tests {
             service_account_name: Some("builder".into()),
             timeout: Some(Duration::from_secs(90)),
             workspace_claim: Some("nightly-workspace".into()),
+            nested_virt: None,
         }
     }
 
@@ -139,6 +160,28 @@ mod tests {
         assert!(c.security_context.is_none(), "nothing privileged is asked for");
         assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, WORKSPACE_MOUNT);
         assert_eq!(pod.volumes.unwrap()[0].persistent_volume_claim.as_ref().unwrap().claim_name, "nightly-workspace");
+    }
+
+    #[test]
+    fn nested_virt_uses_the_policys_node_selector_and_device_never_privilege() {
+        use crate::engine::launch::NestedVirtPlacement;
+        let selector = std::collections::BTreeMap::from([("kvm".to_string(), "true".to_string())]);
+        let mut l = launch();
+        l.nested_virt = Some(NestedVirtPlacement {
+            node_selector: selector.clone(),
+            device_resource: Some("devices.kubevirt.io/kvm".into()),
+        });
+        let pod = stage_job(&l, "ci", owner()).spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.node_selector, Some(selector.clone()));
+        let limits = pod.containers[0].resources.clone().unwrap().limits.unwrap();
+        assert_eq!(limits["devices.kubevirt.io/kvm"], Quantity("1".into()));
+        assert!(pod.volumes.unwrap().iter().all(|v| v.host_path.is_none()), "device-plugin mode mounts no host path");
+
+        l.nested_virt = Some(NestedVirtPlacement { node_selector: selector, device_resource: None });
+        let pod = stage_job(&l, "ci", owner()).spec.unwrap().template.spec.unwrap();
+        let kvm = pod.volumes.unwrap().into_iter().find(|v| v.name == "kvm").unwrap().host_path.unwrap();
+        assert_eq!((kvm.path.as_str(), kvm.type_.as_deref()), ("/dev/kvm", Some("CharDevice")));
+        assert!(pod.containers[0].security_context.is_none(), "no privileged container");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tests against the real local cluster (`e2e/cluster.sh up node`).
 //! They fail, never skip, when the cluster is missing: `make test` brings it up.
 
+mod config;
 mod crds;
 mod jobs;
 mod leader;

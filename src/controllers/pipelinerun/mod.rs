@@ -41,6 +41,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let jobs = ctx.scoped_api::<Job>();
     let controller = Controller::new(runs, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(LABEL_RUN))
+        .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown);
     ctx.metrics.watch_runs(controller.store());
     let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
@@ -65,6 +66,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     }
     let status = run.status.clone().unwrap_or_default();
     let annotations = run.annotations();
+    let settings = ctx.base.config.settings_for(&ns);
     let view = RunView {
         name: &name,
         generation: run.metadata.generation,
@@ -73,6 +75,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         status: &status,
         rerun: annotations.get(ANNOTATION_RERUN).map(String::as_str),
         superseded_by: annotations.get(ANNOTATION_SUPERSEDED_BY).map(String::as_str),
+        settings: &settings,
     };
 
     // Observe: list straight from the API server (not a cache), so a Job

@@ -35,6 +35,7 @@ struct Sim {
     now: DateTime<Utc>,
     rerun: Option<String>,
     superseded_by: Option<String>,
+    settings: Settings,
     created_jobs: Vec<String>,
     deleted_jobs: Vec<String>,
     notes: Vec<Note>,
@@ -50,6 +51,7 @@ impl Sim {
             now: t0(),
             rerun: None,
             superseded_by: None,
+            settings: Settings::default(),
             created_jobs: Vec::new(),
             deleted_jobs: Vec::new(),
             notes: Vec::new(),
@@ -67,6 +69,7 @@ impl Sim {
             status: &self.status,
             rerun: self.rerun.as_deref(),
             superseded_by: self.superseded_by.as_deref(),
+            settings: &self.settings,
         };
         let plan = plan(&view, &self.observed, self.now);
         for action in &plan.actions {
@@ -337,6 +340,7 @@ fn tap_results_merge_across_attempts_a_test_passing_once_passes() {
         status: &view_status,
         rerun: None,
         superseded_by: None,
+        settings: &sim.settings,
     };
     assert_eq!(logs_wanted(&view, &sim.observed), ["run-kola-1"]);
     sim.step();
@@ -484,6 +488,35 @@ fn a_stage_stuck_pending_past_its_timeout_is_stopped_by_the_operator_clock() {
     assert_eq!(sim.phase("a"), StagePhase::Failed);
     assert_eq!(sim.deleted_jobs, ["run-a-1"]);
     assert!(sim.stage("a").message.as_deref().unwrap().contains("timed out after 1m"));
+}
+
+#[test]
+fn the_admins_default_timeout_applies_when_a_run_sets_none() {
+    let mut sim = Sim::new(spec(vec![stage("a", &[])]));
+    sim.settings.default_stage_timeout = Some(Duration::from_secs(7200));
+    sim.step();
+    assert_eq!(sim.launches()[0].timeout, Some(Duration::from_secs(7200)));
+}
+
+#[test]
+fn nested_virt_is_refused_unless_the_policy_allows_it_then_placed() {
+    let mut virt = stage("kola", &[]);
+    virt.nested_virt = true;
+    let mut refused = Sim::new(spec(vec![virt.clone()]));
+    refused.step();
+    assert_eq!(refused.condition().1, "InvalidSpec");
+    assert!(refused.created_jobs.is_empty());
+
+    let mut allowed = Sim::new(spec(vec![virt, stage("plain", &[])]));
+    let placement = crate::engine::launch::NestedVirtPlacement {
+        node_selector: BTreeMap::from([("kvm".to_string(), "true".to_string())]),
+        device_resource: Some("devices.kubevirt.io/kvm".into()),
+    };
+    allowed.settings.nested_virt = Some(placement.clone());
+    allowed.step();
+    let launches = allowed.launches();
+    assert_eq!(launches[0].nested_virt, Some(placement));
+    assert_eq!(launches[1].nested_virt, None, "only stages that ask get it");
 }
 
 #[test]

@@ -1,0 +1,78 @@
+//! The admin-owned operator configuration (`gantry run --config FILE`) on the
+//! real cluster: the nested-virt policy allows one namespace and places its
+//! pods (here: the node's /dev/kvm as a char-device hostPath on the node the
+//! selector names), refuses others, and the default stage timeout applies.
+
+use kube::api::{ListParams, LogParams, PostParams};
+use kube::{Api, ResourceExt};
+
+use crate::crds::install_crds;
+use crate::support::{client, wait_for, Operator, TestNamespace};
+use gantry::api::pipelinerun::RunPhase;
+use gantry::api::PipelineRun;
+use k8s_openapi::api::core::v1::Pod;
+
+fn kvm_run(name: &str) -> PipelineRun {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": name},
+        "spec": {"stages": [{"name": "qemu", "nestedVirt": true,
+                             "run": {"image": "local/busybox:1", "command": ["sh", "-c", "test -c /dev/kvm && echo kvm-present"]}}]}
+    }))
+    .unwrap()
+}
+
+async fn finished(runs: &Api<PipelineRun>, name: &str) -> PipelineRun {
+    wait_for(runs, name, 120, "the run to finish", |r: Option<&PipelineRun>| {
+        r.and_then(|r| r.status.as_ref()?.phase).is_some_and(RunPhase::is_finished)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_operator_config_sets_nested_virt_policy_and_default_timeouts() {
+    let client = client().await;
+    install_crds(&client).await;
+    let allowed = TestNamespace::create(&client, "virt-ok").await;
+    let refused = TestNamespace::create(&client, "virt-no").await;
+    let config = format!(
+        "defaultStageTimeout: 3s\nreconcileConcurrency: 4\nnestedVirt:\n  allowedNamespaces: [{}]\n  mode: HostPath\n  nodeSelector: {{kubernetes.io/hostname: localhost}}\n",
+        allowed.name
+    );
+    let path = std::env::temp_dir().join(format!("gantry-config-{}.yaml", allowed.name));
+    std::fs::write(&path, config).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    let _ok = Operator::for_pipelines_with(&allowed.name, &["--config", &path]);
+    let _no = Operator::for_pipelines_with(&refused.name, &["--config", &path]);
+
+    let ok_runs = Api::<PipelineRun>::namespaced(client.clone(), &allowed.name);
+    ok_runs.create(&PostParams::default(), &kvm_run("kvm")).await.unwrap();
+    let run = finished(&ok_runs, "kvm").await;
+    assert_eq!(run.status.as_ref().unwrap().phase, Some(RunPhase::Succeeded), "{:?}", run.status);
+    let pods = Api::<Pod>::namespaced(client.clone(), &allowed.name);
+    let pod = pods.list(&ListParams::default().labels("job-name=kvm-qemu-1")).await.unwrap().items.remove(0);
+    let spec = pod.spec.clone().unwrap();
+    assert_eq!(spec.node_selector.unwrap()["kubernetes.io/hostname"], "localhost");
+    assert!(spec.containers[0].security_context.is_none(), "not privileged");
+    assert_eq!(pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap().trim(), "kvm-present");
+
+    let no_runs = Api::<PipelineRun>::namespaced(client.clone(), &refused.name);
+    no_runs.create(&PostParams::default(), &kvm_run("kvm")).await.unwrap();
+    let run = finished(&no_runs, "kvm").await;
+    let condition = run.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Succeeded").unwrap();
+    assert_eq!(condition.reason, "InvalidSpec");
+    assert!(condition.message.contains("spec.stages[qemu].nestedVirt"), "{}", condition.message);
+
+    // A stage without a timeout of its own gets the admin's default (3s).
+    let sleepy: PipelineRun = serde_json::from_value(serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "sleepy"},
+        "spec": {"stages": [{"name": "nap", "run": {"image": "local/busybox:1", "command": ["sleep", "60"]}}]}
+    }))
+    .unwrap();
+    ok_runs.create(&PostParams::default(), &sleepy).await.unwrap();
+    let run = finished(&ok_runs, "sleepy").await;
+    let status = run.status.unwrap();
+    assert_eq!(status.phase, Some(RunPhase::Failed));
+    assert!(status.stages[0].message.as_deref().unwrap_or("").contains("DeadlineExceeded"), "{:?}", status.stages[0]);
+    allowed.delete().await;
+    refused.delete().await;
+}
