@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use super::dag::Graph;
 use super::duration::parse_duration;
 use super::naming::job_name;
+use super::observed::Settings;
 use super::substitute::{render, Reference, RenderError};
-use crate::api::pipelinerun::{PipelineRunSpec, StageStatus};
+use crate::api::pipelinerun::{PipelineRunSpec, Stage, StageStatus};
 
 /// Where a stage writes its `name=value` outputs. It is the container's
 /// termination message file, so Kubernetes hands the content back in the
@@ -76,6 +77,17 @@ fn env(name: impl Into<String>, value: impl Into<String>) -> EnvVar {
     EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
 }
 
+/// A stage's per-attempt deadline: its own, else the run's default, else the
+/// operator's.
+pub fn stage_timeout(spec: &PipelineRunSpec, stage: &Stage, settings: &Settings) -> Option<Duration> {
+    stage
+        .timeout
+        .as_deref()
+        .or(spec.defaults.timeout.as_deref())
+        .and_then(|t| parse_duration(t).ok())
+        .or(settings.default_stage_timeout)
+}
+
 /// The name of the run's workspace claim.
 pub fn workspace_claim_name(run: &str) -> String {
     format!("{}-workspace", super::naming::run_label(run))
@@ -87,7 +99,7 @@ pub fn workspace_claim_name(run: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 pub fn launch(
     run: &str,
-    settings: &super::observed::Settings,
+    settings: &Settings,
     spec: &PipelineRunSpec,
     graph: &Graph,
     stages: &[StageStatus],
@@ -130,12 +142,7 @@ pub fn launch(
         }
         vars.push(user);
     }
-    let timeout = stage
-        .timeout
-        .as_deref()
-        .or(spec.defaults.timeout.as_deref())
-        .and_then(|t| parse_duration(t).ok())
-        .or(settings.default_stage_timeout);
+    let timeout = stage_timeout(spec, stage, settings);
     Ok(StageLaunch {
         run: run.to_string(),
         stage: stage.name.clone(),

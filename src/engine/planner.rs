@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
 use super::dag::Graph;
 use super::duration::parse_duration;
-use super::launch::{launch, workspace_claim_name, StageLaunch};
-use super::observed::{group_order, JobObservation, JobState, Observed, RunView, Settings};
+use super::launch::{launch, stage_timeout, workspace_claim_name, StageLaunch};
+use super::observed::{group_order, JobObservation, JobState, Observed, RunView};
 use super::outputs::{is_skip, parse_outputs};
 use super::tap;
 use super::text::truncate;
@@ -470,18 +470,15 @@ impl Planner<'_> {
         if let Some(newer) = self.run.superseded_by {
             return Some(Stop::Cancelled(format!("superseded by run {newer}")));
         }
-        let timeout = self.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok())?;
-        let deadline = self.run.created + chrono::Duration::from_std(timeout).unwrap_or_default();
-        if self.now >= deadline {
-            Some(Stop::TimedOut(format!("run timed out after {}", super::duration::format_duration(timeout))))
-        } else {
-            None
-        }
+        let (timeout, deadline) = self.run_deadline()?;
+        (self.now >= deadline)
+            .then(|| Stop::TimedOut(format!("run timed out after {}", super::duration::format_duration(timeout))))
     }
 
-    fn run_deadline(&self) -> Option<DateTime<Utc>> {
+    /// The run's timeout and the deadline it sets (its clock starts at creation).
+    fn run_deadline(&self) -> Option<(Duration, DateTime<Utc>)> {
         let timeout = self.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok())?;
-        Some(self.run.created + chrono::Duration::from_std(timeout).unwrap_or_default())
+        Some((timeout, self.run.created + chrono::Duration::from_std(timeout).unwrap_or_default()))
     }
 
     /// Stops every unfinished stage, finally stages included.
@@ -651,7 +648,7 @@ impl Planner<'_> {
             self.status.phase = Some(phase);
             self.status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
             self.set_succeeded("Unknown", reason, &message);
-            if let Some(deadline) = self.run_deadline() {
+            if let Some((_, deadline)) = self.run_deadline() {
                 self.wake_at.push(deadline);
             }
             return;
@@ -785,15 +782,6 @@ impl Readiness {
 
 fn is_gating(stage: &Stage) -> bool {
     stage.gating.unwrap_or(true)
-}
-
-fn stage_timeout(spec: &PipelineRunSpec, stage: &Stage, settings: &Settings) -> Option<Duration> {
-    stage
-        .timeout
-        .as_deref()
-        .or(spec.defaults.timeout.as_deref())
-        .and_then(|t| parse_duration(t).ok())
-        .or(settings.default_stage_timeout)
 }
 
 /// `base` seconds doubled for each retry after the first, capped.

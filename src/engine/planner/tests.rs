@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::api::common::ContainerRun;
 use crate::api::pipelinerun::{Concurrency, Param};
-use crate::engine::observed::GroupMember;
+use crate::engine::observed::{GroupMember, Settings};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
