@@ -11,5 +11,6 @@ pub mod engine;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod resources;
 pub mod telemetry;

@@ -93,8 +93,10 @@ build_operator_image() {
     (cd "$REPO_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$target" \
         cargo build --release --quiet --bin gantry --target x86_64-unknown-linux-gnu)
     rootfs="$(mktemp -d)"
-    mkdir -p "$rootfs"/{usr/local/bin,etc,tmp}
+    mkdir -p "$rootfs"/{usr/local/bin,etc/ssl/certs,tmp}
     chmod 1777 "$rootfs/tmp"
+    # Root certificates, for HTTPS notification endpoints (distroless has them too).
+    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
     cp "$target/x86_64-unknown-linux-gnu/release/gantry" "$rootfs/usr/local/bin/gantry"
     printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$rootfs/etc/passwd"
     printf 'root:x:0:\nnonroot:x:65532:\n' > "$rootfs/etc/group"

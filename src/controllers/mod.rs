@@ -55,6 +55,8 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The admin-owned configuration.
     pub config: Arc<crate::config::OperatorConfig>,
+    /// Sends CloudEvents to `spec.notify` endpoints (None: no TLS roots found).
+    pub notifier: Option<crate::notify::Notifier>,
     /// Publishes Kubernetes Events about the objects being reconciled.
     pub recorder: Recorder,
 }
@@ -69,6 +71,9 @@ impl Context {
             namespace,
             metrics: Arc::default(),
             config: Arc::new(config),
+            notifier: crate::notify::Notifier::new()
+                .inspect_err(|e| warn!(error = %e, "no TLS root certificates: notifications are disabled"))
+                .ok(),
         })
     }
 

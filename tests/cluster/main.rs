@@ -6,6 +6,7 @@ mod crds;
 mod jobs;
 mod leader;
 mod metrics;
+mod notify;
 mod operator;
 mod pipelinerun;
 mod samples;

@@ -110,6 +110,11 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         write_status(client, &run, &plan.status).await?;
     }
     publish(&ctx.base, &run, &plan.notes).await;
+    if !run.spec.notify.is_empty() && !plan.notes.is_empty() {
+        let mut updated = (*run).clone();
+        updated.status = Some(plan.status.clone());
+        notify(&ctx.base, &updated, &plan.notes).await;
+    }
     Ok(match plan.requeue_after {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
@@ -171,6 +176,31 @@ async fn publish(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
         };
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             warn!(run = %run.name_any(), error = %e, "cannot publish Event");
+        }
+    }
+}
+
+/// Sends a CloudEvent per transition to every `spec.notify` endpoint, after
+/// the status that records the transitions was written. Best effort: a
+/// failed delivery is logged and reported as a Warning Event.
+async fn notify(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
+    let now = Utc::now();
+    for target in &run.spec.notify {
+        let mut failure = None;
+        for note in notes {
+            let event = crate::resources::cloudevent::pipeline_event(run, note, now);
+            let result = match &ctx.notifier {
+                Some(notifier) => notifier.send(&target.url, &event).await,
+                None => Err("the operator found no TLS root certificates".to_string()),
+            };
+            if let Err(e) = result {
+                failure = Some(e);
+            }
+        }
+        if let Some(why) = failure {
+            warn!(run = %run.name_any(), url = %target.url, error = %why, "notification failed");
+            let note = Note { warning: true, reason: "NotifyFailed".into(), message: why, stage: None, job: None };
+            publish(ctx, run, std::slice::from_ref(&note)).await;
         }
     }
 }

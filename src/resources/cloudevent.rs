@@ -1,0 +1,106 @@
+//! CloudEvents (structured mode, JSON) for PipelineRun transitions, sent to
+//! `spec.notify` endpoints such as ResultsDB. Pure.
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+
+use crate::api::PipelineRun;
+use crate::engine::planner::Note;
+
+/// The content type of a structured-mode CloudEvent.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// `StageSucceeded` → `dev.gantry.pipelinerun.stage.succeeded`,
+/// `RunFailed` → `dev.gantry.pipelinerun.failed`.
+pub fn event_type(reason: &str) -> String {
+    let (scope, rest) = match (reason.strip_prefix("Stage"), reason.strip_prefix("Run")) {
+        (Some(rest), _) => ("pipelinerun.stage", rest),
+        (None, Some(rest)) => ("pipelinerun", rest),
+        (None, None) => ("pipelinerun", reason),
+    };
+    let mut words = String::new();
+    for (i, c) in rest.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push('-');
+        }
+        words.extend(c.to_lowercase());
+    }
+    format!("dev.gantry.{scope}.{words}")
+}
+
+/// The event for one transition of `run`. Its `id` is the same for the same
+/// transition, so receivers can drop repeats.
+pub fn pipeline_event(run: &PipelineRun, note: &Note, now: DateTime<Utc>) -> Value {
+    let ns = run.namespace().unwrap_or_default();
+    let status = run.status.as_ref();
+    let attempt = note.job.as_deref().and_then(|j| j.rsplit('-').next()).unwrap_or("0");
+    let id = format!(
+        "{}/{}/{}/{}",
+        run.uid().unwrap_or_default(),
+        note.reason,
+        note.stage.as_deref().unwrap_or("-"),
+        attempt
+    );
+    json!({
+        "specversion": "1.0",
+        "type": event_type(&note.reason),
+        "source": format!("/apis/gantry.dev/v1alpha1/namespaces/{ns}/pipelineruns/{}", run.name_any()),
+        "id": id,
+        "time": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "subject": note.stage.clone().unwrap_or_else(|| run.name_any()),
+        "datacontenttype": "application/json",
+        "data": {
+            "namespace": ns,
+            "run": run.name_any(),
+            "stage": note.stage,
+            "job": note.job,
+            "reason": note.reason,
+            "message": note.message,
+            "warning": note.warning,
+            "source": run.spec.source,
+            "params": run.spec.params,
+            "progress": status.and_then(|s| s.progress.clone()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_follow_the_reason() {
+        assert_eq!(event_type("StageSucceeded"), "dev.gantry.pipelinerun.stage.succeeded");
+        assert_eq!(event_type("StageRetrying"), "dev.gantry.pipelinerun.stage.retrying");
+        assert_eq!(event_type("RunFailed"), "dev.gantry.pipelinerun.failed");
+        assert_eq!(event_type("InvalidSpec"), "dev.gantry.pipelinerun.invalid-spec");
+    }
+
+    #[test]
+    fn an_event_names_run_stage_and_attempt_with_a_stable_id() {
+        let run: PipelineRun = serde_json::from_value(json!({
+            "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun",
+            "metadata": {"name": "nightly", "namespace": "ci", "uid": "u1"},
+            "spec": {"stages": [{"name": "kola"}], "params": [{"name": "arch", "value": "arm64"}]}
+        }))
+        .unwrap();
+        let note = Note {
+            warning: true,
+            reason: "StageFailed".into(),
+            message: "stage kola attempt 2: 1 test(s) failed".into(),
+            stage: Some("kola".into()),
+            job: Some("nightly-kola-2".into()),
+        };
+        let now = DateTime::parse_from_rfc3339("2026-11-21T15:00:00Z").unwrap().with_timezone(&Utc);
+        let event = pipeline_event(&run, &note, now);
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["type"], "dev.gantry.pipelinerun.stage.failed");
+        assert_eq!(event["source"], "/apis/gantry.dev/v1alpha1/namespaces/ci/pipelineruns/nightly");
+        assert_eq!(event["id"], "u1/StageFailed/kola/2");
+        assert_eq!(event["subject"], "kola");
+        assert_eq!(event["data"]["params"][0]["value"], "arm64");
+        assert_eq!(event["time"], "2026-11-21T15:00:00.000Z");
+        assert_eq!(pipeline_event(&run, &note, now + chrono::Duration::seconds(5))["id"], event["id"]);
+    }
+}
