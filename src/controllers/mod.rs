@@ -2,6 +2,7 @@
 //! to do, apply it and write status.
 
 pub mod imagebuild;
+pub mod jobs;
 pub mod katainstall;
 pub mod pipelinerun;
 

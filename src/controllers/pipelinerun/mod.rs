@@ -85,7 +85,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
     let pods = pods_api.list(&ListParams::default().labels(&selector)).await?;
     let mut observed = Observed {
-        jobs: observe::observe_jobs(&jobs.items, &pods.items),
+        jobs: observe::observe_stage_jobs(&jobs.items, &pods.items),
         group: group_members(&ctx.runs, &run),
         logs: Default::default(),
     };

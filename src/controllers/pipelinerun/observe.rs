@@ -1,174 +1,29 @@
-//! Turns the Jobs and pods of a run into the planner's observations. Pure.
-
-use std::collections::BTreeMap;
+//! Maps a run's Jobs to the planner's stage observations (by the stage and
+//! attempt labels). Pure.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::Pod;
 
-use crate::engine::conditions::from_k8s_time;
+use crate::controllers::jobs::observe_jobs;
 use crate::engine::naming::{LABEL_ATTEMPT, LABEL_STAGE};
-use crate::engine::observed::{JobObservation, JobState};
+use crate::engine::observed::JobObservation;
 use crate::resources::job::STAGE_CONTAINER;
 
-/// One observation per stage Job; `pods` are the run's pods (any Job).
-pub fn observe_jobs(jobs: &[Job], pods: &[Pod]) -> Vec<JobObservation> {
-    let mut pods_by_job: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
-    for pod in pods {
-        if let Some(job) = pod.metadata.labels.as_ref().and_then(|l| l.get("job-name")) {
-            pods_by_job.entry(job.as_str()).or_default().push(pod);
-        }
-    }
-    jobs.iter()
-        .filter_map(|job| {
-            let name = job.metadata.name.clone()?;
-            let labels = job.metadata.labels.as_ref()?;
-            let stage = labels.get(LABEL_STAGE)?.clone();
-            let attempt = labels.get(LABEL_ATTEMPT)?.parse().ok()?;
-            let job_pods = pods_by_job.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            Some(observe_job(job, name, stage, attempt, job_pods))
+/// One observation per stage Job; Jobs without stage and attempt labels are ignored.
+pub fn observe_stage_jobs(jobs: &[Job], pods: &[Pod]) -> Vec<JobObservation> {
+    observe_jobs(jobs, pods, STAGE_CONTAINER)
+        .into_iter()
+        .filter_map(|(labels, o)| {
+            Some(JobObservation {
+                stage: labels.get(LABEL_STAGE)?.clone(),
+                attempt: labels.get(LABEL_ATTEMPT)?.parse().ok()?,
+                name: o.name,
+                state: o.state,
+                created: o.created,
+                finished: o.finished,
+                outputs: o.outputs,
+                message: o.message,
+            })
         })
         .collect()
-}
-
-fn observe_job(job: &Job, name: String, stage: String, attempt: u32, pods: &[&Pod]) -> JobObservation {
-    let status = job.status.clone().unwrap_or_default();
-    let finished_condition = status
-        .conditions
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"));
-    let state = match finished_condition.as_ref().map(|c| c.type_.as_str()) {
-        Some("Complete") => JobState::Succeeded,
-        Some("Failed") => JobState::Failed,
-        _ => JobState::Active,
-    };
-    let finished = status
-        .completion_time
-        .as_ref()
-        .or(finished_condition.as_ref().and_then(|c| c.last_transition_time.as_ref()))
-        .map(from_k8s_time)
-        .filter(|_| state != JobState::Active);
-    // The newest pod tells what happened last.
-    let pod = pods.iter().max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    let container = pod.and_then(|p| stage_container_status(p));
-    let outputs = container
-        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-        .filter(|_| state == JobState::Succeeded);
-    let message = (state == JobState::Failed).then(|| {
-        let mut parts = Vec::new();
-        if let Some(c) = finished_condition.as_ref() {
-            if let Some(reason) = c.reason.as_deref().filter(|r| *r != "BackoffLimitExceeded") {
-                parts.push(format!("{reason}: {}", c.message.clone().unwrap_or_default()));
-            }
-        }
-        if let (Some(pod), Some(c)) = (pod, container) {
-            parts.push(describe_container(pod.metadata.name.as_deref().unwrap_or("?"), c));
-        }
-        if parts.is_empty() {
-            parts.push(format!("Job {name} failed"));
-        }
-        parts.join("; ")
-    });
-    JobObservation {
-        name,
-        stage,
-        attempt,
-        state,
-        created: job.metadata.creation_timestamp.as_ref().map(from_k8s_time),
-        finished,
-        outputs,
-        message,
-    }
-}
-
-fn stage_container_status(pod: &Pod) -> Option<&ContainerStatus> {
-    pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == STAGE_CONTAINER)
-}
-
-/// `container stage in pod X exited with code 1 (Error)`, or why it is waiting.
-fn describe_container(pod: &str, c: &ContainerStatus) -> String {
-    let state = c.state.as_ref();
-    if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
-        let reason = t.reason.as_deref().unwrap_or("Terminated");
-        return format!("container {} in pod {pod} exited with code {} ({reason})", c.name, t.exit_code);
-    }
-    if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
-        let reason = w.reason.as_deref().unwrap_or("Waiting");
-        let detail = w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-        return format!("container {} in pod {pod} never ran ({reason}{detail})", c.name);
-    }
-    format!("container {} in pod {pod} was still running", c.name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(name: &str, condition: Option<(&str, &str)>) -> Job {
-        let mut value = serde_json::json!({
-            "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z",
-                         "labels": {"gantry.dev/stage": "test", "gantry.dev/attempt": "2"}},
-            "status": {}
-        });
-        if let Some((type_, reason)) = condition {
-            value["status"]["conditions"] = serde_json::json!([{
-                "type": type_, "status": "True", "reason": reason, "message": "details",
-                "lastTransitionTime": "2026-01-01T00:05:00Z"
-            }]);
-        }
-        serde_json::from_value(value).unwrap()
-    }
-
-    fn pod(job: &str, state: serde_json::Value) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("{job}-abcde"), "labels": {"job-name": job},
-                         "creationTimestamp": "2026-01-01T00:00:01Z"},
-            "status": {"containerStatuses": [{
-                "name": "stage", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
-                "state": state
-            }]}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_complete_job_reports_its_outputs_from_the_termination_message() {
-        let pods = [pod("r-test-2", serde_json::json!({"terminated": {"exitCode": 0, "message": "image=sdk:1\n"}}))];
-        let obs = observe_jobs(&[job("r-test-2", Some(("Complete", "")))], &pods);
-        assert_eq!(obs.len(), 1);
-        assert_eq!(obs[0].state, JobState::Succeeded);
-        assert_eq!(obs[0].stage, "test");
-        assert_eq!(obs[0].attempt, 2);
-        assert_eq!(obs[0].outputs.as_deref(), Some("image=sdk:1\n"));
-        assert!(obs[0].finished.is_some());
-    }
-
-    #[test]
-    fn a_failed_job_names_the_pod_container_and_exit_code() {
-        let pods = [pod("r-test-2", serde_json::json!({"terminated": {"exitCode": 3, "reason": "Error"}}))];
-        let obs = observe_jobs(&[job("r-test-2", Some(("Failed", "BackoffLimitExceeded")))], &pods);
-        assert_eq!(obs[0].state, JobState::Failed);
-        assert_eq!(obs[0].message.as_deref(), Some("container stage in pod r-test-2-abcde exited with code 3 (Error)"));
-        assert_eq!(obs[0].outputs, None, "a failed attempt's outputs are not used");
-    }
-
-    #[test]
-    fn a_deadline_failure_says_so_and_why_the_container_never_ran() {
-        let pods =
-            [pod("r-test-2", serde_json::json!({"waiting": {"reason": "ErrImagePull", "message": "not found"}}))];
-        let obs = observe_jobs(&[job("r-test-2", Some(("Failed", "DeadlineExceeded")))], &pods);
-        let message = obs[0].message.clone().unwrap();
-        assert!(message.starts_with("DeadlineExceeded: details"), "{message}");
-        assert!(message.contains("never ran (ErrImagePull: not found)"), "{message}");
-    }
-
-    #[test]
-    fn a_running_job_is_active_and_jobs_without_gantry_labels_are_ignored() {
-        let mut foreign = job("other", None);
-        foreign.metadata.labels = None;
-        let obs = observe_jobs(&[job("r-test-2", None), foreign], &[]);
-        assert_eq!(obs.len(), 1);
-        assert_eq!(obs[0].state, JobState::Active);
-        assert_eq!(obs[0].finished, None);
-    }
 }

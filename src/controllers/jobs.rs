@@ -1,0 +1,198 @@
+//! Reads a Job and its pods: finished or not, when, the main container's
+//! termination message (outputs) and, on failure, why, naming the pod and
+//! container. Pure; the pipeline and build controllers map labels on top.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::engine::conditions::from_k8s_time;
+use chrono::{DateTime, Utc};
+
+use crate::engine::observed::JobState;
+
+/// What a Job and its pods say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    /// Job name.
+    pub name: String,
+    /// Active, succeeded or failed.
+    pub state: JobState,
+    /// When the Job was created.
+    pub created: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished: Option<DateTime<Utc>>,
+    /// The main container's termination message, when the Job succeeded.
+    pub outputs: Option<String>,
+    /// Why it failed, naming the pod and container where known.
+    pub message: Option<String>,
+}
+
+/// One outcome per Job, with its labels, read from the container named
+/// `container`; `pods` may hold any Jobs' pods.
+pub fn observe_jobs<'a>(
+    jobs: &'a [Job],
+    pods: &[Pod],
+    container: &str,
+) -> Vec<(&'a BTreeMap<String, String>, JobOutcome)> {
+    let mut pods_by_job: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+    for pod in pods {
+        if let Some(job) = pod.metadata.labels.as_ref().and_then(|l| l.get("job-name")) {
+            pods_by_job.entry(job.as_str()).or_default().push(pod);
+        }
+    }
+    jobs.iter()
+        .filter_map(|job| {
+            let name = job.metadata.name.clone()?;
+            let labels = job.metadata.labels.as_ref()?;
+            let job_pods = pods_by_job.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            Some((labels, observe_job(job, name, job_pods, container)))
+        })
+        .collect()
+}
+
+fn observe_job(job: &Job, name: String, pods: &[&Pod], container_name: &str) -> JobOutcome {
+    let status = job.status.clone().unwrap_or_default();
+    let finished_condition = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"));
+    let state = match finished_condition.as_ref().map(|c| c.type_.as_str()) {
+        Some("Complete") => JobState::Succeeded,
+        Some("Failed") => JobState::Failed,
+        _ => JobState::Active,
+    };
+    let finished = status
+        .completion_time
+        .as_ref()
+        .or(finished_condition.as_ref().and_then(|c| c.last_transition_time.as_ref()))
+        .map(from_k8s_time)
+        .filter(|_| state != JobState::Active);
+    // The newest pod tells what happened last.
+    let pod = pods.iter().max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let container = pod.and_then(|p| container_status(p, container_name));
+    let outputs = container
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+        .filter(|_| state == JobState::Succeeded);
+    let message = (state == JobState::Failed).then(|| {
+        let mut parts = Vec::new();
+        if let Some(c) = finished_condition.as_ref() {
+            if let Some(reason) = c.reason.as_deref().filter(|r| *r != "BackoffLimitExceeded") {
+                parts.push(format!("{reason}: {}", c.message.clone().unwrap_or_default()));
+            }
+        }
+        if let (Some(pod), Some(c)) = (pod, container) {
+            parts.push(describe_container(pod.metadata.name.as_deref().unwrap_or("?"), c));
+        }
+        if parts.is_empty() {
+            parts.push(format!("Job {name} failed"));
+        }
+        parts.join("; ")
+    });
+    JobOutcome {
+        name,
+        state,
+        created: job.metadata.creation_timestamp.as_ref().map(from_k8s_time),
+        finished,
+        outputs,
+        message,
+    }
+}
+
+fn container_status<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == name)
+}
+
+/// `container stage in pod X exited with code 1 (Error)`, or why it is waiting.
+fn describe_container(pod: &str, c: &ContainerStatus) -> String {
+    let state = c.state.as_ref();
+    if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+        let reason = t.reason.as_deref().unwrap_or("Terminated");
+        return format!("container {} in pod {pod} exited with code {} ({reason})", c.name, t.exit_code);
+    }
+    if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+        let reason = w.reason.as_deref().unwrap_or("Waiting");
+        let detail = w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        return format!("container {} in pod {pod} never ran ({reason}{detail})", c.name);
+    }
+    format!("container {} in pod {pod} was still running", c.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, condition: Option<(&str, &str)>) -> Job {
+        let mut value = serde_json::json!({
+            "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z",
+                         "labels": {"gantry.dev/stage": "test", "gantry.dev/attempt": "2"}},
+            "status": {}
+        });
+        if let Some((type_, reason)) = condition {
+            value["status"]["conditions"] = serde_json::json!([{
+                "type": type_, "status": "True", "reason": reason, "message": "details",
+                "lastTransitionTime": "2026-01-01T00:05:00Z"
+            }]);
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn pod(job: &str, state: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{job}-abcde"), "labels": {"job-name": job},
+                         "creationTimestamp": "2026-01-01T00:00:01Z"},
+            "status": {"containerStatuses": [{
+                "name": "stage", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                "state": state
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_complete_job_reports_its_outputs_from_the_termination_message() {
+        let pods = [pod("r-test-2", serde_json::json!({"terminated": {"exitCode": 0, "message": "image=sdk:1\n"}}))];
+        let jobs = [job("r-test-2", Some(("Complete", "")))];
+        let obs = observe_jobs(&jobs, &pods, "stage");
+        assert_eq!(obs.len(), 1);
+        assert_eq!(obs[0].0["gantry.dev/stage"], "test");
+        let obs: Vec<JobOutcome> = obs.into_iter().map(|(_, o)| o).collect();
+        assert_eq!(obs[0].state, JobState::Succeeded);
+        assert_eq!(obs[0].outputs.as_deref(), Some("image=sdk:1\n"));
+        assert!(obs[0].finished.is_some());
+    }
+
+    #[test]
+    fn a_failed_job_names_the_pod_container_and_exit_code() {
+        let pods = [pod("r-test-2", serde_json::json!({"terminated": {"exitCode": 3, "reason": "Error"}}))];
+        let jobs = [job("r-test-2", Some(("Failed", "BackoffLimitExceeded")))];
+        let obs: Vec<JobOutcome> = observe_jobs(&jobs, &pods, "stage").into_iter().map(|(_, o)| o).collect();
+        assert_eq!(obs[0].state, JobState::Failed);
+        assert_eq!(obs[0].message.as_deref(), Some("container stage in pod r-test-2-abcde exited with code 3 (Error)"));
+        assert_eq!(obs[0].outputs, None, "a failed attempt's outputs are not used");
+    }
+
+    #[test]
+    fn a_deadline_failure_says_so_and_why_the_container_never_ran() {
+        let pods =
+            [pod("r-test-2", serde_json::json!({"waiting": {"reason": "ErrImagePull", "message": "not found"}}))];
+        let jobs = [job("r-test-2", Some(("Failed", "DeadlineExceeded")))];
+        let obs: Vec<JobOutcome> = observe_jobs(&jobs, &pods, "stage").into_iter().map(|(_, o)| o).collect();
+        let message = obs[0].message.clone().unwrap();
+        assert!(message.starts_with("DeadlineExceeded: details"), "{message}");
+        assert!(message.contains("never ran (ErrImagePull: not found)"), "{message}");
+    }
+
+    #[test]
+    fn a_running_job_is_active_and_jobs_without_labels_are_ignored() {
+        let mut foreign = job("other", None);
+        foreign.metadata.labels = None;
+        let jobs = [job("r-test-2", None), foreign];
+        let obs: Vec<JobOutcome> = observe_jobs(&jobs, &[], "stage").into_iter().map(|(_, o)| o).collect();
+        assert_eq!(obs.len(), 1);
+        assert_eq!(obs[0].state, JobState::Active);
+        assert_eq!(obs[0].finished, None);
+    }
+}
