@@ -122,9 +122,13 @@ pub struct ImageBuildStatus {
     /// When a PipelineRun last used the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<DateTime<Utc>>,
-    /// Recent builds, newest last, capped.
+    /// Recent builds, newest last, capped at `retention.keepLast`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub builds: Vec<BuildRecord>,
+    /// The last `gantry.dev/rebuild` annotation value that started a build
+    /// (each value is honoured once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_rebuild: Option<String>,
 }
 
 /// The phase of an ImageBuild.

@@ -1,17 +1,27 @@
-//! The ImageBuild reconciler.
+//! The ImageBuild reconciler: observe the build Jobs, ask the build planner,
+//! create or delete Jobs, write status, publish Events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::ResourceExt;
+use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::{Context, Error, Shutdown};
-use crate::api::ImageBuild;
+use super::jobs::observe_jobs;
+use super::{publish, Context, Error, Shutdown};
+use crate::api::imagebuild::ImageBuildStatus;
+use crate::api::{ImageBuild, FIELD_MANAGER};
+use crate::engine::build_planner::{plan_build, BuildAction, BuildJob, BuildView};
+use crate::engine::naming::{run_label, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_SUFFIX};
+use crate::resources::build_job::{build_job, BUILD_CONTAINER};
+use crate::resources::controller_ref;
 
 /// Runs the ImageBuild controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
@@ -19,7 +29,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let jobs = ctx.scoped_api::<Job>();
     info!("watching ImageBuilds");
     Controller::new(builds, watcher::Config::default())
-        .owns(jobs, watcher::Config::default().labels("gantry.dev/image-build"))
+        .owns(jobs, watcher::Config::default().labels(LABEL_IMAGE_BUILD))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -31,12 +41,88 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .await;
 }
 
-async fn reconcile(build: Arc<ImageBuild>, _ctx: Arc<Context>) -> Result<Action, Error> {
-    debug!(name = %build.name_any(), "ImageBuild observed");
-    Ok(Action::await_change())
+async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started("imagebuild");
+    if build.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = build.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = build.name_any();
+    let selector = format!("{LABEL_IMAGE_BUILD}={}", run_label(&name));
+    let jobs_api = Api::<Job>::namespaced(ctx.client.clone(), &ns);
+    let jobs = jobs_api.list(&ListParams::default().labels(&selector)).await?;
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
+    let observed: Vec<BuildJob> = observe_jobs(&jobs.items, &pods.items, BUILD_CONTAINER)
+        .into_iter()
+        .filter_map(|(labels, o)| {
+            Some(BuildJob {
+                suffix: labels.get(LABEL_SUFFIX)?.clone(),
+                generation: labels.get(LABEL_GENERATION)?.parse().ok()?,
+                name: o.name,
+                state: o.state,
+                created: o.created,
+                finished: o.finished,
+                outputs: o.outputs,
+                message: o.message,
+            })
+        })
+        .collect();
+
+    let status = build.status.clone().unwrap_or_default();
+    let settings = ctx.config.settings_for(&ns);
+    let view = BuildView {
+        name: &name,
+        generation: build.metadata.generation.unwrap_or(1),
+        spec: &build.spec,
+        status: &status,
+        rebuild: build.annotations().get(ANNOTATION_REBUILD).map(String::as_str),
+        settings: &settings,
+    };
+    let plan = plan_build(&view, &observed, Utc::now());
+
+    let owner = controller_ref(&*build).ok_or(Error::MissingField("metadata.uid"))?;
+    for action in &plan.actions {
+        match action {
+            BuildAction::CreateJob(launch) => {
+                info!(build = %name, job = %launch.job_name, image = %launch.image, "starting build");
+                let job = build_job(launch, &build.spec, &ns, owner.clone());
+                match jobs_api.create(&PostParams::default(), &job).await {
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            BuildAction::DeleteJob { name: job } => {
+                let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+                match jobs_api.delete(job, &dp).await {
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+        }
+    }
+    if plan.status != status {
+        write_status(&ctx, &build, &plan.status).await?;
+    }
+    publish(&ctx, &*build, &plan.notes).await;
+    Ok(match plan.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
 }
 
-fn error_policy(build: Arc<ImageBuild>, err: &Error, _ctx: Arc<Context>) -> Action {
+async fn write_status(ctx: &Context, build: &ImageBuild, status: &ImageBuildStatus) -> Result<(), Error> {
+    let api = Api::<ImageBuild>::namespaced(ctx.client.clone(), &build.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "ImageBuild", "status": status});
+    api.patch_status(&build.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+fn error_policy(build: Arc<ImageBuild>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed("imagebuild", &err.metric_reason());
     warn!(name = %build.name_any(), error = %err, "ImageBuild reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
+    Action::requeue(Duration::from_secs(5))
 }

@@ -99,6 +99,40 @@ impl Context {
     }
 }
 
+/// Publishes `notes` as Kubernetes Events about `obj`.
+pub async fn publish<K: kube::Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    notes: &[crate::engine::planner::Note],
+) {
+    let reference = obj.object_ref(&());
+    for note in notes {
+        // The recorder folds Events with the same reason, action and related
+        // object into one series (keeping the first message): name the stage
+        // and its Job so each stage's transitions stay visible.
+        let event = kube::runtime::events::Event {
+            type_: if note.warning {
+                kube::runtime::events::EventType::Warning
+            } else {
+                kube::runtime::events::EventType::Normal
+            },
+            reason: note.reason.clone(),
+            note: Some(note.message.clone()),
+            action: note.stage.clone().unwrap_or_else(|| "Reconcile".into()),
+            secondary: note.job.as_ref().map(|job| k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("batch/v1".into()),
+                kind: Some("Job".into()),
+                name: Some(job.clone()),
+                namespace: obj.meta().namespace.clone(),
+                ..Default::default()
+            }),
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(object = ?obj.meta().name, error = %e, "cannot publish Event");
+        }
+    }
+}
+
 /// Errors a reconcile can end with; the controller logs them and retries.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

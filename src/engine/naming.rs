@@ -7,6 +7,15 @@ pub const LABEL_RUN: &str = "gantry.dev/run";
 pub const LABEL_STAGE: &str = "gantry.dev/stage";
 /// Label on every stage Job and pod: the attempt number.
 pub const LABEL_ATTEMPT: &str = "gantry.dev/attempt";
+/// Label on every build Job and pod: the ImageBuild's name.
+pub const LABEL_IMAGE_BUILD: &str = "gantry.dev/image-build";
+/// Label on every build Job: the build's suffix.
+pub const LABEL_SUFFIX: &str = "gantry.dev/suffix";
+/// Label on every build Job: the spec generation it builds.
+pub const LABEL_GENERATION: &str = "gantry.dev/generation";
+
+/// Annotation a user sets (to any new value) to rebuild an ImageBuild.
+pub const ANNOTATION_REBUILD: &str = "gantry.dev/rebuild";
 /// The standard managed-by label.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
@@ -23,15 +32,25 @@ const MAX_LABEL_VALUE: usize = 63;
 /// that is longer than 63 characters a truncated prefix plus a hash of the
 /// full name, so distinct (run, stage) pairs keep distinct names.
 pub fn job_name(run: &str, stage: &str, attempt: u32) -> String {
-    let suffix = format!("-{attempt}");
-    let base = format!("{run}-{stage}");
-    if base.len() + suffix.len() <= MAX_LABEL_VALUE {
-        return format!("{base}{suffix}");
+    bounded_name(&format!("{run}-{stage}"), &format!("-{attempt}"))
+}
+
+/// The Job of one build of an ImageBuild: `<build>-<suffix>`, shortened the
+/// same way when too long.
+pub fn build_job_name(build: &str, suffix: &str) -> String {
+    bounded_name(build, &format!("-{suffix}"))
+}
+
+/// `base + tail` when it fits a label value, else a cut `base`, a hash of
+/// the whole `base`, then `tail` (kept whole, so it stays readable).
+fn bounded_name(base: &str, tail: &str) -> String {
+    if base.len() + tail.len() <= MAX_LABEL_VALUE {
+        return format!("{base}{tail}");
     }
     let hash = format!("-{:08x}", fnv1a(base.as_bytes()) as u32);
-    let keep = MAX_LABEL_VALUE - suffix.len() - hash.len();
-    let prefix = base[..keep].trim_end_matches('-');
-    format!("{prefix}{hash}{suffix}")
+    let keep = MAX_LABEL_VALUE.saturating_sub(tail.len() + hash.len()).min(base.len());
+    let prefix = base[..keep].trim_end_matches(['-', '.']);
+    format!("{prefix}{hash}{tail}")
 }
 
 /// A label value for a run name (run names may be up to 253 characters).

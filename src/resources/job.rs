@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::engine::launch::{StageLaunch, OUTPUTS_PATH};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+
+use crate::engine::launch::{NestedVirtPlacement, StageLaunch, OUTPUTS_PATH};
 use crate::engine::naming::{run_label, LABEL_ATTEMPT, LABEL_MANAGED_BY, LABEL_RUN, LABEL_STAGE};
 
 /// Name of the stage's container in its pod.
@@ -27,6 +29,32 @@ pub fn stage_labels(launch: &StageLaunch) -> BTreeMap<String, String> {
         (LABEL_ATTEMPT.to_string(), launch.attempt.to_string()),
         (LABEL_MANAGED_BY.to_string(), "gantry".to_string()),
     ])
+}
+
+/// Gives a pod virtualization the way the operator's policy says: one unit
+/// of the device-plugin resource, or the node's `/dev/kvm` as a char-device
+/// hostPath (never `privileged`). Returns the node selector to use.
+pub fn place_nested_virt(
+    virt: &NestedVirtPlacement,
+    resources: &mut Option<ResourceRequirements>,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+) -> BTreeMap<String, String> {
+    match &virt.device_resource {
+        Some(resource) => {
+            let r = resources.get_or_insert_with(Default::default);
+            r.limits.get_or_insert_with(Default::default).insert(resource.clone(), Quantity("1".into()));
+        }
+        None => {
+            volumes.push(Volume {
+                name: "kvm".into(),
+                host_path: Some(HostPathVolumeSource { path: KVM_DEVICE.into(), type_: Some("CharDevice".into()) }),
+                ..Default::default()
+            });
+            mounts.push(VolumeMount { name: "kvm".into(), mount_path: KVM_DEVICE.into(), ..Default::default() });
+        }
+    }
+    virt.node_selector.clone()
 }
 
 /// Builds the Job. Gantry retries by creating a new Job per attempt, so the
@@ -48,25 +76,8 @@ pub fn stage_job(launch: &StageLaunch, namespace: &str, owner: OwnerReference) -
         mounts.push(VolumeMount { name: "workspace".into(), mount_path: WORKSPACE_MOUNT.into(), ..Default::default() });
     }
     let mut resources = launch.resources.clone();
-    let mut node_selector = None;
-    if let Some(virt) = &launch.nested_virt {
-        node_selector = Some(virt.node_selector.clone());
-        match &virt.device_resource {
-            Some(resource) => {
-                let r = resources.get_or_insert_with(Default::default);
-                r.limits.get_or_insert_with(Default::default).insert(resource.clone(), Quantity("1".into()));
-            }
-            None => {
-                // The admin chose a char-device hostPath: /dev/kvm only, never privileged.
-                volumes.push(Volume {
-                    name: "kvm".into(),
-                    host_path: Some(HostPathVolumeSource { path: KVM_DEVICE.into(), type_: Some("CharDevice".into()) }),
-                    ..Default::default()
-                });
-                mounts.push(VolumeMount { name: "kvm".into(), mount_path: KVM_DEVICE.into(), ..Default::default() });
-            }
-        }
-    }
+    let node_selector =
+        launch.nested_virt.as_ref().map(|virt| place_nested_virt(virt, &mut resources, &mut volumes, &mut mounts));
     let (volumes, mounts) = ((!volumes.is_empty()).then_some(volumes), (!mounts.is_empty()).then_some(mounts));
     let container = Container {
         name: STAGE_CONTAINER.into(),

@@ -1,6 +1,7 @@
 //! Pure builders for the manifests Gantry creates. No I/O: each takes what
 //! the engine decided and returns the object to apply.
 
+pub mod build_job;
 pub mod cloudevent;
 pub mod job;
 pub mod workspace;

@@ -3,6 +3,7 @@
 
 mod config;
 mod crds;
+mod imagebuild;
 mod jobs;
 mod leader;
 mod metrics;

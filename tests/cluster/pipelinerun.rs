@@ -372,7 +372,7 @@ async fn a_stage_whose_image_never_pulls_times_out_with_a_reason() {
 async fn concurrency_groups_queue_and_supersede() {
     let bed = Bed::new("concurrency").await;
     let queued = |script: &str| json!({"concurrency": {"group": "main", "policy": "Queue"}, "stages": [{"name": "s", "run": sh(script)}]});
-    bed.create("q1", queued("sleep 5")).await;
+    bed.create("q1", queued("sleep 10")).await;
     bed.wait("q1", 60, "q1 to run", |r| phase(r) == Some(RunPhase::Running)).await;
     bed.create("q2", queued("true")).await;
     bed.wait("q2", 30, "q2 to queue", |r| phase(r) == Some(RunPhase::Queued)).await;

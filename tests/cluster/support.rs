@@ -123,6 +123,12 @@ impl Operator {
         Self::for_pipelines_with(namespace, &[])
     }
 
+    /// Starts `gantry run --namespace NS --controllers imagebuild`.
+    pub fn for_builds(namespace: &str) -> Self {
+        let (child, lines) = start_operator(&["--namespace", namespace, "--controllers", "imagebuild"]);
+        Operator { child, lines }
+    }
+
     /// The same, with extra arguments.
     pub fn for_pipelines_with(namespace: &str, extra: &[&str]) -> Self {
         let mut args = vec!["--namespace", namespace, "--controllers", "pipelinerun"];

@@ -10,16 +10,15 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::{Context, Error, Shutdown};
+use super::{publish, Context, Error, Shutdown};
 use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::{PipelineRun, FIELD_MANAGER};
 use crate::engine::conditions::from_k8s_time;
@@ -109,7 +108,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     if plan.status != status {
         write_status(client, &run, &plan.status).await?;
     }
-    publish(&ctx.base, &run, &plan.notes).await;
+    publish(&ctx.base, &*run, &plan.notes).await;
     if !run.spec.notify.is_empty() && !plan.notes.is_empty() {
         let mut updated = (*run).clone();
         updated.status = Some(plan.status.clone());
@@ -153,31 +152,6 @@ async fn write_status(client: &kube::Client, run: &PipelineRun, status: &Pipelin
     });
     api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
-}
-
-async fn publish(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
-    let reference = run.object_ref(&());
-    for note in notes {
-        // The recorder folds Events with the same reason, action and related
-        // object into one series (keeping the first message): name the stage
-        // and its Job so each stage's transitions stay visible.
-        let event = Event {
-            type_: if note.warning { EventType::Warning } else { EventType::Normal },
-            reason: note.reason.clone(),
-            note: Some(note.message.clone()),
-            action: note.stage.clone().unwrap_or_else(|| "Reconcile".into()),
-            secondary: note.job.as_ref().map(|job| ObjectReference {
-                api_version: Some("batch/v1".into()),
-                kind: Some("Job".into()),
-                name: Some(job.clone()),
-                namespace: run.namespace(),
-                ..Default::default()
-            }),
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(run = %run.name_any(), error = %e, "cannot publish Event");
-        }
-    }
 }
 
 /// Sends a CloudEvent per transition to every `spec.notify` endpoint, after

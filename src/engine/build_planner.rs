@@ -1,0 +1,629 @@
+//! The ImageBuild planner: spec, last status and the build Jobs in; the next
+//! status, the Jobs to create or delete and the Events out. Pure.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
+use super::duration::{format_duration, parse_duration};
+use super::imagebuild::{build_due, build_suffix, lifecycle, BuildTrigger};
+use super::launch::NestedVirtPlacement;
+use super::naming::build_job_name;
+use super::observed::{JobState, Settings};
+use super::outputs::parse_outputs;
+use super::planner::{Note, TIMEOUT_GRACE};
+use super::text::truncate;
+use super::validate::SpecError;
+use crate::api::imagebuild::{BuildPhase, BuildRecord, ImageBuildSpec, ImageBuildStatus};
+
+/// Builds kept in status when `retention.keepLast` is unset.
+pub const DEFAULT_KEEP_LAST: u32 = 5;
+/// Most builds `retention.keepLast` may keep.
+pub const MAX_KEEP_LAST: u32 = 50;
+/// Outputs a builder may report.
+pub const BUILD_OUTPUTS: [&str; 2] = ["digest", "manifest"];
+
+/// The ImageBuild being planned.
+#[derive(Debug, Clone)]
+pub struct BuildView<'a> {
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// The desired state.
+    pub spec: &'a ImageBuildSpec,
+    /// The status as last written.
+    pub status: &'a ImageBuildStatus,
+    /// The `gantry.dev/rebuild` annotation, when set.
+    pub rebuild: Option<&'a str>,
+    /// The admin's settings for this namespace.
+    pub settings: &'a Settings,
+}
+
+/// A build Job as observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildJob {
+    /// Job name.
+    pub name: String,
+    /// The build's suffix (its label).
+    pub suffix: String,
+    /// The generation it builds (its label).
+    pub generation: i64,
+    /// Active, succeeded or failed.
+    pub state: JobState,
+    /// When the Job was created.
+    pub created: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished: Option<DateTime<Utc>>,
+    /// The builder's outputs (termination message).
+    pub outputs: Option<String>,
+    /// Why it failed, naming pod and container.
+    pub message: Option<String>,
+}
+
+/// One build to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildLaunch {
+    /// The ImageBuild's name.
+    pub build: String,
+    /// The Job's name.
+    pub job_name: String,
+    /// The unique suffix.
+    pub suffix: String,
+    /// The generation built.
+    pub generation: i64,
+    /// The full reference to push: `output:suffix`.
+    pub image: String,
+    /// Deadline of the build, Pending time included.
+    pub timeout: Option<Duration>,
+    /// Virtualization for the builder, when asked for and allowed.
+    pub nested_virt: Option<NestedVirtPlacement>,
+}
+
+/// Something to do in the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildAction {
+    /// Create the builder Job.
+    CreateJob(Box<BuildLaunch>),
+    /// Delete a builder Job that must stop.
+    DeleteJob { name: String },
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildPlan {
+    /// The status to write.
+    pub status: ImageBuildStatus,
+    /// What to do.
+    pub actions: Vec<BuildAction>,
+    /// Events to publish.
+    pub notes: Vec<Note>,
+    /// When to look again.
+    pub requeue_after: Option<Duration>,
+}
+
+fn err(field: &str, message: impl Into<String>) -> SpecError {
+    SpecError { field: field.into(), message: message.into() }
+}
+
+/// Checks an ImageBuild spec; the message names the field.
+pub fn validate_build(spec: &ImageBuildSpec, nested_virt_allowed: bool) -> Result<(), SpecError> {
+    let last = spec.output.rsplit('/').next().unwrap_or("");
+    if spec.output.is_empty() || spec.output.contains('@') || last.contains(':') {
+        return Err(err("spec.output", "must be a repository without tag or digest, e.g. registry:5000/fedora-cache"));
+    }
+    if spec.builder.image.as_deref().is_none_or(str::is_empty) {
+        return Err(err("spec.builder.image", "the builder needs an image"));
+    }
+    let prefix_ok = spec.suffix_prefix.len() <= 8
+        && spec.suffix_prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !prefix_ok {
+        return Err(err("spec.suffixPrefix", "at most 8 lowercase letters or digits, e.g. c or b"));
+    }
+    for (field, value) in [
+        ("spec.timeout", spec.timeout.as_deref()),
+        ("spec.retention.obsoleteAfter", spec.retention.obsolete_after.as_deref()),
+        ("spec.retention.pruneAfter", spec.retention.prune_after.as_deref()),
+    ] {
+        if let Some(v) = value {
+            parse_duration(v).map_err(|e| err(field, e))?;
+        }
+    }
+    if spec.retention.keep_last.is_some_and(|k| k == 0 || k > MAX_KEEP_LAST) {
+        return Err(err("spec.retention.keepLast", format!("must be 1 to {MAX_KEEP_LAST}")));
+    }
+    if spec.nested_virt && !nested_virt_allowed {
+        return Err(err(
+            "spec.nestedVirt",
+            "nested virtualization is not allowed in this namespace (the operator's nestedVirt.allowedNamespaces)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `d` is a `sha256:` digest.
+pub fn is_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Plans one reconcile of an ImageBuild.
+pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> BuildPlan {
+    let mut status = view.status.clone();
+    status.observed_generation = Some(view.generation);
+    let mut actions = Vec::new();
+    let mut wake: Vec<DateTime<Utc>> = Vec::new();
+    if let Err(e) = validate_build(view.spec, view.settings.nested_virt.is_some()) {
+        let message = e.to_string();
+        status.phase = Some(BuildPhase::Failed);
+        let ready = if status.latest_image.is_some() { "True" } else { "False" };
+        set_condition(&mut status.conditions, "Ready", ready, "InvalidSpec", &message, Some(view.generation), now);
+        set_condition(&mut status.conditions, "Building", "False", "InvalidSpec", &message, Some(view.generation), now);
+        return finish(view, status, actions, now, wake);
+    }
+
+    adopt(&mut status, jobs);
+    if let Some(last) = status.builds.last_mut().filter(|b| b.phase == "Building") {
+        let job = jobs.iter().find(|j| j.name == last.job_name);
+        let timeout = view.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok());
+        integrate(last, job, timeout, now, &mut actions, &mut wake);
+        if last.phase == "Ready" {
+            status.latest_image = Some(format!("{}:{}", view.spec.output, last.suffix));
+            status.digest = last.digest.clone();
+        }
+    }
+
+    if let Some(trigger) = build_due(view.generation, view.rebuild, status.handled_rebuild.as_deref(), &status) {
+        let suffix = build_suffix(&view.spec.suffix_prefix, now, &status.builds);
+        let launch = BuildLaunch {
+            build: view.name.to_string(),
+            job_name: build_job_name(view.name, &suffix),
+            suffix: suffix.clone(),
+            generation: view.generation,
+            image: format!("{}:{suffix}", view.spec.output),
+            timeout: view.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok()),
+            nested_virt: if view.spec.nested_virt { view.settings.nested_virt.clone() } else { None },
+        };
+        // Whatever started this build, it answers the current rebuild request.
+        if let Some(request) = view.rebuild {
+            status.handled_rebuild = Some(request.to_string());
+        }
+        status.builds.push(BuildRecord {
+            suffix,
+            job_name: launch.job_name.clone(),
+            phase: "Building".into(),
+            generation: Some(view.generation),
+            start_time: Some(now),
+            message: Some(trigger_message(&trigger)),
+            ..Default::default()
+        });
+        actions.push(BuildAction::CreateJob(Box::new(launch)));
+    }
+    let keep = view.spec.retention.keep_last.unwrap_or(DEFAULT_KEEP_LAST) as usize;
+    let excess = status.builds.len().saturating_sub(keep);
+    status.builds.drain(..excess);
+
+    summarize(view, &mut status, now);
+    finish(view, status, actions, now, wake)
+}
+
+fn trigger_message(trigger: &BuildTrigger) -> String {
+    match trigger {
+        BuildTrigger::First => "first build".into(),
+        BuildTrigger::SpecChanged { from, to } => format!("spec changed (generation {from} -> {to})"),
+        BuildTrigger::Requested(v) => format!("rebuild requested ({v})"),
+    }
+}
+
+/// Jobs the status does not list (its write was lost): take them over.
+fn adopt(status: &mut ImageBuildStatus, jobs: &[BuildJob]) {
+    let mut unknown: Vec<&BuildJob> =
+        jobs.iter().filter(|j| status.builds.iter().all(|b| b.job_name != j.name)).collect();
+    unknown.sort_by_key(|j| j.created);
+    for job in unknown {
+        status.builds.push(BuildRecord {
+            suffix: job.suffix.clone(),
+            job_name: job.name.clone(),
+            phase: "Building".into(),
+            generation: Some(job.generation),
+            start_time: job.created,
+            ..Default::default()
+        });
+    }
+}
+
+fn integrate(
+    record: &mut BuildRecord,
+    job: Option<&BuildJob>,
+    timeout: Option<Duration>,
+    now: DateTime<Utc>,
+    actions: &mut Vec<BuildAction>,
+    wake: &mut Vec<DateTime<Utc>>,
+) {
+    let fail = |record: &mut BuildRecord, why: String, at: Option<DateTime<Utc>>| {
+        record.phase = "Failed".into();
+        record.message = Some(truncate(&why, MAX_MESSAGE_BYTES));
+        record.completion_time = Some(at.unwrap_or(now));
+    };
+    let Some(job) = job else {
+        return fail(record, format!("Job {} disappeared before it finished", record.job_name), None);
+    };
+    match job.state {
+        JobState::Active => {
+            let Some(timeout) = timeout else { return };
+            let started = job.created.unwrap_or(now);
+            let deadline = started + chrono::Duration::from_std(timeout + TIMEOUT_GRACE).unwrap_or_default();
+            if now >= deadline {
+                actions.push(BuildAction::DeleteJob { name: job.name.clone() });
+                let why =
+                    format!("build did not finish within {} (still Pending or running)", format_duration(timeout));
+                fail(record, why, None);
+            } else {
+                wake.push(deadline);
+            }
+        }
+        JobState::Failed => {
+            let why = job.message.clone().unwrap_or_else(|| format!("Job {} failed", job.name));
+            fail(record, why, job.finished)
+        }
+        JobState::Succeeded => {
+            let declared: Vec<String> = BUILD_OUTPUTS.iter().map(|s| s.to_string()).collect();
+            match parse_outputs(job.outputs.as_deref().unwrap_or(""), &declared) {
+                Err(e) => fail(record, format!("bad outputs: {e}"), job.finished),
+                Ok(outputs) => match outputs.get("digest") {
+                    Some(d) if is_digest(d) => {
+                        record.phase = "Ready".into();
+                        record.digest = Some(d.clone());
+                        record.message = None;
+                        record.completion_time = Some(job.finished.unwrap_or(now));
+                    }
+                    Some(d) => {
+                        fail(record, format!("the builder reported digest {d:?}, not sha256:<64 hex>"), job.finished)
+                    }
+                    None => fail(
+                        record,
+                        "the builder reported no digest (append digest=sha256:... to $GANTRY_OUTPUTS)".into(),
+                        job.finished,
+                    ),
+                },
+            }
+        }
+    }
+}
+
+/// Phase, conditions and lifecycle from the build history.
+fn summarize(view: &BuildView, status: &mut ImageBuildStatus, now: DateTime<Utc>) {
+    let generation = Some(view.generation);
+    let last = status.builds.last().cloned();
+    let phase = match last.as_ref().map(|b| b.phase.as_str()) {
+        None => BuildPhase::Pending,
+        Some("Building") => BuildPhase::Building,
+        Some("Ready") => BuildPhase::Ready,
+        _ => BuildPhase::Failed,
+    };
+    status.phase = Some(phase);
+    let conditions = &mut status.conditions;
+    match (&status.latest_image, &last) {
+        (Some(image), Some(b)) if b.phase == "Failed" => {
+            let m = format!("{image} is usable; the latest build failed: {}", b.message.clone().unwrap_or_default());
+            set_condition(conditions, "Ready", "True", "LatestBuildFailed", &m, generation, now)
+        }
+        (Some(image), _) => set_condition(conditions, "Ready", "True", "Built", image, generation, now),
+        (None, Some(b)) if b.phase == "Failed" => set_condition(
+            conditions,
+            "Ready",
+            "False",
+            "BuildFailed",
+            b.message.as_deref().unwrap_or(""),
+            generation,
+            now,
+        ),
+        (None, _) => {
+            set_condition(conditions, "Ready", "False", "NotBuilt", "no build has succeeded yet", generation, now)
+        }
+    }
+    match &last {
+        Some(b) if b.phase == "Building" => {
+            let m = format!("building {}:{} ({})", view.spec.output, b.suffix, b.message.clone().unwrap_or_default());
+            set_condition(conditions, "Building", "True", "Building", &m, generation, now)
+        }
+        _ => set_condition(conditions, "Building", "False", "Idle", "no build running", generation, now),
+    }
+    if status.latest_image.is_some() {
+        let used = status.last_used.or_else(|| status.builds.iter().rev().find_map(|b| b.completion_time));
+        status.lifecycle = Some(lifecycle(&view.spec.retention, used, false, now).lifecycle);
+    }
+}
+
+fn finish(
+    view: &BuildView,
+    status: ImageBuildStatus,
+    actions: Vec<BuildAction>,
+    now: DateTime<Utc>,
+    wake: Vec<DateTime<Utc>>,
+) -> BuildPlan {
+    let mut notes = Vec::new();
+    let before = view.status;
+    for record in &status.builds {
+        let old = before.builds.iter().find(|b| b.job_name == record.job_name);
+        if old.is_some_and(|o| o.phase == record.phase) {
+            continue;
+        }
+        let (warning, reason) = match record.phase.as_str() {
+            "Building" => (false, "BuildStarted"),
+            "Ready" => (false, "BuildSucceeded"),
+            _ => (true, "BuildFailed"),
+        };
+        let mut message = format!("{}:{}", view.spec.output, record.suffix);
+        if let Some(m) = &record.message {
+            message.push_str(": ");
+            message.push_str(m);
+        }
+        notes.push(Note { warning, reason: reason.into(), message, stage: None, job: Some(record.job_name.clone()) });
+    }
+    if before.phase != Some(BuildPhase::Failed) && status.phase == Some(BuildPhase::Failed) && status.builds.is_empty()
+    {
+        let message =
+            status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).unwrap_or_default();
+        notes.push(Note { warning: true, reason: "InvalidSpec".into(), message, stage: None, job: None });
+    }
+    if before.lifecycle != status.lifecycle {
+        if let Some(l) = status.lifecycle {
+            notes.push(Note {
+                warning: false,
+                reason: format!("{l:?}"),
+                message: format!("image is {l:?}"),
+                stage: None,
+                job: None,
+            });
+        }
+    }
+    let mut wake = wake;
+    if status.latest_image.is_some() {
+        let used = status.last_used.or_else(|| status.builds.iter().rev().find_map(|b| b.completion_time));
+        if let Some(next) = lifecycle(&view.spec.retention, used, false, now).next_change {
+            wake.push(next);
+        }
+    }
+    let requeue_after =
+        wake.iter().min().map(|at| (*at - now).to_std().unwrap_or_default().max(Duration::from_millis(200)));
+    BuildPlan { status, actions, notes, requeue_after }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::ContainerRun;
+    use crate::api::imagebuild::Lifecycle;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 15, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+    }
+
+    fn spec() -> ImageBuildSpec {
+        ImageBuildSpec {
+            builder: ContainerRun { image: Some("builder:1".into()), ..Default::default() },
+            output: "10.88.0.1:5000/fedora-cache".into(),
+            suffix_prefix: "c".into(),
+            ..Default::default()
+        }
+    }
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A tiny simulated cluster for builds.
+    struct Sim {
+        spec: ImageBuildSpec,
+        generation: i64,
+        status: ImageBuildStatus,
+        jobs: Vec<BuildJob>,
+        rebuild: Option<String>,
+        now: DateTime<Utc>,
+        created: Vec<String>,
+        notes: Vec<Note>,
+    }
+
+    impl Sim {
+        fn new(spec: ImageBuildSpec) -> Self {
+            Sim {
+                spec,
+                generation: 1,
+                status: Default::default(),
+                jobs: vec![],
+                rebuild: None,
+                now: t(0),
+                created: vec![],
+                notes: vec![],
+            }
+        }
+
+        fn step(&mut self) -> BuildPlan {
+            let settings = Settings::default();
+            let view = BuildView {
+                name: "fedora",
+                generation: self.generation,
+                spec: &self.spec,
+                status: &self.status,
+                rebuild: self.rebuild.as_deref(),
+                settings: &settings,
+            };
+            let plan = plan_build(&view, &self.jobs, self.now);
+            for action in &plan.actions {
+                match action {
+                    BuildAction::CreateJob(l) => {
+                        assert!(self.jobs.iter().all(|j| j.name != l.job_name), "{} created twice", l.job_name);
+                        self.created.push(l.job_name.clone());
+                        self.jobs.push(BuildJob {
+                            name: l.job_name.clone(),
+                            suffix: l.suffix.clone(),
+                            generation: l.generation,
+                            state: JobState::Active,
+                            created: Some(self.now),
+                            finished: None,
+                            outputs: None,
+                            message: None,
+                        });
+                    }
+                    BuildAction::DeleteJob { name } => self.jobs.retain(|j| &j.name != name),
+                }
+            }
+            self.status = plan.status.clone();
+            self.notes.extend(plan.notes.clone());
+            plan
+        }
+
+        fn finish(&mut self, state: JobState, outputs: &str) {
+            let job = self.jobs.iter_mut().rev().find(|j| j.state == JobState::Active).expect("a running build");
+            job.state = state;
+            job.finished = Some(self.now);
+            job.outputs = Some(outputs.to_string());
+            job.message =
+                (state == JobState::Failed).then(|| "container build in pod x exited with code 2 (Error)".to_string());
+        }
+
+        fn condition(&self, type_: &str) -> (String, String) {
+            let c = self.status.conditions.iter().find(|c| c.type_ == type_).unwrap();
+            (c.status.clone(), c.reason.clone())
+        }
+    }
+
+    #[test]
+    fn the_first_build_runs_and_its_digest_lands_in_status() {
+        let mut sim = Sim::new(spec());
+        let plan = sim.step();
+        let BuildAction::CreateJob(launch) = &plan.actions[0] else { panic!() };
+        assert_eq!(launch.image, "10.88.0.1:5000/fedora-cache:c20261121t150000z");
+        assert_eq!(sim.status.phase, Some(BuildPhase::Building));
+        assert_eq!(sim.condition("Building"), ("True".into(), "Building".into()));
+        sim.now = t(30);
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        assert_eq!(sim.status.phase, Some(BuildPhase::Ready));
+        assert_eq!(sim.status.latest_image.as_deref(), Some("10.88.0.1:5000/fedora-cache:c20261121t150000z"));
+        assert_eq!(sim.status.digest.as_deref(), Some(DIGEST));
+        assert_eq!(sim.condition("Ready"), ("True".into(), "Built".into()));
+        assert_eq!(sim.status.lifecycle, Some(Lifecycle::Used));
+        assert!(sim.step().actions.is_empty(), "nothing more to do: no rebuild loop");
+        let reasons: Vec<&str> = sim.notes.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons, ["BuildStarted", "BuildSucceeded", "Used"]);
+    }
+
+    #[test]
+    fn a_spec_change_rebuilds_exactly_once_and_a_failure_is_not_retried() {
+        let mut sim = Sim::new(spec());
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        sim.generation = 2;
+        sim.now = t(60);
+        sim.step();
+        sim.step();
+        assert_eq!(sim.created.len(), 2, "one new build for the new generation");
+        sim.finish(JobState::Failed, "");
+        sim.step();
+        sim.now = t(120);
+        sim.step();
+        assert_eq!(sim.created.len(), 2, "a failed build is not retried by itself");
+        assert_eq!(sim.status.phase, Some(BuildPhase::Failed));
+        assert_eq!(sim.condition("Ready"), ("True".into(), "LatestBuildFailed".into()), "the old image stays usable");
+        let failed = sim.status.builds.last().unwrap();
+        assert!(failed.message.as_deref().unwrap().contains("container build in pod x exited with code 2"));
+    }
+
+    #[test]
+    fn a_rebuild_request_is_honoured_once_per_value() {
+        let mut sim = Sim::new(spec());
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        sim.rebuild = Some("monday".into());
+        sim.now = t(5);
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        sim.step();
+        assert_eq!(sim.created.len(), 2);
+        sim.rebuild = Some("tuesday".into());
+        sim.now = t(10);
+        sim.step();
+        assert_eq!(sim.created.len(), 3);
+        assert_ne!(sim.created[1], sim.created[2], "each build has its own suffix");
+    }
+
+    #[test]
+    fn a_missing_or_malformed_digest_fails_the_build() {
+        for outputs in ["", "digest=latest\n", "tag=x\n"] {
+            let mut sim = Sim::new(spec());
+            sim.step();
+            sim.finish(JobState::Succeeded, outputs);
+            sim.step();
+            assert_eq!(sim.status.phase, Some(BuildPhase::Failed), "{outputs:?}");
+            assert_eq!(sim.condition("Ready").1, "BuildFailed");
+        }
+    }
+
+    #[test]
+    fn a_build_stuck_pending_past_its_timeout_fails_saying_so() {
+        let mut s = spec();
+        s.timeout = Some("10m".into());
+        let mut sim = Sim::new(s);
+        sim.step();
+        sim.now = t(600 + 30);
+        let plan = sim.step();
+        assert!(matches!(plan.actions[0], BuildAction::DeleteJob { .. }));
+        let message = sim.status.builds[0].message.clone().unwrap();
+        assert!(message.contains("did not finish within 10m"), "{message}");
+    }
+
+    #[test]
+    fn a_lost_status_write_adopts_the_job_instead_of_building_twice() {
+        let mut sim = Sim::new(spec());
+        sim.step();
+        sim.status = ImageBuildStatus::default();
+        sim.now = t(3);
+        sim.step();
+        assert_eq!(sim.created.len(), 1);
+        assert_eq!(sim.status.phase, Some(BuildPhase::Building));
+    }
+
+    #[test]
+    fn invalid_specs_start_nothing_and_name_the_field() {
+        for (mutate, field) in [
+            (
+                Box::new(|s: &mut ImageBuildSpec| s.output = "reg/app:latest".into())
+                    as Box<dyn Fn(&mut ImageBuildSpec)>,
+                "spec.output",
+            ),
+            (Box::new(|s: &mut ImageBuildSpec| s.builder.image = None), "spec.builder.image"),
+            (Box::new(|s: &mut ImageBuildSpec| s.suffix_prefix = "C-1".into()), "spec.suffixPrefix"),
+            (Box::new(|s: &mut ImageBuildSpec| s.timeout = Some("soon".into())), "spec.timeout"),
+            (Box::new(|s: &mut ImageBuildSpec| s.nested_virt = true), "spec.nestedVirt"),
+        ] {
+            let mut s = spec();
+            mutate(&mut s);
+            let mut sim = Sim::new(s);
+            let plan = sim.step();
+            assert!(plan.actions.is_empty(), "{field}");
+            let ready = sim.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            assert_eq!(ready.reason, "InvalidSpec");
+            assert!(ready.message.starts_with(field), "{}", ready.message);
+        }
+    }
+
+    #[test]
+    fn history_is_capped_at_keep_last() {
+        let mut s = spec();
+        s.retention.keep_last = Some(2);
+        let mut sim = Sim::new(s);
+        for i in 0..4 {
+            sim.rebuild = Some(format!("r{i}"));
+            sim.now = t(i * 10);
+            sim.step();
+            sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+            sim.step();
+        }
+        assert_eq!(sim.status.builds.len(), 2);
+        assert_eq!(sim.created.len(), 4);
+    }
+}

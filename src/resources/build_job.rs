@@ -1,0 +1,123 @@
+//! The Job of one build of an ImageBuild.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use super::job::place_nested_virt;
+use crate::api::imagebuild::ImageBuildSpec;
+use crate::engine::build_planner::BuildLaunch;
+use crate::engine::launch::OUTPUTS_PATH;
+use crate::engine::naming::{run_label, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY, LABEL_SUFFIX};
+
+/// Name of the builder's container.
+pub const BUILD_CONTAINER: &str = "build";
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+}
+
+/// Builds the Job: the builder container with `GANTRY_IMAGE`,
+/// `GANTRY_IMAGE_SUFFIX`, `GANTRY_OUTPUTS` and the source in its environment;
+/// it reports `digest=sha256:...` (and `manifest=...`) to `$GANTRY_OUTPUTS`.
+pub fn build_job(launch: &BuildLaunch, spec: &ImageBuildSpec, namespace: &str, owner: OwnerReference) -> Job {
+    let labels = BTreeMap::from([
+        (LABEL_IMAGE_BUILD.to_string(), run_label(&launch.build)),
+        (LABEL_SUFFIX.to_string(), launch.suffix.clone()),
+        (LABEL_GENERATION.to_string(), launch.generation.to_string()),
+        (LABEL_MANAGED_BY.to_string(), "gantry".to_string()),
+    ]);
+    let source = spec.source.clone().unwrap_or_default();
+    let mut vars = vec![
+        env("GANTRY_IMAGE", &launch.image),
+        env("GANTRY_IMAGE_SUFFIX", &launch.suffix),
+        env("GANTRY_IMAGE_KIND", format!("{:?}", spec.image_kind).to_lowercase()),
+        env("GANTRY_OUTPUTS", OUTPUTS_PATH),
+        env("GANTRY_SOURCE_REPO", source.repo.unwrap_or_default()),
+        env("GANTRY_SOURCE_REVISION", source.revision.unwrap_or_default()),
+        env("GANTRY_SOURCE_CONTEXT_DIR", source.context_dir.unwrap_or_default()),
+    ];
+    vars.extend(spec.builder.env.iter().cloned());
+    let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
+    let mut resources = spec.builder.resources.clone();
+    let node_selector =
+        launch.nested_virt.as_ref().map(|virt| place_nested_virt(virt, &mut resources, &mut volumes, &mut mounts));
+    let builder = &spec.builder;
+    Job {
+        metadata: ObjectMeta {
+            name: Some(launch.job_name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: launch.timeout.map(|t| t.as_secs().max(1) as i64),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: spec.service_account_name.clone(),
+                    node_selector,
+                    volumes: (!volumes.is_empty()).then_some(volumes),
+                    containers: vec![Container {
+                        name: BUILD_CONTAINER.into(),
+                        image: builder.image.clone(),
+                        command: (!builder.command.is_empty()).then(|| builder.command.clone()),
+                        args: (!builder.args.is_empty()).then(|| builder.args.clone()),
+                        env: Some(vars),
+                        working_dir: builder.working_dir.clone(),
+                        resources,
+                        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+                        termination_message_path: Some(OUTPUTS_PATH.into()),
+                        termination_message_policy: Some("File".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::ContainerRun;
+
+    #[test]
+    fn the_builder_gets_its_reference_suffix_and_output_file() {
+        let spec = ImageBuildSpec {
+            builder: ContainerRun { image: Some("builder:1".into()), ..Default::default() },
+            output: "reg:5000/app".into(),
+            service_account_name: Some("builder".into()),
+            ..Default::default()
+        };
+        let launch = BuildLaunch {
+            build: "app".into(),
+            job_name: "app-c20261121t150000z".into(),
+            suffix: "c20261121t150000z".into(),
+            generation: 3,
+            image: "reg:5000/app:c20261121t150000z".into(),
+            timeout: None,
+            nested_virt: None,
+        };
+        let owner = OwnerReference { name: "app".into(), uid: "u".into(), ..Default::default() };
+        let job = build_job(&launch, &spec, "ci", owner);
+        let labels = job.metadata.labels.clone().unwrap();
+        assert_eq!(labels[LABEL_GENERATION], "3");
+        assert_eq!(labels[LABEL_SUFFIX], "c20261121t150000z");
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("builder"));
+        let env = pod.containers[0].env.clone().unwrap();
+        let get = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+        assert_eq!(get("GANTRY_IMAGE").as_deref(), Some("reg:5000/app:c20261121t150000z"));
+        assert_eq!(get("GANTRY_IMAGE_KIND").as_deref(), Some("container"));
+        assert_eq!(pod.containers[0].termination_message_path.as_deref(), Some(OUTPUTS_PATH));
+    }
+}

@@ -1,0 +1,93 @@
+//! ImageBuilds reconciled by a real operator on the real cluster, with a
+//! busybox builder that reports a digest (the registry-backed builder comes
+//! with the test bed's registry).
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+
+use crate::crds::install_crds;
+use crate::support::{client, wait_for, Operator, TestNamespace};
+use gantry::api::imagebuild::BuildPhase;
+use gantry::api::ImageBuild;
+
+const BUILDER: &str = r#"d=$(echo "$GANTRY_IMAGE" | sha256sum | cut -d' ' -f1)
+echo "pushed $GANTRY_IMAGE as sha256:$d"
+echo "digest=sha256:$d" >> "$GANTRY_OUTPUTS""#;
+
+fn image_build(name: &str, script: &str) -> ImageBuild {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "ImageBuild", "metadata": {"name": name},
+        "spec": {"output": "10.88.0.1:5000/fedora-cache", "suffixPrefix": "c",
+                 "builder": {"image": "local/busybox:1", "command": ["sh", "-c", script]}}
+    }))
+    .unwrap()
+}
+
+async fn settled(builds: &Api<ImageBuild>, name: &str, count: usize) -> ImageBuild {
+    wait_for(builds, name, 120, "the builds to settle", move |b: Option<&ImageBuild>| {
+        b.and_then(|b| b.status.as_ref()).is_some_and(|s| {
+            s.builds.len() == count && matches!(s.phase, Some(BuildPhase::Ready) | Some(BuildPhase::Failed))
+        })
+    })
+    .await
+}
+
+async fn job_names(client: &kube::Client, ns: &str) -> Vec<String> {
+    let jobs = Api::<Job>::namespaced(client.clone(), ns).list(&ListParams::default()).await.unwrap();
+    let mut names: Vec<String> = jobs.items.iter().map(|j| j.name_any()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn builds_record_their_digest_rebuild_once_per_change_and_report_failures() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "builds").await;
+    let _operator = Operator::for_builds(&ns.name);
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), &ns.name);
+
+    builds.create(&PostParams::default(), &image_build("cache", BUILDER)).await.unwrap();
+    let built = settled(&builds, "cache", 1).await;
+    let status = built.status.clone().unwrap();
+    assert_eq!(status.phase, Some(BuildPhase::Ready), "{status:?}");
+    let latest = status.latest_image.clone().unwrap();
+    assert!(latest.starts_with("10.88.0.1:5000/fedora-cache:c"), "{latest}");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
+    let pod = pods.list(&ListParams::default().labels("gantry.dev/image-build=cache")).await.unwrap().items.remove(0);
+    let log = pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap();
+    assert_eq!(
+        log.trim(),
+        format!("pushed {latest} as {}", status.digest.clone().unwrap()),
+        "status holds the reported digest"
+    );
+    assert!(status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+
+    // A spec change rebuilds exactly once.
+    let patch = serde_json::json!({"spec": {"builder": {"env": [{"name": "FEDORA", "value": "41"}]}}});
+    builds.patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let rebuilt = settled(&builds, "cache", 2).await;
+    assert_ne!(rebuilt.status.as_ref().unwrap().latest_image.as_ref().unwrap(), &latest, "a new suffix");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(job_names(&client, &ns.name).await.len(), 2, "no rebuild loop");
+
+    // The rebuild annotation asks for one more.
+    let patch = serde_json::json!({"metadata": {"annotations": {"gantry.dev/rebuild": "weekly-1"}}});
+    builds.patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    settled(&builds, "cache", 3).await;
+
+    // A failing builder says which pod and container failed.
+    builds.create(&PostParams::default(), &image_build("broken", "echo 'no space left' >&2; exit 3")).await.unwrap();
+    let failed = settled(&builds, "broken", 1).await;
+    let status = failed.status.unwrap();
+    assert_eq!(status.phase, Some(BuildPhase::Failed));
+    let message = status.builds[0].message.clone().unwrap();
+    assert!(message.contains("container build in pod broken-c") && message.contains("exited with code 3"), "{message}");
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "BuildFailed"));
+    ns.delete().await;
+}
