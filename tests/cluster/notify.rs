@@ -40,7 +40,13 @@ async fn every_transition_is_sent_as_a_cloudevent() {
     pods.create(&PostParams::default(), &receiver).await.unwrap();
     let running = wait_for(&pods, "resultsdb", 60, "the receiver to run", is_pod_running()).await;
     let ip = running.status.unwrap().pod_ip.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await; // httpd listening
+    // Running is not listening: wait until httpd answers (the host reaches pod IPs).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect_timeout(&format!("{ip}:8080").parse().unwrap(), Duration::from_secs(1)).is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "the receiver never listened on {ip}:8080");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns.name);
     let run: PipelineRun = serde_json::from_value(serde_json::json!({

@@ -39,20 +39,30 @@ pub struct TestNamespace {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestNamespace {
-    /// Creates `<prefix>-<unique>` and waits until its default ServiceAccount exists.
+    /// Creates `<prefix>-<unique>` and waits until its default ServiceAccount
+    /// exists and, on API servers that still mint token Secrets (before
+    /// 1.24), until it has one: until then bare pods are refused with "No API
+    /// token found" (Jobs retry by themselves, pods do not).
     pub async fn create(client: &Client, prefix: &str) -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name = format!("{prefix}-{:x}{}", nanos, COUNTER.fetch_add(1, Ordering::Relaxed));
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create test namespace");
         let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &name);
+        let version = client.apiserver_version().await.expect("apiserver version");
+        let mints_tokens = version.minor.trim_end_matches('+').parse::<u32>().is_ok_and(|m| m < 24);
         tokio::time::timeout(Duration::from_secs(60), async {
-            while accounts.get_opt("default").await.expect("get default ServiceAccount").is_none() {
+            loop {
+                let account = accounts.get_opt("default").await.expect("get default ServiceAccount");
+                let ready = account.is_some_and(|a| !mints_tokens || a.secrets.is_some_and(|s| !s.is_empty()));
+                if ready {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
         .await
-        .expect("default ServiceAccount appears");
+        .expect("default ServiceAccount (and its token) appears");
         Self { name, client: client.clone() }
     }
 
