@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::job::place_nested_virt;
+use super::job::{place_nested_virt, single_attempt_job};
 use crate::api::imagebuild::ImageBuildSpec;
 use crate::engine::build_planner::BuildLaunch;
 use crate::engine::launch::OUTPUTS_PATH;
@@ -45,44 +45,26 @@ pub fn build_job(launch: &BuildLaunch, spec: &ImageBuildSpec, namespace: &str, o
     let node_selector =
         launch.nested_virt.as_ref().map(|virt| place_nested_virt(virt, &mut resources, &mut volumes, &mut mounts));
     let builder = &spec.builder;
-    Job {
-        metadata: ObjectMeta {
-            name: Some(launch.job_name.clone()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![owner]),
+    let pod = PodSpec {
+        service_account_name: spec.service_account_name.clone(),
+        node_selector,
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        containers: vec![Container {
+            name: BUILD_CONTAINER.into(),
+            image: builder.image.clone(),
+            command: (!builder.command.is_empty()).then(|| builder.command.clone()),
+            args: (!builder.args.is_empty()).then(|| builder.args.clone()),
+            env: Some(vars),
+            working_dir: builder.working_dir.clone(),
+            resources,
+            volume_mounts: (!mounts.is_empty()).then_some(mounts),
+            termination_message_path: Some(OUTPUTS_PATH.into()),
+            termination_message_policy: Some("File".into()),
             ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            active_deadline_seconds: launch.timeout.map(|t| t.as_secs().max(1) as i64),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    service_account_name: spec.service_account_name.clone(),
-                    node_selector,
-                    volumes: (!volumes.is_empty()).then_some(volumes),
-                    containers: vec![Container {
-                        name: BUILD_CONTAINER.into(),
-                        image: builder.image.clone(),
-                        command: (!builder.command.is_empty()).then(|| builder.command.clone()),
-                        args: (!builder.args.is_empty()).then(|| builder.args.clone()),
-                        env: Some(vars),
-                        working_dir: builder.working_dir.clone(),
-                        resources,
-                        volume_mounts: (!mounts.is_empty()).then_some(mounts),
-                        termination_message_path: Some(OUTPUTS_PATH.into()),
-                        termination_message_policy: Some("File".into()),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    }
+        }],
+        ..Default::default()
+    };
+    single_attempt_job(&launch.job_name, namespace, labels, owner, launch.timeout, pod)
 }
 
 #[cfg(test)]
@@ -109,10 +91,12 @@ mod tests {
         };
         let owner = OwnerReference { name: "app".into(), uid: "u".into(), ..Default::default() };
         let job = build_job(&launch, &spec, "ci", owner);
+        assert_eq!(job.spec.as_ref().unwrap().backoff_limit, Some(0), "one attempt per Job");
         let labels = job.metadata.labels.clone().unwrap();
         assert_eq!(labels[LABEL_GENERATION], "3");
         assert_eq!(labels[LABEL_SUFFIX], "c20261121t150000z");
         let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.service_account_name.as_deref(), Some("builder"));
         let env = pod.containers[0].env.clone().unwrap();
         let get = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());

@@ -92,9 +92,30 @@ pub fn stage_job(launch: &StageLaunch, namespace: &str, owner: OwnerReference) -
         volume_mounts: mounts,
         ..Default::default()
     };
+    let pod = PodSpec {
+        service_account_name: launch.service_account_name.clone(),
+        containers: vec![container],
+        volumes,
+        node_selector,
+        ..Default::default()
+    };
+    single_attempt_job(&launch.job_name, namespace, labels, owner, launch.timeout, pod)
+}
+
+/// A Job that runs `pod` once: no Job-level retries (`backoffLimit: 0`,
+/// `restartPolicy: Never`; Gantry retries with new Jobs), an optional
+/// deadline, the labels on the Job and its pods, and `owner` as controller.
+pub fn single_attempt_job(
+    name: &str,
+    namespace: &str,
+    labels: BTreeMap<String, String>,
+    owner: OwnerReference,
+    timeout: Option<std::time::Duration>,
+    pod: PodSpec,
+) -> Job {
     Job {
         metadata: ObjectMeta {
-            name: Some(launch.job_name.clone()),
+            name: Some(name.to_string()),
             namespace: Some(namespace.to_string()),
             labels: Some(labels.clone()),
             owner_references: Some(vec![owner]),
@@ -102,17 +123,10 @@ pub fn stage_job(launch: &StageLaunch, namespace: &str, owner: OwnerReference) -
         },
         spec: Some(JobSpec {
             backoff_limit: Some(0),
-            active_deadline_seconds: launch.timeout.map(|t| t.as_secs().max(1) as i64),
+            active_deadline_seconds: timeout.map(|t| t.as_secs().max(1) as i64),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    service_account_name: launch.service_account_name.clone(),
-                    containers: vec![container],
-                    volumes,
-                    node_selector,
-                    ..Default::default()
-                }),
+                spec: Some(PodSpec { restart_policy: Some("Never".into()), ..pod }),
             },
             ..Default::default()
         }),
