@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 fn kvm_run(name: &str) -> PipelineRun {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": name},
-        "spec": {"stages": [{"name": "qemu", "nestedVirt": true,
+        "spec": {"stages": [{"name": "qemu", "nestedVirt": true, "timeout": "120s",
                              "run": {"image": "local/busybox:1", "command": ["sh", "-c", "test -c /dev/kvm && echo kvm-present"]}}]}
     }))
     .unwrap()
@@ -62,7 +62,8 @@ async fn the_operator_config_sets_nested_virt_policy_and_default_timeouts() {
     assert_eq!(condition.reason, "InvalidSpec");
     assert!(condition.message.contains("spec.stages[qemu].nestedVirt"), "{}", condition.message);
 
-    // A stage without a timeout of its own gets the admin's default (3s).
+    // A stage without a timeout of its own gets the admin's default (3s);
+    // the kvm stages above set their own, which wins over it.
     let sleepy: PipelineRun = serde_json::from_value(serde_json::json!({
         "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "sleepy"},
         "spec": {"stages": [{"name": "nap", "run": {"image": "local/busybox:1", "command": ["sleep", "60"]}}]}
