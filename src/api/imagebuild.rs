@@ -92,7 +92,9 @@ pub struct Retention {
     /// Never obsolete or prune (release branches).
     #[serde(default)]
     pub permanent: bool,
-    /// The container that deletes an image; gets `GANTRY_IMAGE`.
+    /// The container that deletes an obsolete image once `pruneAfter` has
+    /// passed; gets `GANTRY_IMAGE` and `GANTRY_IMAGE_DIGEST`. Required with
+    /// `pruneAfter`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruner: Option<ContainerRun>,
 }
@@ -129,6 +131,30 @@ pub struct ImageBuildStatus {
     /// (each value is honoured once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_rebuild: Option<String>,
+    /// The prune Job of the latest image, once retention started one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneRecord>,
+}
+
+/// The prune Job that deletes an obsolete image.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneRecord {
+    /// The reference being deleted.
+    pub image: String,
+    /// The prune Job.
+    pub job_name: String,
+    /// Running, Succeeded or Failed (a failed prune is not retried by itself).
+    pub phase: String,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<DateTime<Utc>>,
+    /// Why it failed, naming the pod and container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The phase of an ImageBuild.

@@ -19,8 +19,10 @@ use super::{publish, Context, Error, Shutdown};
 use crate::api::imagebuild::ImageBuildStatus;
 use crate::api::{ImageBuild, FIELD_MANAGER};
 use crate::engine::build_planner::{plan_build, BuildAction, BuildJob, BuildView};
-use crate::engine::naming::{run_label, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_SUFFIX};
-use crate::resources::build_job::{build_job, BUILD_CONTAINER};
+use crate::engine::naming::{
+    run_label, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_PRUNE, LABEL_SUFFIX,
+};
+use crate::resources::build_job::{build_job, prune_job, BUILD_CONTAINER, PRUNE_CONTAINER};
 use crate::resources::controller_ref;
 
 /// Runs the ImageBuild controller until `shutdown` resolves.
@@ -52,18 +54,23 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
     let jobs_api = Api::<Job>::namespaced(ctx.client.clone(), &ns);
     let jobs = jobs_api.list(&ListParams::default().labels(&selector)).await?;
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
-    let observed: Vec<BuildJob> = observe_jobs(&jobs.items, &pods.items, BUILD_CONTAINER)
-        .into_iter()
-        .filter_map(|(labels, o)| {
+    let (prune_jobs, build_jobs): (Vec<Job>, Vec<Job>) =
+        jobs.items.into_iter().partition(|j| j.labels().contains_key(LABEL_PRUNE));
+    let builds = observe_jobs(&build_jobs, &pods.items, BUILD_CONTAINER).into_iter().map(|o| (o, false));
+    let prunes = observe_jobs(&prune_jobs, &pods.items, PRUNE_CONTAINER).into_iter().map(|o| (o, true));
+    let observed: Vec<BuildJob> = builds
+        .chain(prunes)
+        .filter_map(|((labels, o), prune)| {
             Some(BuildJob {
                 suffix: labels.get(LABEL_SUFFIX)?.clone(),
-                generation: labels.get(LABEL_GENERATION)?.parse().ok()?,
+                generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()).unwrap_or_default(),
                 name: o.name,
                 state: o.state,
                 created: o.created,
                 finished: o.finished,
                 outputs: o.outputs,
                 message: o.message,
+                prune,
             })
         })
         .collect();
@@ -93,6 +100,16 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
                     }
                 }
             }
+            BuildAction::CreatePruneJob(launch) => {
+                info!(build = %name, job = %launch.job_name, image = %launch.image, "pruning obsolete image");
+                let job = prune_job(launch, &build.spec, &ns, owner.clone());
+                match jobs_api.create(&PostParams::default(), &job).await {
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
             BuildAction::DeleteJob { name: job } => {
                 let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
                 match jobs_api.delete(job, &dp).await {
@@ -114,8 +131,12 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
     })
 }
 
+/// Applies the status, except `lastUsed`: the PipelineRun controller owns
+/// that field (it bumps it with a merge patch whenever a stage uses the
+/// image), and applying a stale copy here would set it back.
 async fn write_status(ctx: &Context, build: &ImageBuild, status: &ImageBuildStatus) -> Result<(), Error> {
     let api = Api::<ImageBuild>::namespaced(ctx.client.clone(), &build.namespace().unwrap_or_default());
+    let status = ImageBuildStatus { last_used: None, ..status.clone() };
     let patch = serde_json::json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "ImageBuild", "status": status});
     api.patch_status(&build.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())

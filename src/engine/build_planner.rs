@@ -9,13 +9,13 @@ use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
 use super::duration::{format_duration, parse_duration};
 use super::imagebuild::{build_due, build_suffix, lifecycle, BuildTrigger};
 use super::launch::NestedVirtPlacement;
-use super::naming::build_job_name;
+use super::naming::{build_job_name, ANNOTATION_REBUILD};
 use super::observed::{JobState, Settings};
 use super::outputs::parse_outputs;
 use super::planner::{Note, TIMEOUT_GRACE};
 use super::text::truncate;
 use super::validate::SpecError;
-use crate::api::imagebuild::{BuildPhase, BuildRecord, ImageBuildSpec, ImageBuildStatus};
+use crate::api::imagebuild::{BuildPhase, BuildRecord, ImageBuildSpec, ImageBuildStatus, PruneRecord};
 
 /// Builds kept in status when `retention.keepLast` is unset.
 pub const DEFAULT_KEEP_LAST: u32 = 5;
@@ -60,6 +60,8 @@ pub struct BuildJob {
     pub outputs: Option<String>,
     /// Why it failed, naming pod and container.
     pub message: Option<String>,
+    /// A prune Job (true) or a build Job.
+    pub prune: bool,
 }
 
 /// One build to start.
@@ -81,11 +83,28 @@ pub struct BuildLaunch {
     pub nested_virt: Option<NestedVirtPlacement>,
 }
 
+/// The prune Job of an obsolete image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneLaunch {
+    /// The ImageBuild's name.
+    pub build: String,
+    /// The Job's name.
+    pub job_name: String,
+    /// The suffix of the build whose image is deleted.
+    pub suffix: String,
+    /// The reference to delete.
+    pub image: String,
+    /// Its digest.
+    pub digest: Option<String>,
+}
+
 /// Something to do in the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildAction {
     /// Create the builder Job.
     CreateJob(Box<BuildLaunch>),
+    /// Create the prune Job.
+    CreatePruneJob(Box<PruneLaunch>),
     /// Delete a builder Job that must stop.
     DeleteJob { name: String },
 }
@@ -129,6 +148,19 @@ pub fn validate_build(spec: &ImageBuildSpec, nested_virt_allowed: bool) -> Resul
         if let Some(v) = value {
             parse_duration(v).map_err(|e| err(field, e))?;
         }
+    }
+    let retention = &spec.retention;
+    if retention.prune_after.is_some() && retention.obsolete_after.is_none() {
+        return Err(err("spec.retention.pruneAfter", "counts from obsolescence: set obsoleteAfter too"));
+    }
+    match &retention.pruner {
+        None if retention.prune_after.is_some() => {
+            return Err(err("spec.retention.pruner", "pruneAfter needs a pruner container that deletes the image"))
+        }
+        Some(p) if p.image.as_deref().is_none_or(str::is_empty) => {
+            return Err(err("spec.retention.pruner.image", "the pruner needs an image"))
+        }
+        _ => {}
     }
     if spec.retention.keep_last.is_some_and(|k| k == 0 || k > MAX_KEEP_LAST) {
         return Err(err("spec.retention.keepLast", format!("must be 1 to {MAX_KEEP_LAST}")));
@@ -204,7 +236,77 @@ pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> Bu
     status.builds.drain(..excess);
 
     summarize(view, &mut status, now);
+    retire(view, &mut status, jobs, now, &mut actions, &mut wake);
     finish(view, status, actions, now, wake)
+}
+
+/// The retention lifecycle of the latest image: Used → Obsolete (unused for
+/// `obsoleteAfter`) → a prune Job (after `pruneAfter` more) → Pruned. One
+/// prune Job per image; a failed one is reported, not retried.
+fn retire(
+    view: &BuildView,
+    status: &mut ImageBuildStatus,
+    jobs: &[BuildJob],
+    now: DateTime<Utc>,
+    actions: &mut Vec<BuildAction>,
+    wake: &mut Vec<DateTime<Utc>>,
+) {
+    let Some(image) = status.latest_image.clone() else { return };
+    let suffix = image.rsplit(':').next().unwrap_or_default().to_string();
+    // A prune Job the status does not know (its write was lost): take it over.
+    if let Some(job) = jobs.iter().find(|j| j.prune && j.suffix == suffix) {
+        if status.prune.as_ref().is_none_or(|p| p.job_name != job.name) {
+            status.prune = Some(PruneRecord {
+                image: image.clone(),
+                job_name: job.name.clone(),
+                phase: "Running".into(),
+                start_time: job.created,
+                ..Default::default()
+            });
+        }
+    }
+    if let Some(prune) = status.prune.as_mut().filter(|p| p.image == image && p.phase == "Running") {
+        match jobs.iter().find(|j| j.prune && j.name == prune.job_name) {
+            None => {
+                prune.phase = "Failed".into();
+                prune.message = Some(format!("Job {} disappeared before it finished", prune.job_name));
+                prune.completion_time = Some(now);
+            }
+            Some(job) if job.state == JobState::Active => {}
+            Some(job) => {
+                let ok = job.state == JobState::Succeeded;
+                prune.phase = if ok { "Succeeded" } else { "Failed" }.into();
+                prune.message = (!ok).then(|| truncate(job.message.as_deref().unwrap_or("failed"), MAX_MESSAGE_BYTES));
+                prune.completion_time = Some(job.finished.unwrap_or(now));
+            }
+        }
+    }
+    let this_image = status.prune.as_ref().filter(|p| p.image == image);
+    let pruned = this_image.is_some_and(|p| p.phase == "Succeeded");
+    let used = status.last_used.or_else(|| status.builds.iter().rev().find_map(|b| b.completion_time));
+    let state = lifecycle(&view.spec.retention, used, pruned, now);
+    status.lifecycle = Some(state.lifecycle);
+    wake.extend(state.next_change);
+    if pruned {
+        let message = format!("{image} was deleted by its prune Job; annotate {ANNOTATION_REBUILD} to build it again");
+        set_condition(&mut status.conditions, "Ready", "False", "Pruned", &message, Some(view.generation), now);
+    }
+    let (Some(_), true, None) = (&view.spec.retention.pruner, state.prune_due, this_image) else { return };
+    let launch = PruneLaunch {
+        build: view.name.to_string(),
+        job_name: build_job_name(view.name, &format!("prune-{suffix}")),
+        suffix,
+        image: image.clone(),
+        digest: status.digest.clone(),
+    };
+    status.prune = Some(PruneRecord {
+        image,
+        job_name: launch.job_name.clone(),
+        phase: "Running".into(),
+        start_time: Some(now),
+        ..Default::default()
+    });
+    actions.push(BuildAction::CreatePruneJob(Box::new(launch)));
 }
 
 fn trigger_message(trigger: &BuildTrigger) -> String {
@@ -218,7 +320,7 @@ fn trigger_message(trigger: &BuildTrigger) -> String {
 /// Jobs the status does not list (its write was lost): take them over.
 fn adopt(status: &mut ImageBuildStatus, jobs: &[BuildJob]) {
     let mut unknown: Vec<&BuildJob> =
-        jobs.iter().filter(|j| status.builds.iter().all(|b| b.job_name != j.name)).collect();
+        jobs.iter().filter(|j| !j.prune && status.builds.iter().all(|b| b.job_name != j.name)).collect();
     unknown.sort_by_key(|j| j.created);
     for job in unknown {
         status.builds.push(BuildRecord {
@@ -329,10 +431,6 @@ fn summarize(view: &BuildView, status: &mut ImageBuildStatus, now: DateTime<Utc>
         }
         _ => set_condition(conditions, "Building", "False", "Idle", "no build running", generation, now),
     }
-    if status.latest_image.is_some() {
-        let used = status.last_used.or_else(|| status.builds.iter().rev().find_map(|b| b.completion_time));
-        status.lifecycle = Some(lifecycle(&view.spec.retention, used, false, now).lifecycle);
-    }
 }
 
 fn finish(
@@ -367,6 +465,20 @@ fn finish(
             status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).unwrap_or_default();
         notes.push(Note { warning: true, reason: "InvalidSpec".into(), message, stage: None, job: None });
     }
+    let old_prune = before.prune.as_ref().map(|p| (&p.job_name, &p.phase));
+    if let Some(prune) = status.prune.as_ref().filter(|p| old_prune != Some((&p.job_name, &p.phase))) {
+        let (warning, reason, what) = match prune.phase.as_str() {
+            "Running" => (false, "PruneStarted", "deleting"),
+            "Succeeded" => (false, "PruneSucceeded", "deleted"),
+            _ => (true, "PruneFailed", "could not delete"),
+        };
+        let mut message = format!("{what} {}", prune.image);
+        if let Some(m) = &prune.message {
+            message.push_str(": ");
+            message.push_str(m);
+        }
+        notes.push(Note { warning, reason: reason.into(), message, stage: None, job: Some(prune.job_name.clone()) });
+    }
     if before.lifecycle != status.lifecycle {
         if let Some(l) = status.lifecycle {
             notes.push(Note {
@@ -376,13 +488,6 @@ fn finish(
                 stage: None,
                 job: None,
             });
-        }
-    }
-    let mut wake = wake;
-    if status.latest_image.is_some() {
-        let used = status.last_used.or_else(|| status.builds.iter().rev().find_map(|b| b.completion_time));
-        if let Some(next) = lifecycle(&view.spec.retention, used, false, now).next_change {
-            wake.push(next);
         }
     }
     let requeue_after =
@@ -463,6 +568,22 @@ mod tests {
                             finished: None,
                             outputs: None,
                             message: None,
+                            prune: false,
+                        });
+                    }
+                    BuildAction::CreatePruneJob(l) => {
+                        assert!(self.jobs.iter().all(|j| j.name != l.job_name), "{} created twice", l.job_name);
+                        self.created.push(l.job_name.clone());
+                        self.jobs.push(BuildJob {
+                            name: l.job_name.clone(),
+                            suffix: l.suffix.clone(),
+                            generation: self.generation,
+                            state: JobState::Active,
+                            created: Some(self.now),
+                            finished: None,
+                            outputs: None,
+                            message: None,
+                            prune: true,
                         });
                     }
                     BuildAction::DeleteJob { name } => self.jobs.retain(|j| &j.name != name),
@@ -474,7 +595,8 @@ mod tests {
         }
 
         fn finish(&mut self, state: JobState, outputs: &str) {
-            let job = self.jobs.iter_mut().rev().find(|j| j.state == JobState::Active).expect("a running build");
+            let job =
+                self.jobs.iter_mut().rev().find(|j| !j.prune && j.state == JobState::Active).expect("a running build");
             job.state = state;
             job.finished = Some(self.now);
             job.outputs = Some(outputs.to_string());
@@ -599,6 +721,17 @@ mod tests {
             (Box::new(|s: &mut ImageBuildSpec| s.suffix_prefix = "C-1".into()), "spec.suffixPrefix"),
             (Box::new(|s: &mut ImageBuildSpec| s.timeout = Some("soon".into())), "spec.timeout"),
             (Box::new(|s: &mut ImageBuildSpec| s.nested_virt = true), "spec.nestedVirt"),
+            (
+                Box::new(|s: &mut ImageBuildSpec| {
+                    s.retention.obsolete_after = Some("1d".into());
+                    s.retention.prune_after = Some("1d".into());
+                }),
+                "spec.retention.pruner",
+            ),
+            (
+                Box::new(|s: &mut ImageBuildSpec| s.retention.prune_after = Some("1d".into())),
+                "spec.retention.pruneAfter",
+            ),
         ] {
             let mut s = spec();
             mutate(&mut s);
@@ -625,5 +758,98 @@ mod tests {
         }
         assert_eq!(sim.status.builds.len(), 2);
         assert_eq!(sim.created.len(), 4);
+    }
+
+    fn retiring(permanent: bool) -> Sim {
+        let mut s = spec();
+        s.retention = crate::api::imagebuild::Retention {
+            obsolete_after: Some("60s".into()),
+            prune_after: Some("30s".into()),
+            permanent,
+            pruner: Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() }),
+            ..Default::default()
+        };
+        let mut sim = Sim::new(s);
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        sim
+    }
+
+    #[test]
+    fn an_unused_image_goes_obsolete_then_one_prune_job_makes_it_pruned() {
+        let mut sim = retiring(false);
+        assert_eq!(sim.status.lifecycle, Some(Lifecycle::Used));
+        assert_eq!(sim.step().requeue_after, Some(Duration::from_secs(60)), "wakes when it turns obsolete");
+        sim.now = t(60);
+        sim.step();
+        assert_eq!(sim.status.lifecycle, Some(Lifecycle::Obsolete));
+        assert_eq!(sim.created.len(), 1, "no prune before pruneAfter");
+        sim.now = t(90);
+        let plan = sim.step();
+        let BuildAction::CreatePruneJob(prune) = &plan.actions[0] else { panic!("{:?}", plan.actions) };
+        assert_eq!(prune.image, "10.88.0.1:5000/fedora-cache:c20261121t150000z");
+        assert_eq!(prune.digest.as_deref(), Some(DIGEST));
+        sim.now = t(95);
+        sim.step();
+        assert_eq!(sim.created.len(), 2, "one prune Job");
+        let job = sim.jobs.iter_mut().find(|j| j.prune).unwrap();
+        job.state = JobState::Succeeded;
+        sim.step();
+        assert_eq!(sim.status.lifecycle, Some(Lifecycle::Pruned));
+        assert_eq!(sim.condition("Ready"), ("False".into(), "Pruned".into()));
+        sim.now = t(500);
+        assert!(sim.step().actions.is_empty());
+        let reasons: Vec<&str> = sim.notes.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            ["BuildStarted", "BuildSucceeded", "Used", "Obsolete", "PruneStarted", "PruneSucceeded", "Pruned"]
+        );
+    }
+
+    #[test]
+    fn use_resets_the_clock_and_a_failed_prune_is_reported_not_retried() {
+        let mut sim = retiring(false);
+        sim.now = t(50);
+        sim.status.last_used = Some(t(50));
+        sim.now = t(100);
+        sim.step();
+        assert_eq!(sim.status.lifecycle, Some(Lifecycle::Used), "used at 50s: obsolete only at 110s");
+        sim.now = t(140);
+        sim.step();
+        assert_eq!(sim.created.len(), 2, "prune due at 140s");
+        let job = sim.jobs.iter_mut().find(|j| j.prune).unwrap();
+        job.state = JobState::Failed;
+        job.message = Some("container prune in pod p exited with code 1 (Error)".into());
+        sim.step();
+        sim.now = t(900);
+        sim.step();
+        assert_eq!(sim.created.len(), 2, "not retried");
+        assert_eq!(sim.status.lifecycle, Some(Lifecycle::Obsolete));
+        let prune = sim.status.prune.clone().unwrap();
+        assert_eq!(prune.phase, "Failed");
+        assert!(prune.message.unwrap().contains("pod p"));
+        assert!(sim.notes.iter().any(|n| n.reason == "PruneFailed" && n.warning));
+    }
+
+    #[test]
+    fn a_permanent_image_is_never_obsoleted_or_pruned() {
+        let mut sim = retiring(true);
+        sim.now = t(86_400 * 365);
+        sim.step();
+        assert_eq!(sim.status.lifecycle, Some(Lifecycle::Permanent));
+        assert_eq!(sim.created.len(), 1);
+    }
+
+    #[test]
+    fn a_lost_status_write_adopts_the_prune_job() {
+        let mut sim = retiring(false);
+        sim.now = t(90);
+        sim.step();
+        sim.status.prune = None;
+        sim.now = t(91);
+        sim.step();
+        assert_eq!(sim.created.len(), 2, "the existing prune Job is adopted");
+        assert_eq!(sim.status.prune.as_ref().unwrap().phase, "Running");
     }
 }

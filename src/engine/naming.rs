@@ -13,6 +13,9 @@ pub const LABEL_IMAGE_BUILD: &str = "gantry.dev/image-build";
 pub const LABEL_SUFFIX: &str = "gantry.dev/suffix";
 /// Label on every build Job: the spec generation it builds.
 pub const LABEL_GENERATION: &str = "gantry.dev/generation";
+/// Label on an ImageBuild's prune Job (value `true`); its suffix label names
+/// the build whose image it deletes.
+pub const LABEL_PRUNE: &str = "gantry.dev/prune";
 
 /// Annotation a user sets (to any new value) to rebuild an ImageBuild.
 pub const ANNOTATION_REBUILD: &str = "gantry.dev/rebuild";

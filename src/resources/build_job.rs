@@ -8,12 +8,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::job::{place_nested_virt, single_attempt_job};
 use crate::api::imagebuild::ImageBuildSpec;
-use crate::engine::build_planner::BuildLaunch;
+use crate::engine::build_planner::{BuildLaunch, PruneLaunch};
 use crate::engine::launch::OUTPUTS_PATH;
-use crate::engine::naming::{run_label, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY, LABEL_SUFFIX};
+use crate::engine::naming::{
+    run_label, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY, LABEL_PRUNE, LABEL_SUFFIX,
+};
 
 /// Name of the builder's container.
 pub const BUILD_CONTAINER: &str = "build";
+/// Name of the pruner's container.
+pub const PRUNE_CONTAINER: &str = "prune";
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
@@ -67,6 +71,38 @@ pub fn build_job(launch: &BuildLaunch, spec: &ImageBuildSpec, namespace: &str, o
     single_attempt_job(&launch.job_name, namespace, labels, owner, launch.timeout, pod)
 }
 
+/// Builds the prune Job: `spec.retention.pruner` with `GANTRY_IMAGE` (the
+/// reference to delete) and `GANTRY_IMAGE_DIGEST`, as the builder's
+/// ServiceAccount. Validation guarantees the pruner is set.
+pub fn prune_job(launch: &PruneLaunch, spec: &ImageBuildSpec, namespace: &str, owner: OwnerReference) -> Job {
+    let labels = BTreeMap::from([
+        (LABEL_IMAGE_BUILD.to_string(), run_label(&launch.build)),
+        (LABEL_SUFFIX.to_string(), launch.suffix.clone()),
+        (LABEL_PRUNE.to_string(), "true".to_string()),
+        (LABEL_MANAGED_BY.to_string(), "gantry".to_string()),
+    ]);
+    let pruner = spec.retention.pruner.clone().unwrap_or_default();
+    let mut vars =
+        vec![env("GANTRY_IMAGE", &launch.image), env("GANTRY_IMAGE_DIGEST", launch.digest.clone().unwrap_or_default())];
+    vars.extend(pruner.env.iter().cloned());
+    let pod = PodSpec {
+        service_account_name: spec.service_account_name.clone(),
+        containers: vec![Container {
+            name: PRUNE_CONTAINER.into(),
+            image: pruner.image.clone(),
+            command: (!pruner.command.is_empty()).then(|| pruner.command.clone()),
+            args: (!pruner.args.is_empty()).then(|| pruner.args.clone()),
+            env: Some(vars),
+            working_dir: pruner.working_dir.clone(),
+            resources: pruner.resources.clone(),
+            termination_message_policy: Some("FallbackToLogsOnError".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    single_attempt_job(&launch.job_name, namespace, labels, owner, None, pod)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +139,38 @@ mod tests {
         assert_eq!(get("GANTRY_IMAGE").as_deref(), Some("reg:5000/app:c20261121t150000z"));
         assert_eq!(get("GANTRY_IMAGE_KIND").as_deref(), Some("container"));
         assert_eq!(pod.containers[0].termination_message_path.as_deref(), Some(OUTPUTS_PATH));
+    }
+
+    #[test]
+    fn the_pruner_gets_the_reference_and_digest_to_delete() {
+        let spec = ImageBuildSpec {
+            output: "reg:5000/app".into(),
+            retention: crate::api::imagebuild::Retention {
+                pruner: Some(ContainerRun {
+                    image: Some("pruner:1".into()),
+                    command: vec!["gantry-prune-image".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let launch = PruneLaunch {
+            build: "app".into(),
+            job_name: "app-prune-c1".into(),
+            suffix: "c1".into(),
+            image: "reg:5000/app:c1".into(),
+            digest: Some("sha256:ab".into()),
+        };
+        let owner = OwnerReference { name: "app".into(), uid: "u".into(), ..Default::default() };
+        let job = prune_job(&launch, &spec, "ci", owner);
+        assert_eq!(job.metadata.labels.as_ref().unwrap()[LABEL_PRUNE], "true");
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let container = &pod.containers[0];
+        assert_eq!(container.name, PRUNE_CONTAINER);
+        assert_eq!(container.image.as_deref(), Some("pruner:1"));
+        let env = container.env.clone().unwrap();
+        assert!(env.iter().any(|e| e.name == "GANTRY_IMAGE" && e.value.as_deref() == Some("reg:5000/app:c1")));
+        assert!(env.iter().any(|e| e.name == "GANTRY_IMAGE_DIGEST" && e.value.as_deref() == Some("sha256:ab")));
     }
 }
