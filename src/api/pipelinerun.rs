@@ -182,13 +182,20 @@ pub struct ObjectRef {
     pub name: String,
 }
 
-/// A stage whose pods keep running while its dependents use them.
+/// A stage whose pods keep running while its dependents use them (a
+/// nested-virt test cluster, a database). It is Ready once every pod is
+/// ready; the stages that need it then start and get the pods' IPs as the
+/// output `addresses` (comma-separated). It is torn down (and Succeeded)
+/// when the last of them finishes, or with the run.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStage {
-    /// Number of pods.
+    /// Number of pods (1 to 16).
     #[serde(default = "default_replicas")]
     pub replicas: u32,
+    /// When a pod counts as ready; without one, as soon as it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<k8s_openapi::api::core::v1::Probe>,
 }
 
 fn default_replicas() -> u32 {
@@ -323,6 +330,9 @@ pub struct StageStatus {
     /// When the next retry may start (while waiting for a retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<DateTime<Utc>>,
+    /// A service stage: every pod is ready, so the stages that need it may run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ready: bool,
     /// Outputs the stage reported.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,

@@ -27,6 +27,8 @@ pub struct JobOutcome {
     pub outputs: Option<String>,
     /// Why it failed, naming the pod and container where known.
     pub message: Option<String>,
+    /// IPs of its running pods that are ready, by pod name.
+    pub ready_addresses: Vec<String>,
 }
 
 /// One outcome per Job, with its labels, read from the container named
@@ -98,7 +100,23 @@ fn observe_job(job: &Job, name: String, pods: &[&Pod], container_name: &str) -> 
         finished,
         outputs,
         message,
+        ready_addresses: ready_addresses(pods),
     }
+}
+
+/// The IPs of the pods whose Ready condition is True, in pod-name order.
+fn ready_addresses(pods: &[&Pod]) -> Vec<String> {
+    let mut ready: Vec<(&str, String)> = pods
+        .iter()
+        .filter_map(|p| {
+            let status = p.status.as_ref()?;
+            let is_ready = status.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            let running = status.phase.as_deref() == Some("Running");
+            Some((p.metadata.name.as_deref()?, status.pod_ip.clone()?)).filter(|_| is_ready && running)
+        })
+        .collect();
+    ready.sort();
+    ready.into_iter().map(|(_, ip)| ip).collect()
 }
 
 fn container_status<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
@@ -183,6 +201,29 @@ mod tests {
         let message = obs[0].message.clone().unwrap();
         assert!(message.starts_with("DeadlineExceeded: details"), "{message}");
         assert!(message.contains("never ran (ErrImagePull: not found)"), "{message}");
+    }
+
+    #[test]
+    fn ready_running_pods_give_their_addresses() {
+        let mut pods = Vec::new();
+        for (name, ready, ip) in
+            [("r-db-1-b", "True", "10.88.0.7"), ("r-db-1-a", "True", "10.88.0.9"), ("r-db-1-c", "False", "10.88.0.8")]
+        {
+            let mut p = pod("r-db-1", serde_json::json!({"running": {}}));
+            p.metadata.name = Some(name.into());
+            let status = p.status.as_mut().unwrap();
+            status.phase = Some("Running".into());
+            status.pod_ip = Some(ip.into());
+            status.conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                ..Default::default()
+            }]);
+            pods.push(p);
+        }
+        let jobs = [job("r-db-1", None)];
+        let obs: Vec<JobOutcome> = observe_jobs(&jobs, &pods, "stage").into_iter().map(|(_, o)| o).collect();
+        assert_eq!(obs[0].ready_addresses, ["10.88.0.9", "10.88.0.7"]);
     }
 
     #[test]

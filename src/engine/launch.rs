@@ -60,6 +60,8 @@ pub struct StageLaunch {
     pub workspace_claim: Option<String>,
     /// Virtualization for the pod, when the stage asks for it.
     pub nested_virt: Option<NestedVirtPlacement>,
+    /// For a service stage: how many pods, and when one is ready.
+    pub service: Option<crate::api::pipelinerun::ServiceStage>,
 }
 
 /// `GANTRY_PARAM_ARCH` for `arch`: upper case, anything else than letters
@@ -158,5 +160,6 @@ pub fn launch(
         timeout,
         workspace_claim: spec.workspace.as_ref().map(|_| workspace_claim_name(run)),
         nested_virt: if stage.nested_virt { settings.nested_virt.clone() } else { None },
+        service: stage.service.clone(),
     })
 }

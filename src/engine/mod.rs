@@ -11,6 +11,8 @@ pub mod naming;
 pub mod observed;
 pub mod outputs;
 pub mod planner;
+pub mod references;
+pub mod stage_kind;
 pub mod substitute;
 pub mod tap;
 pub mod text;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus};
+use crate::engine::references::Referenced;
 
 /// What the operator's admin-owned configuration means for one run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,6 +57,8 @@ pub struct JobObservation {
     pub outputs: Option<String>,
     /// Why it failed, naming the pod and container where known.
     pub message: Option<String>,
+    /// IPs of its pods that are ready (a service stage's addresses).
+    pub ready_addresses: Vec<String>,
 }
 
 /// Where a Job stands.
@@ -103,6 +106,11 @@ pub struct Observed {
     /// Logs of finished attempts, by Job name, as asked for by
     /// [`crate::engine::planner::logs_wanted`].
     pub logs: BTreeMap<String, String>,
+    /// The ImageBuilds `imageBuild` stages wait for, by name; a name that is
+    /// absent does not exist (yet).
+    pub image_builds: BTreeMap<String, Referenced>,
+    /// The KataInstalls `kataInstall` stages wait for, by name.
+    pub kata_installs: BTreeMap<String, Referenced>,
 }
 
 impl Observed {

@@ -18,6 +18,8 @@ use super::duration::parse_duration;
 use super::launch::{launch, stage_timeout, workspace_claim_name, StageLaunch};
 use super::observed::{group_order, JobObservation, JobState, Observed, RunView};
 use super::outputs::{is_skip, parse_outputs};
+use super::references::Referenced;
+use super::stage_kind::{stage_kind, StageKind};
 use super::tap;
 use super::text::truncate;
 use super::validate::{validate, SpecError};
@@ -39,6 +41,9 @@ pub const QUEUE_POLL: Duration = Duration::from_secs(3);
 /// Slack on top of a stage's timeout before the operator's own clock stops
 /// it (the Job's `activeDeadlineSeconds` normally fires first).
 pub const TIMEOUT_GRACE: Duration = Duration::from_secs(30);
+/// How often a stage waiting for an ImageBuild or KataInstall looks again
+/// (changes to those objects wake it sooner).
+pub const REFERENCE_POLL: Duration = Duration::from_secs(10);
 
 /// Something the controller must do in the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +60,8 @@ pub enum Action {
     ClearRerunAnnotation,
     /// Delete the run itself (its TTL after finishing has passed).
     DeleteRun,
+    /// Record that a stage used this ImageBuild's image (its `lastUsed`).
+    MarkImageUsed { build: String },
 }
 
 /// A Kubernetes Event to publish about the run.
@@ -199,6 +206,7 @@ impl Planner<'_> {
         }
         self.fail_fast();
         self.advance(graph, queued);
+        self.tear_down_services();
         self.conclude(None);
         if queued && !self.status.phase.is_some_and(RunPhase::is_finished) {
             self.status.phase = Some(RunPhase::Queued);
@@ -276,7 +284,13 @@ impl Planner<'_> {
             if self.status.stages[i].phase != StagePhase::Running {
                 continue;
             }
-            let stage = &self.spec.stages[i];
+            let spec = self.spec;
+            let stage = &spec.stages[i];
+            let kind = stage_kind(stage);
+            if kind.is_reference() {
+                self.integrate_reference(i);
+                continue;
+            }
             let attempt = self.status.stages[i].attempt;
             match observed.job(&stage.name, attempt) {
                 None => {
@@ -284,7 +298,12 @@ impl Planner<'_> {
                     self.attempt_failed(i, None, format!("Job {job} disappeared before it finished"));
                 }
                 Some(job) => match job.state {
-                    JobState::Active => self.check_stage_deadline(i, job),
+                    JobState::Active => {
+                        self.check_stage_deadline(i, job);
+                        if let StageKind::Service { replicas } = kind {
+                            self.integrate_service(i, job, replicas);
+                        }
+                    }
                     JobState::Succeeded => self.attempt_succeeded(i, job),
                     JobState::Failed => {
                         let why = job.message.clone().unwrap_or_else(|| format!("Job {} failed", job.name));
@@ -304,6 +323,119 @@ impl Planner<'_> {
                         }
                     }
                 },
+            }
+        }
+    }
+
+    /// A service stage is ready once all its pods are: its addresses become
+    /// its output and the stages that need it may start.
+    fn integrate_service(&mut self, i: usize, job: &JobObservation, replicas: u32) {
+        let entry = &mut self.status.stages[i];
+        if entry.phase != StagePhase::Running || entry.ready || job.ready_addresses.len() < replicas as usize {
+            return;
+        }
+        entry.ready = true;
+        entry.outputs = BTreeMap::from([("addresses".to_string(), job.ready_addresses.join(","))]);
+        let message = format!("{replicas}/{replicas} pods ready: {}", job.ready_addresses.join(", "));
+        entry.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
+        let (stage, job_name) = (entry.name.clone(), job.name.clone());
+        self.notes.push(Note {
+            warning: false,
+            reason: "ServiceReady".into(),
+            message: truncate(&format!("stage {stage}: {message}"), 1000),
+            stage: Some(stage),
+            job: Some(job_name),
+        });
+    }
+
+    /// Tears down every ready service whose dependents have all finished
+    /// (with none, once every other stage has): its Job is deleted and the
+    /// stage succeeds.
+    fn tear_down_services(&mut self) {
+        let spec = self.spec;
+        for (i, stage) in spec.stages.iter().enumerate() {
+            let entry = &self.status.stages[i];
+            if !matches!(stage_kind(stage), StageKind::Service { .. })
+                || entry.phase != StagePhase::Running
+                || !entry.ready
+            {
+                continue;
+            }
+            let mut dependents =
+                spec.stages.iter().enumerate().filter(|(_, s)| s.needs.contains(&stage.name)).peekable();
+            let done = if dependents.peek().is_some() {
+                dependents.all(|(j, _)| self.status.stages[j].phase.is_finished())
+            } else {
+                spec.stages.iter().enumerate().all(|(j, s)| {
+                    j == i || s.finally || s.service.is_some() || self.status.stages[j].phase.is_finished()
+                })
+            };
+            if !done {
+                continue;
+            }
+            let job = self.observed.job(&stage.name, entry.attempt).cloned();
+            if let Some(name) = entry.job_name.clone() {
+                self.actions.push(Action::DeleteJob { name });
+            }
+            let why = "torn down: the stages that need it have finished";
+            self.record_attempt(i, job.as_ref(), StagePhase::Succeeded, Some(why));
+            self.stage_done(i, None, StagePhase::Succeeded, None, Some(why));
+        }
+    }
+
+    /// Starts an `imageBuild` or `kataInstall` stage: it runs nothing, it
+    /// waits for the object.
+    fn start_reference(&mut self, i: usize) {
+        let entry = &mut self.status.stages[i];
+        entry.attempt += 1;
+        if entry.first_attempt == 0 {
+            entry.first_attempt = entry.attempt;
+        }
+        entry.job_name = None;
+        entry.phase = StagePhase::Running;
+        entry.start_time.get_or_insert(self.now);
+        entry.completion_time = None;
+        self.status.start_time.get_or_insert(self.now);
+        self.integrate_reference(i);
+    }
+
+    /// Folds the state of the object a reference stage waits for into it.
+    fn integrate_reference(&mut self, i: usize) {
+        let stage = &self.spec.stages[i];
+        let (kind, name, state) = match stage_kind(stage) {
+            StageKind::ImageBuild { name } => ("ImageBuild", name, self.observed.image_builds.get(name)),
+            StageKind::KataInstall { name } => ("KataInstall", name, self.observed.kata_installs.get(name)),
+            _ => return,
+        };
+        match state {
+            Some(Referenced::Ready(outputs)) => {
+                self.status.stages[i].outputs = outputs.clone();
+                if kind == "ImageBuild" {
+                    self.actions.push(Action::MarkImageUsed { build: name.to_string() });
+                }
+                self.stage_done(i, None, StagePhase::Succeeded, None, None);
+            }
+            Some(Referenced::Failed(why)) => {
+                let why = why.clone();
+                self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
+            }
+            waiting => {
+                let why = match waiting {
+                    Some(Referenced::Waiting(why)) => why.clone(),
+                    _ => format!("waiting for {kind} {name}, which does not exist"),
+                };
+                let timeout = stage_timeout(self.spec, stage, self.run.settings);
+                let started = self.status.stages[i].start_time.unwrap_or(self.now);
+                let deadline = timeout.map(|t| started + chrono::Duration::from_std(t).unwrap_or_default());
+                if let (Some(t), Some(deadline)) = (timeout, deadline) {
+                    if self.now >= deadline {
+                        let why = format!("timed out after {}: {why}", super::duration::format_duration(t));
+                        return self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
+                    }
+                    self.wake_at.push(deadline);
+                }
+                self.status.stages[i].message = Some(truncate(&why, MAX_MESSAGE_BYTES));
+                self.wake_at.push(self.now + chrono::Duration::from_std(REFERENCE_POLL).unwrap_or_default());
             }
         }
     }
@@ -596,6 +728,8 @@ impl Planner<'_> {
                 StagePhase::Failed | StagePhase::Cancelled => {
                     verdict = verdict.or(Readiness::Cancel(format!("needs {}, which did not succeed", need.name)))
                 }
+                // A service is needed while it runs, once it is ready.
+                StagePhase::Running if st.ready => {}
                 StagePhase::Pending | StagePhase::Waiting | StagePhase::Running => return Readiness::Blocked,
             }
         }
@@ -603,6 +737,9 @@ impl Planner<'_> {
     }
 
     fn start(&mut self, graph: &Graph, i: usize) {
+        if stage_kind(&self.spec.stages[i]).is_reference() {
+            return self.start_reference(i);
+        }
         let entry = &self.status.stages[i];
         let attempt = entry.attempt + 1;
         match launch(self.run.name, self.run.settings, self.spec, graph, &self.status.stages, i, attempt) {
@@ -622,6 +759,7 @@ impl Planner<'_> {
                 entry.start_time.get_or_insert(self.now);
                 entry.completion_time = None;
                 entry.message = None;
+                entry.ready = false;
                 self.status.start_time.get_or_insert(self.now);
                 self.actions.push(Action::CreateJob(Box::new(l)));
             }

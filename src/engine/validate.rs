@@ -6,6 +6,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::dag::{Graph, GraphError};
 use super::duration::parse_duration;
+use super::stage_kind::{
+    provides_output, stage_kind, StageKind, IMAGE_BUILD_OUTPUTS, KATA_INSTALL_OUTPUTS, SERVICE_OUTPUTS,
+};
 use super::substitute::{references, Reference};
 use crate::api::pipelinerun::{PipelineRunSpec, Stage};
 
@@ -15,6 +18,8 @@ pub const MAX_STAGES: usize = 64;
 pub const MAX_PARAMS: usize = 64;
 /// Most retries a stage may ask for.
 pub const MAX_RETRIES: u32 = 10;
+/// Most pods a service stage may run.
+pub const MAX_SERVICE_REPLICAS: u32 = 16;
 /// Most outputs a stage may declare.
 pub const MAX_OUTPUTS: usize = 16;
 /// Most env entries a stage may set (its own plus defaults).
@@ -173,16 +178,74 @@ fn check_retries(field: &str, retries: Option<u32>) -> Result<(), SpecError> {
     }
 }
 
-fn check_stage(spec: &PipelineRunSpec, stage: &Stage, nested_virt_allowed: bool) -> Result<(), SpecError> {
-    for (field, set) in [
-        ("imageBuild", stage.image_build.is_some()),
-        ("kataInstall", stage.kata_install.is_some()),
+/// A DNS-1123 subdomain (the names of Kubernetes objects).
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// `imageBuild` and `kataInstall` stages run nothing themselves: they take
+/// a name, and fields about pods make no sense on them.
+fn check_reference_stage(stage: &Stage) -> Result<(), SpecError> {
+    let (field, name) = match stage_kind(stage) {
+        StageKind::ImageBuild { name } => ("imageBuild", name),
+        StageKind::KataInstall { name } => ("kataInstall", name),
+        _ => return Ok(()),
+    };
+    let set = [
+        ("run", stage.run.is_some()),
         ("service", stage.service.is_some()),
-    ] {
+        ("imageBuild", field != "imageBuild" && stage.image_build.is_some()),
+        ("kataInstall", field != "kataInstall" && stage.kata_install.is_some()),
+        ("outputs", !stage.outputs.is_empty()),
+        ("results", stage.results.is_some()),
+        ("nestedVirt", stage.nested_virt),
+        ("retries", stage.retries.is_some()),
+    ];
+    if let Some((other, _)) = set.iter().find(|(_, set)| *set) {
+        let fixed = match field {
+            "imageBuild" => IMAGE_BUILD_OUTPUTS.join(", "),
+            _ => KATA_INSTALL_OUTPUTS.join(", "),
+        };
+        return Err(err(
+            stage_field(stage, other),
+            format!("a {field} stage runs nothing itself: remove {other} (its outputs are fixed: {fixed})"),
+        ));
+    }
+    if !is_dns_subdomain(name) {
+        return Err(err(
+            stage_field(stage, &format!("{field}.name")),
+            format!("\"{name}\" is not a valid object name"),
+        ));
+    }
+    check_duration(&stage_field(stage, "timeout"), stage.timeout.as_deref())
+}
+
+fn check_service_stage(stage: &Stage) -> Result<(), SpecError> {
+    let Some(service) = &stage.service else { return Ok(()) };
+    if service.replicas == 0 || service.replicas > MAX_SERVICE_REPLICAS {
+        return Err(err(stage_field(stage, "service.replicas"), format!("must be 1 to {MAX_SERVICE_REPLICAS}")));
+    }
+    for (field, set) in
+        [("results", stage.results.is_some()), ("finally", stage.finally), ("outputs", !stage.outputs.is_empty())]
+    {
         if set {
-            return Err(err(stage_field(stage, field), "is not supported by this version of Gantry yet"));
+            return Err(err(
+                stage_field(stage, field),
+                format!(
+                    "not for a service stage (it stays up until its dependents finish; its outputs are fixed: {})",
+                    SERVICE_OUTPUTS.join(", ")
+                ),
+            ));
         }
     }
+    Ok(())
+}
+
+fn check_stage(spec: &PipelineRunSpec, stage: &Stage, nested_virt_allowed: bool) -> Result<(), SpecError> {
+    if stage_kind(stage).is_reference() {
+        return check_reference_stage(stage);
+    }
+    check_service_stage(stage)?;
     if stage.nested_virt && !nested_virt_allowed {
         return Err(err(
             stage_field(stage, "nestedVirt"),
@@ -246,6 +309,9 @@ fn check_skip_list(spec: &PipelineRunSpec) -> Result<(), SpecError> {
 /// Every template of a stage, with the field it sits in.
 fn templates(spec: &PipelineRunSpec, stage: &Stage) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if stage_kind(stage).is_reference() {
+        return out;
+    }
     let run = stage.run.clone().unwrap_or_default();
     if let Some(image) = run.image.or_else(|| spec.defaults.image.clone()) {
         out.push(("run.image".to_string(), image));
@@ -286,7 +352,7 @@ fn check_references(spec: &PipelineRunSpec, graph: &Graph) -> Result<(), SpecErr
                                 format!("{reference}: add \"{from}\" to needs (directly or through another stage)"),
                             ));
                         }
-                        if !spec.stages[j].outputs.contains(output) {
+                        if !provides_output(&spec.stages[j], output) {
                             return Err(err(
                                 &field,
                                 format!("{reference}: stage \"{from}\" does not declare output \"{output}\""),
@@ -434,7 +500,31 @@ mod tests {
 
         let mut build = stage("a", &[]);
         build.image_build = Some(ObjectRef { name: "x".into() });
-        assert!(check(vec![build]).unwrap_err().to_string().contains("spec.stages[a].imageBuild"));
+        let got = check(vec![build.clone()]).unwrap_err().to_string();
+        assert!(got.starts_with("spec.stages[a].run: a imageBuild stage runs nothing itself"), "{got}");
+        build.run = None;
+        assert!(check(vec![build.clone()]).is_ok());
+        build.image_build = Some(ObjectRef { name: "Not_A_Name".into() });
+        assert!(check(vec![build]).unwrap_err().to_string().starts_with("spec.stages[a].imageBuild.name"));
+
+        let mut kata = stage("k", &[]);
+        kata.run = None;
+        kata.kata_install = Some(ObjectRef { name: "kata".into() });
+        kata.outputs = vec!["x".into()];
+        let got = check(vec![kata]).unwrap_err().to_string();
+        assert!(got.starts_with("spec.stages[k].outputs") && got.contains("runtimeClass"), "{got}");
+
+        let mut service = stage("cluster", &[]);
+        service.service = Some(crate::api::pipelinerun::ServiceStage { replicas: 0, readiness_probe: None });
+        assert!(check(vec![service.clone()])
+            .unwrap_err()
+            .to_string()
+            .starts_with("spec.stages[cluster].service.replicas"));
+        service.service.as_mut().unwrap().replicas = 3;
+        let user = with_arg("e2e", &["cluster"], "$(stages.cluster.outputs.addresses)");
+        assert!(check(vec![service.clone(), user]).is_ok(), "a service provides addresses");
+        service.results = Some(crate::api::pipelinerun::ResultsFormat::Tap);
+        assert!(check(vec![service]).unwrap_err().to_string().starts_with("spec.stages[cluster].results"));
 
         let mut finally = stage("report", &[]);
         finally.finally = true;

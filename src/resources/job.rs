@@ -90,6 +90,7 @@ pub fn stage_job(launch: &StageLaunch, namespace: &str, owner: OwnerReference) -
         termination_message_path: Some(OUTPUTS_PATH.into()),
         termination_message_policy: Some("File".into()),
         volume_mounts: mounts,
+        readiness_probe: launch.service.as_ref().and_then(|s| s.readiness_probe.clone()),
         ..Default::default()
     };
     let pod = PodSpec {
@@ -99,7 +100,13 @@ pub fn stage_job(launch: &StageLaunch, namespace: &str, owner: OwnerReference) -
         node_selector,
         ..Default::default()
     };
-    single_attempt_job(&launch.job_name, namespace, labels, owner, launch.timeout, pod)
+    let mut job = single_attempt_job(&launch.job_name, namespace, labels, owner, launch.timeout, pod);
+    if let (Some(service), Some(spec)) = (&launch.service, job.spec.as_mut()) {
+        // N pods at once; the stage tears them down by deleting the Job.
+        let replicas = service.replicas as i32;
+        (spec.parallelism, spec.completions) = (Some(replicas), Some(replicas));
+    }
+    job
 }
 
 /// A Job that runs `pod` once: no Job-level retries (`backoffLimit: 0`,
@@ -157,6 +164,7 @@ mod tests {
             timeout: Some(Duration::from_secs(90)),
             workspace_claim: Some("nightly-workspace".into()),
             nested_virt: None,
+            service: None,
         }
     }
 
@@ -185,6 +193,18 @@ mod tests {
         assert!(c.security_context.is_none(), "nothing privileged is asked for");
         assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, WORKSPACE_MOUNT);
         assert_eq!(pod.volumes.unwrap()[0].persistent_volume_claim.as_ref().unwrap().claim_name, "nightly-workspace");
+    }
+
+    #[test]
+    fn a_service_stage_runs_its_replicas_at_once_with_its_readiness_probe() {
+        let mut l = launch();
+        let probe = k8s_openapi::api::core::v1::Probe { period_seconds: Some(2), ..Default::default() };
+        l.service = Some(crate::api::pipelinerun::ServiceStage { replicas: 3, readiness_probe: Some(probe.clone()) });
+        let spec = stage_job(&l, "ci", owner()).spec.unwrap();
+        assert_eq!((spec.parallelism, spec.completions), (Some(3), Some(3)));
+        assert_eq!(spec.template.spec.unwrap().containers[0].readiness_probe, Some(probe));
+        let plain = stage_job(&launch(), "ci", owner()).spec.unwrap();
+        assert_eq!((plain.parallelism, plain.completions), (None, None));
     }
 
     #[test]

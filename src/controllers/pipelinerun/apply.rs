@@ -8,10 +8,11 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy}
 use kube::{Api, Client, ResourceExt};
 use tracing::info;
 
-use crate::api::PipelineRun;
+use crate::api::{ImageBuild, PipelineRun};
 use crate::controllers::Error;
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
 use crate::engine::planner::Action;
+use crate::engine::references::builds_with_image;
 use crate::resources::{controller_ref, job::stage_job, workspace::workspace_claim};
 
 /// What the reconcile should do after applying.
@@ -62,6 +63,7 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
                 let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: null}}});
                 runs.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
             }
+            Action::MarkImageUsed { build } => mark_used(client, &ns, build).await?,
             Action::DeleteRun => {
                 info!(run = %run.name_any(), "deleting finished run: ttlSecondsAfterFinished passed");
                 ok_if(runs.delete(&run.name_any(), &DeleteParams::background()).await, 404)?;
@@ -69,5 +71,36 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
             }
         }
     }
+    mark_images_of_new_jobs_used(client, &ns, actions).await?;
     Ok(Outcome::Continue)
+}
+
+/// Bumps an ImageBuild's `lastUsed` (a merge patch of that one field: the
+/// ImageBuild controller leaves it out of the status it applies).
+async fn mark_used(client: &Client, ns: &str, build: &str) -> Result<(), Error> {
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({"status": {"lastUsed": chrono::Utc::now()}});
+    ok_if(builds.patch_status(build, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
+}
+
+/// A stage Job that runs an ImageBuild's latest image uses that build.
+async fn mark_images_of_new_jobs_used(client: &Client, ns: &str, actions: &[Action]) -> Result<(), Error> {
+    let images: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateJob(launch) => Some(launch.image.as_str()),
+            _ => None,
+        })
+        .collect();
+    if images.is_empty() {
+        return Ok(());
+    }
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), ns).list(&Default::default()).await?.items;
+    let mut used: Vec<&str> = images.iter().flat_map(|image| builds_with_image(&builds, image)).collect();
+    used.sort_unstable();
+    used.dedup();
+    for build in used {
+        mark_used(client, ns, build).await?;
+    }
+    Ok(())
 }

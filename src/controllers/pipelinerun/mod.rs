@@ -4,6 +4,7 @@
 mod apply;
 pub mod observe;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,18 +14,21 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::{publish, Context, Error, Shutdown};
 use crate::api::pipelinerun::PipelineRunStatus;
-use crate::api::{PipelineRun, FIELD_MANAGER};
+use crate::api::pipelinerun::Stage;
+use crate::api::{ImageBuild, KataInstall, PipelineRun, FIELD_MANAGER};
 use crate::engine::conditions::from_k8s_time;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
 use crate::engine::observed::{GroupMember, Observed, RunView};
 use crate::engine::planner::{logs_wanted, plan, Note};
+use crate::engine::references::{image_build_state, kata_install_state, Referenced};
+use crate::engine::stage_kind::{stage_kind, StageKind};
 use crate::resources::job::STAGE_CONTAINER;
 
 /// The reconciler's state: the shared context plus the cache of runs (for
@@ -42,6 +46,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .owns(jobs, watcher::Config::default().labels(LABEL_RUN))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown);
+    // A stage waiting for an ImageBuild or KataInstall wakes when it changes.
+    let cache = controller.store();
+    let controller = controller.watches(ctx.scoped_api::<ImageBuild>(), watcher::Config::default(), move |b| {
+        runs_waiting_for(&cache, b.namespace(), b.name_any(), |s, n| {
+            s.image_build.as_ref().is_some_and(|r| r.name == n)
+        })
+    });
+    let cache = controller.store();
+    let controller =
+        controller.watches(Api::<KataInstall>::all(ctx.client.clone()), watcher::Config::default(), move |k| {
+            runs_waiting_for(&cache, None, k.name_any(), |s, n| s.kata_install.as_ref().is_some_and(|r| r.name == n))
+        });
     ctx.metrics.watch_runs(controller.store());
     let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
     info!("watching PipelineRuns");
@@ -83,10 +99,13 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     let jobs = Api::<Job>::namespaced(client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
     let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
     let pods = pods_api.list(&ListParams::default().labels(&selector)).await?;
+    let (image_builds, kata_installs) = observe_references(client, &ns, &run).await?;
     let mut observed = Observed {
         jobs: observe::observe_stage_jobs(&jobs.items, &pods.items),
         group: group_members(&ctx.runs, &run),
         logs: Default::default(),
+        image_builds,
+        kata_installs,
     };
     for job in logs_wanted(&view, &observed) {
         let pod = pods.items.iter().find(|p| p.labels().get("job-name") == Some(&job));
@@ -118,6 +137,53 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+type ReferenceStates = BTreeMap<String, Referenced>;
+
+/// The ImageBuilds and KataInstalls that unfinished stages wait for.
+async fn observe_references(
+    client: &kube::Client,
+    ns: &str,
+    run: &PipelineRun,
+) -> Result<(ReferenceStates, ReferenceStates), Error> {
+    let (mut builds, mut installs) = (BTreeMap::new(), BTreeMap::new());
+    let status = run.status.clone().unwrap_or_default();
+    for stage in &run.spec.stages {
+        let finished = status.stages.iter().any(|s| s.name == stage.name && s.phase.is_finished());
+        match stage_kind(stage) {
+            StageKind::ImageBuild { name } if !finished => {
+                if let Some(b) = Api::<ImageBuild>::namespaced(client.clone(), ns).get_opt(name).await? {
+                    builds.insert(name.to_string(), image_build_state(&b));
+                }
+            }
+            StageKind::KataInstall { name } if !finished => {
+                if let Some(k) = Api::<KataInstall>::all(client.clone()).get_opt(name).await? {
+                    installs.insert(name.to_string(), kata_install_state(&k));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((builds, installs))
+}
+
+/// The unfinished runs (from the cache) with a stage that waits for the
+/// object `name` of `kind` (`namespace` None: a cluster-scoped kind).
+fn runs_waiting_for(
+    cache: &Store<PipelineRun>,
+    namespace: Option<String>,
+    name: String,
+    waits: fn(&Stage, &str) -> bool,
+) -> Vec<ObjectRef<PipelineRun>> {
+    cache
+        .state()
+        .iter()
+        .filter(|r| namespace.is_none() || r.namespace() == namespace)
+        .filter(|r| !r.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_finished()))
+        .filter(|r| r.spec.stages.iter().any(|s| waits(s, &name)))
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
 }
 
 /// Other runs of the same namespace and concurrency group, from the cache.

@@ -23,6 +23,7 @@ pub fn observe_stage_jobs(jobs: &[Job], pods: &[Pod]) -> Vec<JobObservation> {
                 finished: o.finished,
                 outputs: o.outputs,
                 message: o.message,
+                ready_addresses: o.ready_addresses,
             })
         })
         .collect()

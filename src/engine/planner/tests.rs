@@ -10,6 +10,7 @@ use super::*;
 use crate::api::common::ContainerRun;
 use crate::api::pipelinerun::{Concurrency, Param};
 use crate::engine::observed::{GroupMember, Settings};
+use crate::engine::references::Referenced;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
@@ -90,6 +91,7 @@ impl Sim {
                         finished: None,
                         outputs: None,
                         message: None,
+                        ready_addresses: Vec::new(),
                     });
                 }
                 Action::DeleteJob { name } => {
@@ -781,4 +783,133 @@ proptest! {
         let job_names: std::collections::BTreeSet<&String> = sim.created_jobs.iter().collect();
         prop_assert_eq!(job_names.len(), sim.created_jobs.len(), "a Job name was created twice");
     }
+}
+
+fn image_build_stage(name: &str, build: &str) -> Stage {
+    Stage {
+        name: name.into(),
+        image_build: Some(crate::api::pipelinerun::ObjectRef { name: build.into() }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_image_build_stage_waits_for_the_build_and_hands_on_its_image() {
+    let mut consumer = stage("test", &["sdk"]);
+    consumer.run.as_mut().unwrap().image = Some("$(stages.sdk.outputs.image)".into());
+    let mut sim = Sim::new(spec(vec![image_build_stage("sdk", "sdk-image"), consumer]));
+    sim.step();
+    assert_eq!(sim.phase("sdk"), StagePhase::Running);
+    assert!(sim.stage("sdk").message.as_deref().unwrap().contains("sdk-image, which does not exist"));
+    assert!(sim.created_jobs.is_empty(), "an imageBuild stage runs no Job");
+    assert_eq!(sim.last.as_ref().unwrap().requeue_after, Some(REFERENCE_POLL));
+    sim.observed
+        .image_builds
+        .insert("sdk-image".into(), Referenced::Waiting("waiting for ImageBuild sdk-image (Building)".into()));
+    sim.advance(5);
+    sim.step();
+    assert!(sim.stage("sdk").message.as_deref().unwrap().contains("(Building)"));
+    let outputs = BTreeMap::from([
+        ("image".to_string(), "reg/sdk:c1".to_string()),
+        ("digest".to_string(), "sha256:ab".to_string()),
+    ]);
+    sim.observed.image_builds.insert("sdk-image".into(), Referenced::Ready(outputs));
+    sim.advance(5);
+    let plan = sim.step().clone();
+    assert_eq!(sim.phase("sdk"), StagePhase::Succeeded);
+    assert_eq!(sim.stage("sdk").outputs["digest"], "sha256:ab");
+    assert!(plan.actions.contains(&Action::MarkImageUsed { build: "sdk-image".into() }), "the build was used");
+    assert_eq!(sim.launches()[0].image, "reg/sdk:c1", "the next stage runs the built image in the same pass");
+}
+
+#[test]
+fn a_referenced_object_that_fails_or_never_comes_fails_the_stage() {
+    let mut sim = Sim::new(spec(vec![image_build_stage("sdk", "sdk-image")]));
+    sim.step();
+    sim.observed
+        .image_builds
+        .insert("sdk-image".into(), Referenced::Failed("ImageBuild sdk-image failed: exit 2".into()));
+    sim.step();
+    assert_eq!(sim.phase("sdk"), StagePhase::Failed);
+    assert!(sim.status.message.as_deref().unwrap().contains("exit 2"));
+
+    let mut kata = Stage {
+        name: "kata".into(),
+        kata_install: Some(crate::api::pipelinerun::ObjectRef { name: "kata".into() }),
+        timeout: Some("5m".into()),
+        ..Default::default()
+    };
+    kata.needs = vec![];
+    let mut sim = Sim::new(spec(vec![kata]));
+    sim.step();
+    sim.advance(299);
+    sim.step();
+    assert_eq!(sim.phase("kata"), StagePhase::Running);
+    sim.advance(1);
+    sim.step();
+    assert_eq!(sim.phase("kata"), StagePhase::Failed);
+    assert!(sim
+        .stage("kata")
+        .message
+        .as_deref()
+        .unwrap()
+        .starts_with("timed out after 5m: waiting for KataInstall kata"));
+}
+
+fn make_ready(sim: &mut Sim, stage: &str, addresses: &[&str]) {
+    let attempt = sim.observed.latest_attempt(stage).unwrap();
+    let job = sim.observed.jobs.iter_mut().find(|j| j.stage == stage && j.attempt == attempt).unwrap();
+    job.ready_addresses = addresses.iter().map(|s| s.to_string()).collect();
+}
+
+#[test]
+fn a_service_serves_its_dependents_and_is_torn_down_after_the_last() {
+    let mut cluster = stage("cluster", &["build"]);
+    cluster.service = Some(crate::api::pipelinerun::ServiceStage { replicas: 2, readiness_probe: None });
+    let mut e2e = stage("e2e", &["cluster"]);
+    e2e.run.as_mut().unwrap().args = vec!["$(stages.cluster.outputs.addresses)".into()];
+    let mut sim = Sim::new(spec(vec![stage("build", &[]), cluster, e2e, stage("conformance", &["cluster"])]));
+    sim.step();
+    sim.succeed("build");
+    sim.step();
+    assert_eq!(sim.running(), ["cluster"]);
+    assert_eq!(sim.launches()[0].service.as_ref().unwrap().replicas, 2);
+    make_ready(&mut sim, "cluster", &["10.0.0.1"]);
+    sim.step();
+    assert_eq!(sim.running(), ["cluster"], "one of two pods ready: dependents wait");
+    make_ready(&mut sim, "cluster", &["10.0.0.1", "10.0.0.2"]);
+    sim.step();
+    assert!(sim.stage("cluster").ready);
+    assert_eq!(sim.running(), ["cluster", "e2e", "conformance"]);
+    assert_eq!(sim.launches()[0].args, ["10.0.0.1,10.0.0.2"]);
+    assert!(sim.notes.iter().any(|n| n.reason == "ServiceReady"));
+    sim.succeed("e2e");
+    sim.step();
+    assert_eq!(sim.running(), ["cluster", "conformance"], "still needed by conformance");
+    sim.fail("conformance");
+    sim.step();
+    assert_eq!(sim.deleted_jobs, ["run-cluster-1"], "torn down after its last dependent");
+    assert_eq!(sim.phase("cluster"), StagePhase::Succeeded);
+    assert_eq!(sim.status.phase, Some(RunPhase::Failed), "conformance failed");
+}
+
+#[test]
+fn a_service_that_dies_fails_and_a_cancelled_run_tears_it_down() {
+    let mut cluster = stage("cluster", &[]);
+    cluster.service = Some(crate::api::pipelinerun::ServiceStage { replicas: 1, readiness_probe: None });
+    let mut sim = Sim::new(spec(vec![cluster.clone(), stage("e2e", &["cluster"])]));
+    sim.step();
+    sim.fail("cluster");
+    sim.step();
+    assert_eq!(sim.phase("cluster"), StagePhase::Failed);
+    assert_eq!(sim.phase("e2e"), StagePhase::Cancelled);
+
+    let mut sim = Sim::new(spec(vec![cluster, stage("e2e", &["cluster"])]));
+    sim.step();
+    make_ready(&mut sim, "cluster", &["10.0.0.1"]);
+    sim.step();
+    sim.spec.cancel = true;
+    sim.step();
+    assert_eq!(sim.deleted_jobs, ["run-cluster-1", "run-e2e-1"]);
+    assert_eq!(sim.status.phase, Some(RunPhase::Cancelled));
 }
