@@ -56,7 +56,18 @@ ensure_packages() {
     fi
     # Debian starts the packaged daemons; the cluster runs its own copies.
     systemctl disable --now etcd containerd >/dev/null 2>&1 || true
-    pkill -x etcd 2>/dev/null || true
+    stop_packaged etcd etcd
+}
+
+# stop_packaged NAME COMMAND: stops every COMMAND process except the
+# cluster's own NAME (by its recorded pid), which `up` on a running cluster
+# must leave alone.
+stop_packaged() {
+    local ours pid
+    ours="$(pid_of "$1")"
+    for pid in $(pgrep -x "$2" || true); do
+        [ "$pid" = "$ours" ] || kill "$pid" 2>/dev/null || true
+    done
 }
 
 ensure_pki() {
