@@ -123,7 +123,8 @@ build_builder_image() {
     out="$(builder_image_tar)"
     [ -s "$out" ] && return
     log "building $BUILDER_IMAGE (debootstrap $BUILDER_PACKAGES; about a minute)"
-    rm -rf "$IMAGE_CACHE"/builder-rootfs.*
+    # Leftovers of an interrupted build (not one that may still be running).
+    find "$IMAGE_CACHE" -maxdepth 1 -name 'builder-rootfs.*' -mmin +60 -exec rm -rf {} +
     rootfs="$(mktemp -d "$IMAGE_CACHE/builder-rootfs.XXXXXX")"
     builder_rootfs "$rootfs"
     docker_archive "$BUILDER_IMAGE" "$rootfs" "$out" '["gantry-build-image"]' "65532:65532"

@@ -148,6 +148,18 @@ async fn the_builder_pushes_a_real_image_a_job_runs_it_and_the_prune_job_deletes
     let (status, _) = registry_manifest(&repo, &reported).await;
     assert_eq!(status, 404, "{repo}@{reported} is gone from the registry");
 
+    // 5. Pruning again is no error: the image is already gone.
+    let again = job(
+        "prune-again",
+        serde_json::json!({
+            "name": "prune", "image": BUILDER_IMAGE, "imagePullPolicy": "IfNotPresent",
+            "command": ["gantry-prune-image"],
+            "env": [{"name": "GANTRY_IMAGE", "value": reference}]
+        }),
+    );
+    let (_, log) = run_to_success(&client, &ns.name, again).await;
+    assert!(log.contains(&format!("{reference} is already gone")), "{log}");
+
     ns.delete().await;
 }
 
