@@ -10,13 +10,15 @@
 #
 # control-plane: etcd, kube-apiserver, kube-controller-manager (Jobs get Pods,
 #                nothing runs them).
-# node:          plus kube-scheduler, containerd, kubelet, kube-proxy and a CNI
-#                bridge, with local/busybox:1 and the pause image imported.
+# node:          plus kube-scheduler, containerd, kubelet, kube-proxy, a CNI
+#                bridge and an image registry on $GATEWAY_IP:5000 (plain http,
+#                pods and the kubelet reach it), with local/busybox:1,
+#                local/gantry-builder:1 and the pause image imported.
 source "$(dirname "$0")/lib/common.sh"
 source "$E2E_DIR/lib/images.sh"
 
 CONTROL_PLANE="etcd kube-apiserver kube-controller-manager"
-NODE="kube-scheduler containerd kubelet kube-proxy"
+NODE="kube-scheduler registry containerd kubelet kube-proxy"
 
 pid_of() { cat "$PID_DIR/$1.pid" 2>/dev/null || true; }
 running() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
@@ -46,7 +48,8 @@ wait_for() {
 ensure_packages() {
     local missing=() pkg
     for pkg in etcd-server containerd runc containernetworking-plugins busybox-static golang-go \
-        rsync jq iptables conntrack openssl dpkg-dev gcc libc6-dev curl iproute2 patch; do
+        rsync jq iptables conntrack openssl dpkg-dev gcc libc6-dev curl iproute2 patch \
+        docker-registry skopeo debootstrap; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -55,8 +58,20 @@ ensure_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     # Debian starts the packaged daemons; the cluster runs its own copies.
-    systemctl disable --now etcd containerd >/dev/null 2>&1 || true
-    pkill -x etcd 2>/dev/null || true
+    systemctl disable --now etcd containerd docker-registry >/dev/null 2>&1 || true
+    stop_packaged etcd etcd
+    stop_packaged registry docker-registry
+}
+
+# stop_packaged NAME COMMAND: stops every COMMAND process except the
+# cluster's own NAME (by its recorded pid), which `up` on a running cluster
+# must leave alone.
+stop_packaged() {
+    local ours pid
+    ours="$(pid_of "$1")"
+    for pid in $(pgrep -x "$2" || true); do
+        [ "$pid" = "$ours" ] || kill "$pid" 2>/dev/null || true
+    done
 }
 
 ensure_pki() {
@@ -133,6 +148,33 @@ start_control_plane() {
     wait_for "default ServiceAccount" 60 kubectl_e2e -n default get serviceaccount default
 }
 
+# The image registry (Debian's docker-registry, distribution 2.8) on the
+# bridge gateway, so pods and the kubelet reach it; plain http, no auth,
+# deletes enabled (prune Jobs delete manifests). Its data lives in the state
+# dir and goes with `down`.
+write_registry_config() {
+    mkdir -p "$STATE_DIR/registry/data"
+    cat > "$STATE_DIR/registry/config.yml" <<YML
+version: 0.1
+log:
+  level: info
+  fields: {service: registry}
+storage:
+  filesystem: {rootdirectory: $STATE_DIR/registry/data}
+  delete: {enabled: true}
+http:
+  addr: $REGISTRY
+  headers:
+    X-Content-Type-Options: [nosniff]
+YML
+}
+
+start_registry() {
+    write_registry_config
+    start registry docker-registry serve "$STATE_DIR/registry/config.yml"
+    wait_for registry 30 curl -sf "http://$REGISTRY/v2/"
+}
+
 write_containerd_config() {
     local dir="$STATE_DIR/containerd"
     mkdir -p "$dir" "$STATE_DIR/cni/net.d" "$GANTRY_E2E_DIR/run"
@@ -155,6 +197,8 @@ text = setkey(text, 'conf_dir', '"$STATE_DIR/cni/net.d"')
 # These machines withhold CAP_SYS_RESOURCE: a negative oom_score_adj kills the sandbox.
 text = setkey(text, 'restrict_oom_score_adj', 'true')
 text = setkey(text, 'SystemdCgroup', 'false')
+# Registry hosts (certs.d/HOST:PORT/hosts.toml): the test bed's registry over plain http.
+text = setkey(text, 'config_path', '"$dir/certs.d"')
 # A second runtime handler, mapped to runc, so RuntimeClass handlers
 # (KataInstall's kata-<shim>) are exercised for real without Kata.
 marker = '        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]'
@@ -167,6 +211,13 @@ text = text.replace(marker, '''        [plugins."io.containerd.grpc.v1.cri".cont
 ''' + marker, 1)
 open(dst, 'w').write(text)
 PY
+    mkdir -p "$dir/certs.d/$REGISTRY"
+    cat > "$dir/certs.d/$REGISTRY/hosts.toml" <<TOML
+server = "http://$REGISTRY"
+
+[host."http://$REGISTRY"]
+  capabilities = ["pull", "resolve", "push"]
+TOML
     cat > "$STATE_DIR/cni/net.d/10-gantry.conflist" <<CNI
 {
   "cniVersion": "0.4.0",
@@ -210,8 +261,17 @@ start_node() {
     start kube-scheduler "$bin/kube-scheduler" --kubeconfig "$KUBECONFIG_PATH" --leader-elect=false \
         --bind-address 127.0.0.1 --kube-api-qps 200 --kube-api-burst 400 --v 1
 
+    start_registry
+
+    local config="$STATE_DIR/containerd/config.toml" before
+    before="$(sha256sum < "$config" 2>/dev/null || true)"
     write_containerd_config
-    start containerd containerd --config "$STATE_DIR/containerd/config.toml"
+    if running containerd && [ "$before" != "$(sha256sum < "$config")" ]; then
+        # containerd reads its config only at start; containers (their shims) and the kubelet survive this.
+        log "containerd's config changed; restarting containerd"
+        stop_pid containerd
+    fi
+    start containerd containerd --config "$config"
     wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
     build_and_import_node_images
 
@@ -282,6 +342,7 @@ cmd_down() {
         done
     fi
     stop_pid containerd
+    stop_pid registry
     pkill -KILL -f "containerd-shim.*-address $CONTAINERD_SOCK" 2>/dev/null || true
     local name
     for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_pid "$name"; done
@@ -308,6 +369,10 @@ cmd_status() {
         kubectl_e2e get nodes --no-headers 2>/dev/null | sed 's/^/node: /'
     else
         echo "apiserver: not answering"; rc=1
+    fi
+    if running registry; then
+        if curl -sf "http://$REGISTRY/v2/" >/dev/null 2>&1; then echo "registry: ready at http://$REGISTRY"
+        else echo "registry: not answering at http://$REGISTRY"; rc=1; fi
     fi
     return $rc
 }

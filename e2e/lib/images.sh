@@ -75,12 +75,72 @@ import_image() {
     touch "$stamp"
 }
 
+BUILDER_IMAGE="local/gantry-builder:1"
+# Debian packages in the builder image (debootstrap --include; it does not
+# resolve virtual packages: netavark is the container-network-stack skopeo's
+# golang-github-containers-common wants).
+BUILDER_PACKAGES="skopeo,umoci,netavark"
+DEBIAN_MIRROR="${GANTRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+# builder_rootfs DIR: a minimal Debian with skopeo and umoci, the busybox
+# image as an OCI layout (the base gantry-build-image builds on), the
+# builder scripts, and a non-root user `builder` (65532) to run them.
+builder_rootfs() {
+    local dir="$1" suite
+    suite="$(. /etc/os-release && echo "$VERSION_CODENAME")"
+    if ! debootstrap --variant=minbase --include="$BUILDER_PACKAGES" "$suite" "$dir" "$DEBIAN_MIRROR" \
+        > "$IMAGE_CACHE/builder-debootstrap.log" 2>&1; then
+        tail -n 20 "$IMAGE_CACHE/builder-debootstrap.log" >&2
+        die "debootstrap of the builder image failed (log: $IMAGE_CACHE/builder-debootstrap.log)"
+    fi
+    # Smaller: no package lists or caches, docs, manuals or translations; no device nodes (the runtime makes /dev).
+    rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/var/log/* "$dir"/dev/* \
+        "$dir"/usr/share/{doc,man,info,locale,lintian}
+    mkdir -p "$dir/usr/share/gantry" "$dir/home/builder"
+    skopeo copy --quiet "docker-archive:$IMAGE_CACHE/busybox.tar" "oci:$dir/usr/share/gantry/busybox:1"
+    chmod -R a+rX "$dir/usr/share/gantry"
+    install -m 0755 "$E2E_DIR"/images/builder/gantry-* "$dir/usr/local/bin/"
+    echo 'builder:x:65532:65532:gantry builder:/home/builder:/bin/sh' >> "$dir/etc/passwd"
+    echo 'builder:x:65532:' >> "$dir/etc/group"
+    chown 65532:65532 "$dir/home/builder"
+}
+
+# builder_image_tar: the cache path of the builder image, keyed by its
+# package list, suite, recipe, scripts and the busybox base.
+builder_image_tar() {
+    local key
+    key="$({
+        echo "$BUILDER_PACKAGES $(. /etc/os-release && echo "$VERSION_CODENAME")"
+        declare -f builder_rootfs docker_archive
+        cat "$E2E_DIR"/images/builder/gantry-*
+        tar -xOf "$IMAGE_CACHE/busybox.tar" manifest.json  # names its config and layer by digest
+    } | sha256sum | cut -c1-16)"
+    echo "$IMAGE_CACHE/gantry-builder-$key.tar"
+}
+
+build_builder_image() {
+    local out rootfs
+    out="$(builder_image_tar)"
+    [ -s "$out" ] && return
+    log "building $BUILDER_IMAGE (debootstrap $BUILDER_PACKAGES; about a minute)"
+    # Leftovers of an interrupted build (not one that may still be running).
+    find "$IMAGE_CACHE" -maxdepth 1 -name 'builder-rootfs.*' -mmin +60 -exec rm -rf {} +
+    rootfs="$(mktemp -d "$IMAGE_CACHE/builder-rootfs.XXXXXX")"
+    builder_rootfs "$rootfs"
+    docker_archive "$BUILDER_IMAGE" "$rootfs" "$out" '["gantry-build-image"]' "65532:65532"
+    rm -rf "$rootfs"
+    # Older builds of it are of no further use.
+    find "$IMAGE_CACHE" -maxdepth 1 -name 'gantry-builder-*.tar' ! -path "$out" -delete
+}
+
 build_and_import_node_images() {
     mkdir -p "$IMAGE_CACHE"
     build_pause_image
     build_busybox_image
+    build_builder_image
     import_image "$IMAGE_CACHE/pause.tar" "$PAUSE_IMAGE"
     import_image "$IMAGE_CACHE/busybox.tar" "$BUSYBOX_IMAGE"
+    import_image "$(builder_image_tar)" "$BUILDER_IMAGE"
 }
 
 OPERATOR_IMAGE="local/gantry:dev"

@@ -10,6 +10,7 @@ mod metrics;
 mod notify;
 mod operator;
 mod pipelinerun;
+mod registry;
 mod samples;
 mod soak;
 mod support;
