@@ -263,8 +263,8 @@ start_node() {
 
     start_registry
 
-    local config="$STATE_DIR/containerd/config.toml" before
-    before="$(sha256sum < "$config" 2>/dev/null || true)"
+    local config="$STATE_DIR/containerd/config.toml" before=""
+    if [ -f "$config" ]; then before="$(sha256sum < "$config")"; fi
     write_containerd_config
     if running containerd && [ "$before" != "$(sha256sum < "$config")" ]; then
         # containerd reads its config only at start; containers (their shims) and the kubelet survive this.

@@ -11,8 +11,9 @@ use kube::{Api, ResourceExt};
 
 use crate::crds::install_crds;
 use crate::support::{client, wait_for, Operator, TestNamespace};
-use gantry::api::imagebuild::BuildPhase;
-use gantry::api::ImageBuild;
+use gantry::api::imagebuild::{BuildPhase, Lifecycle};
+use gantry::api::pipelinerun::RunPhase;
+use gantry::api::{ImageBuild, PipelineRun};
 
 const BUILDER: &str = r#"d=$(echo "$GANTRY_IMAGE" | sha256sum | cut -d' ' -f1)
 echo "pushed $GANTRY_IMAGE as sha256:$d"
@@ -89,5 +90,117 @@ async fn builds_record_their_digest_rebuild_once_per_change_and_report_failures(
     assert!(message.contains("container build in pod broken-c") && message.contains("exited with code 3"), "{message}");
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "BuildFailed"));
+    ns.delete().await;
+}
+
+fn retained(name: &str, permanent: bool) -> ImageBuild {
+    let mut build = image_build(name, BUILDER);
+    build.spec.retention = serde_json::from_value(serde_json::json!({
+        "obsoleteAfter": "8s", "pruneAfter": "4s", "permanent": permanent,
+        "pruner": {"image": "local/busybox:1", "command": ["sh", "-c", "echo \"deleting $GANTRY_IMAGE $GANTRY_IMAGE_DIGEST\""]}
+    }))
+    .unwrap();
+    build
+}
+
+#[tokio::test]
+async fn unused_images_go_obsolete_then_pruned_by_a_prune_job_and_permanent_ones_stay() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "retire").await;
+    let _operator = Operator::for_builds(&ns.name);
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), &ns.name);
+    builds.create(&PostParams::default(), &retained("nightly", false)).await.unwrap();
+    builds.create(&PostParams::default(), &retained("release", true)).await.unwrap();
+    settled(&builds, "nightly", 1).await;
+
+    let lifecycle =
+        |l: Lifecycle| move |b: Option<&ImageBuild>| b.and_then(|b| b.status.as_ref()?.lifecycle) == Some(l);
+    let obsolete = wait_for(&builds, "nightly", 60, "the image to go Obsolete", lifecycle(Lifecycle::Obsolete)).await;
+    assert!(obsolete.status.unwrap().prune.is_none(), "no prune before pruneAfter");
+    let pruned = wait_for(&builds, "nightly", 90, "the image to be Pruned", lifecycle(Lifecycle::Pruned)).await;
+    let status = pruned.status.unwrap();
+    let prune = status.prune.clone().unwrap();
+    assert_eq!(prune.phase, "Succeeded");
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Pruned"));
+
+    // The prune Job really ran, with the reference and digest to delete.
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
+    let pod = pods
+        .list(&ListParams::default().labels(&format!("job-name={}", prune.job_name)))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let log = pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap();
+    let expected = format!("deleting {} {}", status.latest_image.unwrap(), status.digest.unwrap());
+    assert_eq!(log.trim(), expected);
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let reasons: Vec<String> = events.items.iter().filter_map(|e| e.reason.clone()).collect();
+    for reason in ["Obsolete", "PruneStarted", "PruneSucceeded", "Pruned"] {
+        assert!(reasons.iter().any(|r| r == reason), "Event {reason} in {reasons:?}");
+    }
+
+    let release = builds.get("release").await.unwrap().status.unwrap();
+    assert_eq!(release.lifecycle, Some(Lifecycle::Permanent));
+    assert!(release.prune.is_none());
+    let jobs = job_names(&client, &ns.name).await;
+    assert_eq!(jobs.iter().filter(|j| j.contains("prune")).count(), 1, "{jobs:?}");
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_pipeline_stage_waits_for_an_image_build_and_marks_it_used() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "consume").await;
+    let _operator = Operator::for_pipelines_and_builds(&ns.name);
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns.name);
+    // The run comes first: its stage waits for a build that does not exist yet.
+    let run: PipelineRun = serde_json::from_value(serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "ci"},
+        "spec": {"stages": [
+            {"name": "sdk", "imageBuild": {"name": "sdk"}},
+            {"name": "show", "needs": ["sdk"], "run": {"image": "local/busybox:1",
+             "command": ["sh", "-c", "echo $(stages.sdk.outputs.image) $GANTRY_OUTPUT_SDK_DIGEST"]}}
+        ]}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    wait_for(&runs, "ci", 30, "the stage to wait for the build", |r: Option<&PipelineRun>| {
+        r.and_then(|r| r.status.as_ref())
+            .and_then(|s| s.stages.first())
+            .and_then(|s| s.message.clone())
+            .is_some_and(|m| m.contains("ImageBuild sdk, which does not exist"))
+    })
+    .await;
+
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), &ns.name);
+    builds.create(&PostParams::default(), &image_build("sdk", BUILDER)).await.unwrap();
+    let done = wait_for(&runs, "ci", 120, "the run to finish", |r: Option<&PipelineRun>| {
+        r.and_then(|r| r.status.as_ref()?.phase).is_some_and(RunPhase::is_finished)
+    })
+    .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(RunPhase::Succeeded), "{status:?}");
+    let built = builds.get("sdk").await.unwrap().status.unwrap();
+    let (image, digest) = (built.latest_image.clone().unwrap(), built.digest.clone().unwrap());
+    assert_eq!(status.stages[0].outputs["image"], image);
+    assert_eq!(status.stages[0].outputs["digest"], digest);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
+    let log = pods
+        .logs(
+            &pods.list(&ListParams::default().labels("job-name=ci-show-1")).await.unwrap().items[0].name_any(),
+            &LogParams::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.trim(), format!("{image} {digest}"));
+    let last_used = built.last_used.expect("the stage marked the build used");
+    assert!(last_used >= built.builds[0].completion_time.unwrap(), "used after it was built");
     ns.delete().await;
 }

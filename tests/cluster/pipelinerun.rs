@@ -414,3 +414,35 @@ async fn a_finished_run_is_deleted_after_its_ttl_with_its_jobs() {
     .expect("its Jobs are garbage-collected");
     bed.done().await;
 }
+
+#[tokio::test]
+async fn a_service_stage_serves_its_dependents_then_is_torn_down() {
+    let bed = Bed::new("service").await;
+    let web = sh("mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 8080 -h /www");
+    bed.create(
+        "svc",
+        json!({"stages": [
+            {"name": "web", "service": {"replicas": 2, "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}},
+             "run": web},
+            {"name": "fetch", "needs": ["web"], "run": sh(
+                "for a in $(echo $(stages.web.outputs.addresses) | tr , ' '); do wget -qO- http://$a:8080/; done")}
+        ]}),
+    )
+    .await;
+    let run = bed.finished("svc", 180).await;
+    assert_eq!(phase(&run), Some(RunPhase::Succeeded), "{:?}", run.status);
+    let web = stage(&run, "web");
+    assert_eq!(web.phase, StagePhase::Succeeded);
+    assert!(web.message.as_deref().unwrap().starts_with("torn down"), "{web:?}");
+    let addresses: Vec<&str> = web.outputs["addresses"].split(',').collect();
+    assert_eq!(addresses.len(), 2, "{addresses:?}");
+    let log = bed.log_of("svc-fetch-1").await;
+    let lines: BTreeSet<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "both pods answered, each with its own page: {log}");
+    assert!(lines.iter().all(|l| l.starts_with("hello from svc-web-1-")), "{log}");
+    // Torn down: the service Job is gone (its pods with it).
+    let deleted =
+        bed.jobs("svc").await.iter().all(|j| j.name_any() != "svc-web-1" || j.metadata.deletion_timestamp.is_some());
+    assert!(deleted, "the service Job is deleted");
+    bed.done().await;
+}

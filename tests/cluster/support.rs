@@ -139,6 +139,12 @@ impl Operator {
         Operator { child, lines }
     }
 
+    /// Starts `gantry run --namespace NS --controllers pipelinerun,imagebuild`.
+    pub fn for_pipelines_and_builds(namespace: &str) -> Self {
+        let (child, lines) = start_operator(&["--namespace", namespace, "--controllers", "pipelinerun,imagebuild"]);
+        Operator { child, lines }
+    }
+
     /// The same, with extra arguments.
     pub fn for_pipelines_with(namespace: &str, extra: &[&str]) -> Self {
         let mut args = vec!["--namespace", namespace, "--controllers", "pipelinerun"];
