@@ -41,6 +41,8 @@ pub const QUEUE_POLL: Duration = Duration::from_secs(3);
 /// Slack on top of a stage's timeout before the operator's own clock stops
 /// it (the Job's `activeDeadlineSeconds` normally fires first).
 pub const TIMEOUT_GRACE: Duration = Duration::from_secs(30);
+/// How often a service stage that is not ready yet looks at its pods.
+pub const SERVICE_POLL: Duration = Duration::from_secs(2);
 /// How often a stage waiting for an ImageBuild or KataInstall looks again
 /// (changes to those objects wake it sooner).
 pub const REFERENCE_POLL: Duration = Duration::from_secs(10);
@@ -331,7 +333,13 @@ impl Planner<'_> {
     /// its output and the stages that need it may start.
     fn integrate_service(&mut self, i: usize, job: &JobObservation, replicas: u32) {
         let entry = &mut self.status.stages[i];
-        if entry.phase != StagePhase::Running || entry.ready || job.ready_addresses.len() < replicas as usize {
+        if entry.phase != StagePhase::Running || entry.ready {
+            return;
+        }
+        if job.ready_addresses.len() < replicas as usize {
+            // Pod readiness changes no Job field on older clusters (`status.ready`
+            // is 1.23+), so nothing wakes the run: look again soon.
+            self.wake_at.push(self.now + chrono::Duration::from_std(SERVICE_POLL).unwrap_or_default());
             return;
         }
         entry.ready = true;

@@ -877,6 +877,7 @@ fn a_service_serves_its_dependents_and_is_torn_down_after_the_last() {
     make_ready(&mut sim, "cluster", &["10.0.0.1"]);
     sim.step();
     assert_eq!(sim.running(), ["cluster"], "one of two pods ready: dependents wait");
+    assert_eq!(sim.last.as_ref().unwrap().requeue_after, Some(SERVICE_POLL), "and it looks again soon");
     make_ready(&mut sim, "cluster", &["10.0.0.1", "10.0.0.2"]);
     sim.step();
     assert!(sim.stage("cluster").ready);
