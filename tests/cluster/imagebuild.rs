@@ -10,6 +10,7 @@ use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::crds::install_crds;
+use crate::registry::{registry_manifest, BUILDER_IMAGE, REGISTRY};
 use crate::support::{client, wait_for, Operator, TestNamespace};
 use gantry::api::imagebuild::{BuildPhase, Lifecycle};
 use gantry::api::pipelinerun::RunPhase;
@@ -93,11 +94,30 @@ async fn builds_record_their_digest_rebuild_once_per_change_and_report_failures(
     ns.delete().await;
 }
 
-fn retained(name: &str, permanent: bool) -> ImageBuild {
-    let mut build = image_build(name, BUILDER);
+/// An ImageBuild of the test bed's real builder: it builds a busybox-based
+/// image with `/hello` printing `message`, pushes it to the local registry
+/// under `REGISTRY/NS/NAME:SUFFIX`, and reports the registry's digest.
+fn real_build(ns: &str, name: &str, message: &str) -> ImageBuild {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "ImageBuild", "metadata": {"name": name},
+        "spec": {"output": format!("{REGISTRY}/{ns}/{name}"), "suffixPrefix": "c",
+                 "builder": {"image": BUILDER_IMAGE, "command": ["gantry-build-image"],
+                             "env": [{"name": "BUILD_MESSAGE", "value": message}]}}
+    }))
+    .unwrap()
+}
+
+/// `REGISTRY/NS/NAME:TAG` split into the registry's repository name and tag.
+fn repository_and_tag(image: &str) -> (&str, &str) {
+    let path = image.strip_prefix(&format!("{REGISTRY}/")).unwrap_or_else(|| panic!("{image} is not in {REGISTRY}"));
+    path.rsplit_once(':').unwrap()
+}
+
+fn retained(ns: &str, name: &str, permanent: bool) -> ImageBuild {
+    let mut build = real_build(ns, name, "retire me");
     build.spec.retention = serde_json::from_value(serde_json::json!({
         "obsoleteAfter": "8s", "pruneAfter": "4s", "permanent": permanent,
-        "pruner": {"image": "local/busybox:1", "command": ["sh", "-c", "echo \"deleting $GANTRY_IMAGE $GANTRY_IMAGE_DIGEST\""]}
+        "pruner": {"image": BUILDER_IMAGE, "command": ["gantry-prune-image"]}
     }))
     .unwrap();
     build
@@ -110,9 +130,13 @@ async fn unused_images_go_obsolete_then_pruned_by_a_prune_job_and_permanent_ones
     let ns = TestNamespace::create(&client, "retire").await;
     let _operator = Operator::for_builds(&ns.name);
     let builds = Api::<ImageBuild>::namespaced(client.clone(), &ns.name);
-    builds.create(&PostParams::default(), &retained("nightly", false)).await.unwrap();
-    builds.create(&PostParams::default(), &retained("release", true)).await.unwrap();
-    settled(&builds, "nightly", 1).await;
+    builds.create(&PostParams::default(), &retained(&ns.name, "nightly", false)).await.unwrap();
+    builds.create(&PostParams::default(), &retained(&ns.name, "release", true)).await.unwrap();
+    let built = settled(&builds, "nightly", 1).await.status.unwrap();
+    assert_eq!(built.phase, Some(BuildPhase::Ready), "{built:?}");
+    let image = built.latest_image.clone().unwrap();
+    let (repository, tag) = repository_and_tag(&image);
+    assert_eq!(registry_manifest(repository, tag).await, (200, built.digest.clone()), "the registry has it");
 
     let lifecycle =
         |l: Lifecycle| move |b: Option<&ImageBuild>| b.and_then(|b| b.status.as_ref()?.lifecycle) == Some(l);
@@ -125,17 +149,13 @@ async fn unused_images_go_obsolete_then_pruned_by_a_prune_job_and_permanent_ones
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Pruned"));
 
-    // The prune Job really ran, with the reference and digest to delete.
+    // The prune Job really ran and the registry no longer serves the image.
     let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
-    let pod = pods
-        .list(&ListParams::default().labels(&format!("job-name={}", prune.job_name)))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
+    let selector = format!("job-name={}", prune.job_name);
+    let pod = pods.list(&ListParams::default().labels(&selector)).await.unwrap().items.remove(0);
     let log = pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap();
-    let expected = format!("deleting {} {}", status.latest_image.unwrap(), status.digest.unwrap());
-    assert_eq!(log.trim(), expected);
+    assert!(log.contains(&format!("deleted {image}")), "{log}");
+    assert_eq!(registry_manifest(repository, tag).await.0, 404, "pruned from the registry");
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
         .list(&ListParams::default())
         .await
@@ -148,13 +168,15 @@ async fn unused_images_go_obsolete_then_pruned_by_a_prune_job_and_permanent_ones
     let release = builds.get("release").await.unwrap().status.unwrap();
     assert_eq!(release.lifecycle, Some(Lifecycle::Permanent));
     assert!(release.prune.is_none());
+    let (repository, tag) = repository_and_tag(release.latest_image.as_deref().unwrap());
+    assert_eq!(registry_manifest(repository, tag).await.0, 200, "a permanent image stays");
     let jobs = job_names(&client, &ns.name).await;
     assert_eq!(jobs.iter().filter(|j| j.contains("prune")).count(), 1, "{jobs:?}");
     ns.delete().await;
 }
 
 #[tokio::test]
-async fn a_pipeline_stage_waits_for_an_image_build_and_marks_it_used() {
+async fn a_pipeline_stage_waits_for_an_image_build_and_a_later_stage_runs_the_built_image() {
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::create(&client, "consume").await;
@@ -165,23 +187,21 @@ async fn a_pipeline_stage_waits_for_an_image_build_and_marks_it_used() {
         "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "ci"},
         "spec": {"stages": [
             {"name": "sdk", "imageBuild": {"name": "sdk"}},
-            {"name": "show", "needs": ["sdk"], "run": {"image": "local/busybox:1",
-             "command": ["sh", "-c", "echo $(stages.sdk.outputs.image) $GANTRY_OUTPUT_SDK_DIGEST"]}}
+            {"name": "use", "needs": ["sdk"], "run": {"image": "$(stages.sdk.outputs.image)",
+             "command": ["sh", "-c", "/hello; echo $GANTRY_OUTPUT_SDK_DIGEST"]}}
         ]}
     }))
     .unwrap();
     runs.create(&PostParams::default(), &run).await.unwrap();
     wait_for(&runs, "ci", 30, "the stage to wait for the build", |r: Option<&PipelineRun>| {
-        r.and_then(|r| r.status.as_ref())
-            .and_then(|s| s.stages.first())
-            .and_then(|s| s.message.clone())
-            .is_some_and(|m| m.contains("ImageBuild sdk, which does not exist"))
+        let first = r.and_then(|r| r.status.as_ref()).and_then(|s| s.stages.first());
+        first.and_then(|s| s.message.clone()).is_some_and(|m| m.contains("ImageBuild sdk, which does not exist"))
     })
     .await;
 
     let builds = Api::<ImageBuild>::namespaced(client.clone(), &ns.name);
-    builds.create(&PostParams::default(), &image_build("sdk", BUILDER)).await.unwrap();
-    let done = wait_for(&runs, "ci", 120, "the run to finish", |r: Option<&PipelineRun>| {
+    builds.create(&PostParams::default(), &real_build(&ns.name, "sdk", "built by gantry")).await.unwrap();
+    let done = wait_for(&runs, "ci", 180, "the run to finish", |r: Option<&PipelineRun>| {
         r.and_then(|r| r.status.as_ref()?.phase).is_some_and(RunPhase::is_finished)
     })
     .await;
@@ -189,17 +209,18 @@ async fn a_pipeline_stage_waits_for_an_image_build_and_marks_it_used() {
     assert_eq!(status.phase, Some(RunPhase::Succeeded), "{status:?}");
     let built = builds.get("sdk").await.unwrap().status.unwrap();
     let (image, digest) = (built.latest_image.clone().unwrap(), built.digest.clone().unwrap());
+    let (repository, tag) = repository_and_tag(&image);
+    assert_eq!(registry_manifest(repository, tag).await, (200, Some(digest.clone())), "status digest = registry's");
     assert_eq!(status.stages[0].outputs["image"], image);
     assert_eq!(status.stages[0].outputs["digest"], digest);
+
+    // The later stage ran the image pulled from the registry.
     let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
-    let log = pods
-        .logs(
-            &pods.list(&ListParams::default().labels("job-name=ci-show-1")).await.unwrap().items[0].name_any(),
-            &LogParams::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(log.trim(), format!("{image} {digest}"));
+    let pod = pods.list(&ListParams::default().labels("job-name=ci-use-1")).await.unwrap().items.remove(0);
+    let log = pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap();
+    assert_eq!(log.lines().collect::<Vec<_>>(), ["built by gantry", digest.as_str()]);
+    let image_id = pod.status.unwrap().container_statuses.unwrap()[0].image_id.clone();
+    assert!(image_id.ends_with(&digest), "the kubelet ran {image_id}");
     let last_used = built.last_used.expect("the stage marked the build used");
     assert!(last_used >= built.builds[0].completion_time.unwrap(), "used after it was built");
     ns.delete().await;

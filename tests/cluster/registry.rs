@@ -17,14 +17,14 @@ use kube::{Api, Client};
 
 use crate::support::{client, wait_for, TestNamespace};
 
-const REGISTRY: &str = "10.88.0.1:5000";
-const BUILDER_IMAGE: &str = "local/gantry-builder:1";
+pub const REGISTRY: &str = "10.88.0.1:5000";
+pub const BUILDER_IMAGE: &str = "local/gantry-builder:1";
 const MANIFEST_TYPES: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// What the registry itself answers to `HEAD /v2/NAME/manifests/TAG`: the
 /// status and the `Docker-Content-Digest` header.
-async fn registry_manifest(name: &str, tag: &str) -> (u16, Option<String>) {
+pub async fn registry_manifest(name: &str, tag: &str) -> (u16, Option<String>) {
     let http = HttpClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let url = format!("http://{REGISTRY}/v2/{name}/manifests/{tag}");
     let request = hyper::Request::head(&url).header("Accept", MANIFEST_TYPES).body(Empty::new()).unwrap();
