@@ -8,8 +8,9 @@ use kube::{Api, ResourceExt};
 
 use crate::crds::install_crds;
 use crate::support::{client, wait_for, Operator, TestNamespace};
+use gantry::api::imagebuild::BuildPhase;
 use gantry::api::pipelinerun::RunPhase;
-use gantry::api::PipelineRun;
+use gantry::api::{ImageBuild, PipelineRun};
 use k8s_openapi::api::core::v1::Pod;
 
 fn kvm_run(name: &str) -> PipelineRun {
@@ -42,7 +43,8 @@ async fn the_operator_config_sets_nested_virt_policy_and_default_timeouts() {
     std::fs::write(&path, config).unwrap();
     let path = path.to_str().unwrap().to_string();
     let _ok = Operator::for_pipelines_with(&allowed.name, &["--config", &path]);
-    let _no = Operator::for_pipelines_with(&refused.name, &["--config", &path]);
+    let _no =
+        Operator::for_pipelines_with(&refused.name, &["--config", &path, "--controllers", "pipelinerun,imagebuild"]);
 
     let ok_runs = Api::<PipelineRun>::namespaced(client.clone(), &allowed.name);
     ok_runs.create(&PostParams::default(), &kvm_run("kvm")).await.unwrap();
@@ -61,6 +63,26 @@ async fn the_operator_config_sets_nested_virt_policy_and_default_timeouts() {
     let condition = run.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Succeeded").unwrap();
     assert_eq!(condition.reason, "InvalidSpec");
     assert!(condition.message.contains("spec.stages[qemu].nestedVirt"), "{}", condition.message);
+
+    // An ImageBuild asking for nested virt there is refused the same way, and builds nothing.
+    let build: ImageBuild = serde_json::from_value(serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "ImageBuild", "metadata": {"name": "vm-image"},
+        "spec": {"output": "10.88.0.1:5000/vm", "imageKind": "vm", "nestedVirt": true,
+                 "builder": {"image": "local/busybox:1", "command": ["true"]}}
+    }))
+    .unwrap();
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), &refused.name);
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let refused_build = wait_for(&builds, "vm-image", 60, "the build to be refused", |b: Option<&ImageBuild>| {
+        b.and_then(|b| b.status.as_ref()?.phase) == Some(BuildPhase::Failed)
+    })
+    .await;
+    let ready = refused_build.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.starts_with("spec.nestedVirt: nested virtualization is not allowed"), "{}", ready.message);
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), &refused.name);
+    let build_jobs = jobs.list(&ListParams::default().labels("gantry.dev/image-build")).await.unwrap();
+    assert!(build_jobs.items.is_empty(), "a refused build creates no Job");
 
     // A stage without a timeout of its own gets the admin's default (3s);
     // the kvm stages above set their own, which wins over it.

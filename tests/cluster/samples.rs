@@ -40,6 +40,10 @@ fn expectations() -> BTreeMap<&'static str, Expected> {
         ),
         ("kola-flaky", (RunPhase::Succeeded, "Succeeded", vec![("kola", Succeeded)])),
         (
+            "kata-test-cluster",
+            (RunPhase::Succeeded, "Succeeded", vec![("test-cluster", Succeeded), ("conformance", Succeeded)]),
+        ),
+        (
             "fedora-atomic",
             (
                 RunPhase::Succeeded,
@@ -135,6 +139,10 @@ async fn every_sample_runs_and_ends_as_documented() {
     let check = pods.list(&ListParams::default().labels("job-name=scripts-checkout-check-1")).await.unwrap();
     let log = pods.logs(&check.items[0].name_any(), &LogParams::default()).await.unwrap();
     assert_eq!(log.trim(), "workspace has main-3145.0.0", "the second stage read the first one's file");
+    let conformance =
+        pods.list(&ListParams::default().labels("job-name=kata-test-cluster-conformance-1")).await.unwrap();
+    let log = pods.logs(&conformance.items[0].name_any(), &LogParams::default()).await.unwrap();
+    assert_eq!(log.lines().filter(|l| l.ends_with(" ready")).count(), 3, "all three nodes answered: {log}");
     let jobs = Api::<Job>::namespaced(client.clone(), &ns.name);
     assert!(jobs.get_opt("fedora-atomic-docs-1").await.unwrap().is_none(), "skipped stages make no Job");
 

@@ -83,13 +83,24 @@ pub async fn wait_for<K>(
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    match tokio::time::timeout(Duration::from_secs(secs), await_condition(api.clone(), name, cond)).await {
-        Ok(Ok(Some(obj))) => obj,
-        Ok(Ok(None)) => panic!("{name} was deleted while waiting for {what}"),
-        Ok(Err(e)) => panic!("watching {name} for {what}: {e}"),
-        Err(_) => {
-            let current = api.get_opt(name).await.ok().flatten();
-            panic!("timed out after {secs}s waiting for {what} on {name}; last seen: {current:#?}")
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let cond = std::sync::Arc::new(cond);
+    loop {
+        let cond = cond.clone();
+        let watch = await_condition(api.clone(), name, move |obj: Option<&K>| cond.matches_object(obj));
+        match tokio::time::timeout_at(deadline, watch).await {
+            Ok(Ok(Some(obj))) => return obj,
+            Ok(Ok(None)) => panic!("{name} was deleted while waiting for {what}"),
+            // A watch can end with "too old resource version" (410) when the
+            // API server's watch cache moved on; watch again from a new list.
+            Ok(Err(e)) => {
+                eprintln!("watching {name} for {what}: {e}; watching again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(_) => {
+                let current = api.get_opt(name).await.ok().flatten();
+                panic!("timed out after {secs}s waiting for {what} on {name}; last seen: {current:#?}")
+            }
         }
     }
 }
