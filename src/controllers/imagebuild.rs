@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::jobs::observe_jobs;
-use super::{publish, Context, Error, Shutdown};
+use super::{ok_if, publish, Context, Error, Shutdown};
 use crate::api::imagebuild::ImageBuildStatus;
 use crate::api::{ImageBuild, FIELD_MANAGER};
 use crate::engine::build_planner::{plan_build, BuildAction, BuildJob, BuildView};
@@ -93,31 +93,16 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
             BuildAction::CreateJob(launch) => {
                 info!(build = %name, job = %launch.job_name, image = %launch.image, "starting build");
                 let job = build_job(launch, &build.spec, &ns, owner.clone());
-                match jobs_api.create(&PostParams::default(), &job).await {
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    other => {
-                        other?;
-                    }
-                }
+                ok_if(jobs_api.create(&PostParams::default(), &job).await, 409)?;
             }
             BuildAction::CreatePruneJob(launch) => {
                 info!(build = %name, job = %launch.job_name, image = %launch.image, "pruning obsolete image");
                 let job = prune_job(launch, &build.spec, &ns, owner.clone());
-                match jobs_api.create(&PostParams::default(), &job).await {
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    other => {
-                        other?;
-                    }
-                }
+                ok_if(jobs_api.create(&PostParams::default(), &job).await, 409)?;
             }
             BuildAction::DeleteJob { name: job } => {
                 let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-                match jobs_api.delete(job, &dp).await {
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    other => {
-                        other?;
-                    }
-                }
+                ok_if(jobs_api.delete(job, &dp).await, 404)?;
             }
         }
     }

@@ -133,6 +133,16 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     }
 }
 
+/// A request's result, where one HTTP status means "already done" (409 on
+/// create: it exists; 404 on delete: it is gone) and is no error.
+pub fn ok_if<T>(result: Result<T, kube::Error>, tolerated: u16) -> Result<(), Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == tolerated => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Errors a reconcile can end with; the controller logs them and retries.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -9,7 +9,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::info;
 
 use crate::api::{ImageBuild, PipelineRun};
-use crate::controllers::Error;
+use crate::controllers::{ok_if, Error};
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
 use crate::engine::planner::Action;
 use crate::engine::references::builds_with_image;
@@ -21,14 +21,6 @@ pub enum Outcome {
     Continue,
     /// The run was deleted (TTL); nothing more to write.
     Deleted,
-}
-
-fn ok_if<T>(result: Result<T, kube::Error>, tolerated: u16) -> Result<(), Error> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == tolerated => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Applies `actions` for `run` in order.
