@@ -15,7 +15,7 @@ use super::outputs::parse_outputs;
 use super::planner::{Note, TIMEOUT_GRACE};
 use super::text::truncate;
 use super::validate::SpecError;
-use crate::api::imagebuild::{BuildPhase, BuildRecord, ImageBuildSpec, ImageBuildStatus, PruneRecord};
+use crate::api::imagebuild::{BuildPhase, BuildRecord, ImageBuildSpec, ImageBuildStatus, Lifecycle, PruneRecord};
 
 /// Builds kept in status when `retention.keepLast` is unset.
 pub const DEFAULT_KEEP_LAST: u32 = 5;
@@ -480,14 +480,19 @@ fn finish(
         notes.push(Note { warning, reason: reason.into(), message, stage: None, job: Some(prune.job_name.clone()) });
     }
     if before.lifecycle != status.lifecycle {
-        if let Some(l) = status.lifecycle {
-            notes.push(Note {
-                warning: false,
-                reason: format!("{l:?}"),
-                message: format!("image is {l:?}"),
-                stage: None,
-                job: None,
-            });
+        if let (Some(l), Some(image)) = (status.lifecycle, status.latest_image.as_deref()) {
+            let retention = &view.spec.retention;
+            let message = match l {
+                Lifecycle::Used => format!("{image} is in use"),
+                Lifecycle::Obsolete => format!(
+                    "{image} was not used for {} (retention.obsoleteAfter); last used {}",
+                    retention.obsolete_after.as_deref().unwrap_or("?"),
+                    status.last_used.map_or("never (counted from its build)".to_string(), |t| t.to_rfc3339()),
+                ),
+                Lifecycle::Pruned => format!("{image} was deleted from its registry"),
+                Lifecycle::Permanent => format!("{image} is kept forever (retention.permanent)"),
+            };
+            notes.push(Note { warning: false, reason: format!("{l:?}"), message, stage: None, job: None });
         }
     }
     let requeue_after =
@@ -499,7 +504,6 @@ fn finish(
 mod tests {
     use super::*;
     use crate::api::common::ContainerRun;
-    use crate::api::imagebuild::Lifecycle;
     use chrono::TimeZone;
 
     fn t(secs: i64) -> DateTime<Utc> {
