@@ -16,6 +16,9 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use tracing::{info, warn};
 
+/// The operator's namespace when neither `--operator-namespace` nor `POD_NAMESPACE` says.
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "gantry-system";
+
 /// How long in-flight reconciles may run on after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -43,6 +46,10 @@ pub struct Scope {
     pub leader: Option<crate::leader::LeaseConfig>,
     /// The admin-owned configuration (`--config`).
     pub config: crate::config::OperatorConfig,
+    /// Where the operator creates its own workloads (KataInstall's DaemonSets and smoke test).
+    pub operator_namespace: String,
+    /// Reconcile only the KataInstalls matching this label selector.
+    pub katainstall_selector: Option<String>,
 }
 
 /// What every reconciler shares.
@@ -60,6 +67,10 @@ pub struct Context {
     pub notifier: Option<crate::notify::Notifier>,
     /// Publishes Kubernetes Events about the objects being reconciled.
     pub recorder: Recorder,
+    /// Where the operator creates its own workloads.
+    pub operator_namespace: String,
+    /// Reconcile only the KataInstalls matching this label selector.
+    pub katainstall_selector: Option<String>,
 }
 
 impl Context {
@@ -75,6 +86,8 @@ impl Context {
             notifier: crate::notify::Notifier::new()
                 .inspect_err(|e| warn!(error = %e, "no TLS root certificates: notifications are disabled"))
                 .ok(),
+            operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_string(),
+            katainstall_selector: None,
         })
     }
 
@@ -182,7 +195,11 @@ pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 /// Runs every controller until a shutdown signal arrives.
 pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
-    let ctx = Context::new(client, scope.namespace.clone(), scope.config.clone());
+    let mut ctx = Context::new(client, scope.namespace.clone(), scope.config.clone());
+    if let Some(ctx) = Arc::get_mut(&mut ctx) {
+        ctx.operator_namespace = scope.operator_namespace.clone();
+        ctx.katainstall_selector = scope.katainstall_selector.clone();
+    }
     let health = Arc::new(crate::http::Health::default());
     let (_, serve) = crate::http::bind(scope.http_addr, ctx.metrics.clone(), health.clone()).await?;
     tokio::spawn(serve);
