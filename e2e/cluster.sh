@@ -11,7 +11,8 @@
 # control-plane: etcd, kube-apiserver, kube-controller-manager (Jobs get Pods,
 #                nothing runs them).
 # node:          plus kube-scheduler, containerd, kubelet, kube-proxy and a CNI
-#                bridge, with local/busybox:1 and the pause image imported.
+#                bridge, with local/busybox:1, local/kata-installer:1 and the pause
+#                image imported.
 source "$(dirname "$0")/lib/common.sh"
 source "$E2E_DIR/lib/images.sh"
 

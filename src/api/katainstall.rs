@@ -60,7 +60,7 @@ pub struct SmokeTest {
     /// Run the smoke test (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Image with `sh`, `httpd` and `wget` (default `busybox:1.36`).
+    /// Image with `sh`, `httpd` and `nc` (default `busybox:1.36`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Deadline of one smoke test, from its start (default `5m`).

@@ -25,7 +25,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::jobs::observe_jobs;
-use super::{publish, Context, Error, Shutdown};
+use super::{to_event, Context, Error, Shutdown};
 use crate::api::katainstall::KataInstallStatus;
 use crate::api::{KataInstall, FIELD_MANAGER};
 use crate::engine::kata::{
@@ -190,8 +190,26 @@ async fn reconcile(install: Arc<KataInstall>, ctx: Arc<Context>) -> Result<Actio
     if !released && plan.status != status {
         write_status(&ctx, &name, &plan.status).await?;
     }
-    publish(&ctx, &*install, &plan.notes).await;
+    publish(&ctx, &install, &plan.notes).await;
     Ok(Action::requeue(plan.requeue_after))
+}
+
+/// Publishes Events about the KataInstall. API servers before 1.22 refuse
+/// events.k8s.io Events about cluster-scoped objects anywhere but in
+/// kube-system; there they go to the operator's namespace instead.
+async fn publish(ctx: &Context, install: &KataInstall, notes: &[crate::engine::planner::Note]) {
+    let reference = install.object_ref(&());
+    for note in notes {
+        let event = to_event(note, None);
+        if ctx.recorder.publish(&event, &reference).await.is_ok() {
+            continue;
+        }
+        let mut fallback = reference.clone();
+        fallback.namespace = Some(ctx.operator_namespace.clone());
+        if let Err(e) = ctx.recorder.publish(&event, &fallback).await {
+            warn!(install = %install.name_any(), error = %e, "cannot publish Event");
+        }
+    }
 }
 
 fn ignore_status(result: Result<impl Sized, kube::Error>, code: u16) -> Result<(), Error> {

@@ -120,29 +120,34 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
 ) {
     let reference = obj.object_ref(&());
     for note in notes {
-        // The recorder folds Events with the same reason, action and related
-        // object into one series (keeping the first message): name the stage
-        // and its Job so each stage's transitions stay visible.
-        let event = kube::runtime::events::Event {
-            type_: if note.warning {
-                kube::runtime::events::EventType::Warning
-            } else {
-                kube::runtime::events::EventType::Normal
-            },
-            reason: note.reason.clone(),
-            note: Some(note.message.clone()),
-            action: note.stage.clone().unwrap_or_else(|| "Reconcile".into()),
-            secondary: note.job.as_ref().map(|job| k8s_openapi::api::core::v1::ObjectReference {
-                api_version: Some("batch/v1".into()),
-                kind: Some("Job".into()),
-                name: Some(job.clone()),
-                namespace: obj.meta().namespace.clone(),
-                ..Default::default()
-            }),
-        };
+        let event = to_event(note, obj.meta().namespace.clone());
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             warn!(object = ?obj.meta().name, error = %e, "cannot publish Event");
         }
+    }
+}
+
+/// The Event for `note`; a Job it names is looked up in `namespace`.
+pub(crate) fn to_event(note: &crate::engine::planner::Note, namespace: Option<String>) -> kube::runtime::events::Event {
+    // The recorder folds Events with the same reason, action and related
+    // object into one series (keeping the first message): name the stage
+    // and its Job so each stage's transitions stay visible.
+    kube::runtime::events::Event {
+        type_: if note.warning {
+            kube::runtime::events::EventType::Warning
+        } else {
+            kube::runtime::events::EventType::Normal
+        },
+        reason: note.reason.clone(),
+        note: Some(note.message.clone()),
+        action: note.stage.clone().unwrap_or_else(|| "Reconcile".into()),
+        secondary: note.job.as_ref().map(|job| k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("batch/v1".into()),
+            kind: Some("Job".into()),
+            name: Some(job.clone()),
+            namespace,
+            ..Default::default()
+        }),
     }
 }
 

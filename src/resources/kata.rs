@@ -260,8 +260,9 @@ pub fn smoke_server_pod(
     }
 }
 
-/// The smoke client: fetches the page from the server's pod IP and checks
-/// it; on failure its termination message says what it got.
+/// The smoke client: fetches the page from the server's pod IP (HTTP/1.0
+/// over `nc`) and checks it; on failure its termination message says what
+/// it got.
 pub fn smoke_client_job(
     install: &str,
     namespace: &str,
@@ -270,10 +271,16 @@ pub fn smoke_client_job(
     server_ip: &str,
     owner: Option<OwnerReference>,
 ) -> Job {
+    // HTTP/1.0 through `nc`: every busybox has it, while busybox-static's
+    // wget can crash in pods (it did on the local test cluster).
     let script = format!(
         "url=http://$SERVER_IP:{SMOKE_PORT}/index.html\n\
-         page=$(wget -q -T 10 -O - \"$url\") || {{ echo \"cannot fetch $url\" > /dev/termination-log; exit 1; }}\n\
-         [ \"$page\" = \"$PAGE\" ] || {{ printf 'unexpected page from %s: %.200s' \"$url\" \"$page\" > /dev/termination-log; exit 1; }}\n\
+         fail() {{ printf '%.300s' \"$*\" > /dev/termination-log; echo \"$*\"; exit 1; }}\n\
+         response=$(printf 'GET /index.html HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' \"$SERVER_IP\" | nc -w 10 \"$SERVER_IP\" {SMOKE_PORT}) \\\n\
+           || fail \"cannot fetch $url\"\n\
+         case \"$response\" in \"HTTP/1.\"?\" 200 \"*) ;; *) fail \"no 200 OK from $url: $(echo \"$response\" | head -n 1)\" ;; esac\n\
+         page=$(printf '%s\\n' \"$response\" | tail -n 1)\n\
+         [ \"$page\" = \"$PAGE\" ] || fail \"unexpected page from $url: $page\"\n\
          echo \"fetched from $url: $page\""
     );
     let meta = smoke_meta(install, namespace, smoke_client_name(install, key), "smoke-client", key, owner);
@@ -401,6 +408,6 @@ mod tests {
         let env = env_of(&c);
         assert_eq!(env["SERVER_IP"].value.as_deref(), Some("10.88.0.7"));
         assert_eq!(env["PAGE"].value.as_deref(), Some(smoke_page("k1").as_str()));
-        assert!(c.command.unwrap()[2].contains("wget"));
+        assert!(c.command.unwrap()[2].contains("nc -w 10 \"$SERVER_IP\" 8080"));
     }
 }
