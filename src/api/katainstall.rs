@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct KataInstallSpec {
     /// A kata-deploy compatible installer image. It gets `NODE_NAME`,
-    /// `SHIMS` and `DEFAULT_SHIM`, and is run with `install` or `cleanup`.
+    /// `SHIMS` (space-separated) and `DEFAULT_SHIM`, is run with `install`
+    /// or `cleanup`, and sees the host's `/opt/kata`. A node counts as
+    /// installed once `/opt/kata/bin/containerd-shim-kata-v2` exists (and
+    /// as cleaned once it is gone).
     pub installer_image: String,
     /// The shims to install, e.g. `qemu`, `clh`, `fc`.
     pub shims: Vec<String>,

@@ -180,6 +180,13 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_is_valid() {
+        let text = include_str!("../../../manifests/samples/katainstall.yaml");
+        let install: crate::api::KataInstall = serde_yaml::from_str(text).unwrap();
+        assert_eq!(validate_kata(&install.metadata.name.unwrap(), &install.spec), Ok(()));
+    }
+
+    #[test]
     fn label_keys_and_quantities() {
         assert!(is_label_key("katacontainers.io/kata-runtime"));
         assert!(is_label_key("node-role.kubernetes.io/worker"));
