@@ -13,7 +13,8 @@
 # node:          plus kube-scheduler, containerd, kubelet, kube-proxy, a CNI
 #                bridge and an image registry on $GATEWAY_IP:5000 (plain http,
 #                pods and the kubelet reach it), with local/busybox:1,
-#                local/gantry-builder:1 and the pause image imported.
+#                local/gantry-builder:1, local/kata-installer:1 and the pause
+#                image imported.
 source "$(dirname "$0")/lib/common.sh"
 source "$E2E_DIR/lib/images.sh"
 

@@ -15,6 +15,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start-up; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the operator: reconcile PipelineRuns, ImageBuilds and KataInstalls.
     Run {
@@ -45,6 +47,12 @@ enum Command {
         /// Seconds a leader's lease lasts without renewal.
         #[arg(long, default_value_t = 15)]
         lease_seconds: u64,
+        /// The operator's own namespace: KataInstall's installer DaemonSets and smoke test run there.
+        #[arg(long, env = "POD_NAMESPACE", default_value = controllers::DEFAULT_OPERATOR_NAMESPACE)]
+        operator_namespace: String,
+        /// Reconcile only the KataInstalls matching this label selector (e.g. `team=infra`).
+        #[arg(long, env = "GANTRY_KATAINSTALL_SELECTOR")]
+        katainstall_selector: Option<String>,
         /// Which controllers to run.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "pipelinerun,imagebuild,katainstall")]
         controllers: Vec<controllers::Kind>,
@@ -71,6 +79,8 @@ async fn main() -> anyhow::Result<()> {
             lease_name,
             lease_namespace,
             lease_seconds,
+            operator_namespace,
+            katainstall_selector,
         } => {
             telemetry::init(log_format, &log_level);
             let config = match config {
@@ -92,7 +102,19 @@ async fn main() -> anyhow::Result<()> {
                     renew_every: std::time::Duration::from_secs((lease_seconds / 3).max(1)),
                 }),
             };
-            controllers::run(client, controllers::Scope { namespace, kinds, http_addr, leader, config }).await
+            controllers::run(
+                client,
+                controllers::Scope {
+                    namespace,
+                    kinds,
+                    http_addr,
+                    leader,
+                    config,
+                    operator_namespace,
+                    katainstall_selector,
+                },
+            )
+            .await
         }
         Command::Crds { out_dir: None } => {
             let yaml = crdgen::to_yaml()?;

@@ -4,6 +4,7 @@
 IMAGE_CACHE="$GANTRY_CACHE/images"
 PAUSE_IMAGE="local/pause:3.4"
 BUSYBOX_IMAGE="local/busybox:1"
+KATA_INSTALLER_IMAGE="local/kata-installer:1"
 
 # docker_archive NAME:TAG ROOTFS_DIR OUT_TAR [CMD_JSON] [USER] [ENTRYPOINT_JSON]
 # Packs ROOTFS_DIR as a single-layer docker-archive image.
@@ -60,6 +61,20 @@ build_busybox_image() {
     rootfs="$(mktemp -d)"
     busybox_rootfs "$rootfs"
     docker_archive "$BUSYBOX_IMAGE" "$rootfs" "$out"
+    rm -rf "$rootfs"
+}
+
+# build_kata_installer_image: busybox plus e2e/images/kata-installer.sh, a
+# stand-in for kata-deploy that only writes marker files (see the script).
+build_kata_installer_image() {
+    local out="$IMAGE_CACHE/kata-installer.tar" rootfs script="$E2E_DIR/images/kata-installer.sh"
+    [ -s "$out" ] && [ "$out" -nt "$script" ] && [ "$out" -nt "$E2E_DIR/lib/images.sh" ] && return
+    log "building $KATA_INSTALLER_IMAGE"
+    rootfs="$(mktemp -d)"
+    busybox_rootfs "$rootfs"
+    mkdir -p "$rootfs/usr/local/bin"
+    install -m 0755 "$script" "$rootfs/usr/local/bin/kata-installer"
+    docker_archive "$KATA_INSTALLER_IMAGE" "$rootfs" "$out" '["install"]' "" '["/usr/local/bin/kata-installer"]'
     rm -rf "$rootfs"
 }
 
@@ -138,9 +153,11 @@ build_and_import_node_images() {
     build_pause_image
     build_busybox_image
     build_builder_image
+    build_kata_installer_image
     import_image "$IMAGE_CACHE/pause.tar" "$PAUSE_IMAGE"
     import_image "$IMAGE_CACHE/busybox.tar" "$BUSYBOX_IMAGE"
     import_image "$(builder_image_tar)" "$BUILDER_IMAGE"
+    import_image "$IMAGE_CACHE/kata-installer.tar" "$KATA_INSTALLER_IMAGE"
 }
 
 OPERATOR_IMAGE="local/gantry:dev"

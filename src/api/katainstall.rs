@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -22,12 +24,17 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Installed","type":"integer","jsonPath":".status.nodesInstalled"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.nodesDesired"}"#,
+    printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.nodesFailed"}"#,
+    printcolumn = r#"{"name":"Verified","type":"string","jsonPath":".status.conditions[?(@.type==\"Verified\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KataInstallSpec {
     /// A kata-deploy compatible installer image. It gets `NODE_NAME`,
-    /// `SHIMS` and `DEFAULT_SHIM`, and is run with `install` or `cleanup`.
+    /// `SHIMS` (space-separated) and `DEFAULT_SHIM`, is run with `install`
+    /// or `cleanup`, and sees the host's `/opt/kata`. A node counts as
+    /// installed once `/opt/kata/bin/containerd-shim-kata-v2` exists (and
+    /// as cleaned once it is gone).
     pub installer_image: String,
     /// The shims to install, e.g. `qemu`, `clh`, `fc`.
     pub shims: Vec<String>,
@@ -43,6 +50,10 @@ pub struct KataInstallSpec {
     /// The smoke test run after install.
     #[serde(default)]
     pub smoke_test: SmokeTest,
+    /// How long deletion waits for the installer's cleanup on every node
+    /// before it gives up and releases the object anyway (default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup_timeout: Option<String>,
 }
 
 /// An HTTP server pod under the default shim and a client that fetches from it.
@@ -52,10 +63,10 @@ pub struct SmokeTest {
     /// Run the smoke test (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Image with `httpd` and `wget` (busybox works).
+    /// Image with `sh`, `httpd` and `nc` (default `busybox:1.36`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Deadline, e.g. `5m`.
+    /// Deadline of one smoke test, from its start (default `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }
@@ -79,12 +90,36 @@ pub struct KataInstallStatus {
     /// Nodes with Kata installed.
     #[serde(default)]
     pub nodes_installed: u32,
-    /// Per-node state.
+    /// Nodes where the installer failed.
+    #[serde(default)]
+    pub nodes_failed: u32,
+    /// Per-node state: failed nodes first, then in progress, then installed;
+    /// at most 50 entries (the counts are complete).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeInstallStatus>,
     /// RuntimeClasses created, one per shim.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtime_classes: Vec<String>,
+    /// The latest smoke test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke: Option<SmokeStatus>,
+}
+
+/// One smoke test: which installed node set it verifies and how it went.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmokeStatus {
+    /// Identifies the generation and installed node set tested; a new set
+    /// (a node joined or was reinstalled) starts a new smoke test.
+    pub key: String,
+    /// Running, Passed or Failed.
+    pub result: String,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    /// What happened: the nodes verified, or the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The phase of a KataInstall.
@@ -106,7 +141,7 @@ pub enum KataPhase {
 pub struct NodeInstallStatus {
     /// Node name.
     pub name: String,
-    /// InProgress, Installed or Failed.
+    /// InProgress, Installed, Failed or CleaningUp.
     pub state: String,
     /// The installer's error, when failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

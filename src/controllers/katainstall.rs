@@ -1,22 +1,65 @@
-//! The KataInstall reconciler.
+//! The KataInstall reconciler: observe nodes, the installer DaemonSets and
+//! their pods, RuntimeClasses and smoke objects; ask the engine; apply its
+//! actions; write status; publish Events.
+//!
+//! KataInstall is cluster-scoped and its DaemonSets, pods and Jobs live in
+//! the operator's namespace, so `owns()` cannot map them back (it looks the
+//! owner up in the child's namespace): they carry `gantry.dev/kata-install`
+//! and are mapped by that label. Node changes wake every KataInstall.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::{Context, Error, Shutdown};
-use crate::api::KataInstall;
+use super::jobs::observe_jobs;
+use super::{to_event, Context, Error, Shutdown};
+use crate::api::katainstall::KataInstallStatus;
+use crate::api::{KataInstall, FIELD_MANAGER};
+use crate::engine::kata::{
+    plan_kata, pod_state, InstallerPod, KataAction, KataObserved, KataView, NodeInfo, NodeMark, PodState, Role,
+    SmokeClient, SmokeServer, FINALIZER, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
+    NODE_RUNTIME_LABEL,
+};
+use crate::resources::controller_ref;
+use crate::resources::kata::{
+    daemonset_name, installer_daemonset, runtime_class, smoke_client_job, smoke_client_name, smoke_server_name,
+    smoke_server_pod,
+};
 
 /// Runs the KataInstall controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
-    let installs = Api::<KataInstall>::all(ctx.client.clone());
-    info!("watching KataInstalls");
-    Controller::new(installs, watcher::Config::default())
+    let client = ctx.client.clone();
+    let ns = ctx.operator_namespace.clone();
+    let installs = Api::<KataInstall>::all(client.clone());
+    let mut install_watch = watcher::Config::default();
+    if let Some(selector) = &ctx.katainstall_selector {
+        install_watch = install_watch.labels(selector);
+    }
+    let children = || watcher::Config::default().labels(LABEL_KATA_INSTALL);
+    info!(namespace = %ns, selector = ?ctx.katainstall_selector, "watching KataInstalls");
+    let controller = Controller::new(installs, install_watch);
+    let store = controller.store();
+    controller
+        .watches(Api::<DaemonSet>::namespaced(client.clone(), &ns), children(), by_label)
+        .watches(Api::<Pod>::namespaced(client.clone(), &ns), children(), by_label)
+        .watches(Api::<Job>::namespaced(client.clone(), &ns), children(), by_label)
+        .watches(Api::<Node>::all(client), watcher::Config::default(), move |_node| {
+            store.state().iter().map(|install| ObjectRef::from_obj(&**install)).collect::<Vec<_>>()
+        })
+        .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -27,12 +70,244 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .await;
 }
 
-async fn reconcile(install: Arc<KataInstall>, _ctx: Arc<Context>) -> Result<Action, Error> {
-    debug!(name = %install.name_any(), "KataInstall observed");
-    Ok(Action::await_change())
+fn by_label<K: Resource>(obj: K) -> Option<ObjectRef<KataInstall>> {
+    obj.labels().get(LABEL_KATA_INSTALL).map(|name| ObjectRef::new(name))
 }
 
-fn error_policy(install: Arc<KataInstall>, err: &Error, _ctx: Arc<Context>) -> Action {
+fn role_of(labels: &std::collections::BTreeMap<String, String>) -> Option<&str> {
+    labels.get(LABEL_KATA_ROLE).map(String::as_str)
+}
+
+/// The node a DaemonSet pod is for: its binding, else the node its
+/// affinity pins it to (DaemonSet pods are scheduled that way).
+fn pod_node(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    if let Some(node) = &spec.node_name {
+        return Some(node.clone());
+    }
+    let required =
+        spec.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
+    required
+        .node_selector_terms
+        .iter()
+        .flat_map(|t| t.match_fields.iter().flatten())
+        .find_map(|f| (f.key == "metadata.name").then(|| f.values.as_ref()?.first().cloned()).flatten())
+}
+
+async fn observe(ctx: &Context, name: &str) -> Result<KataObserved, Error> {
+    let ns = &ctx.operator_namespace;
+    let selector = format!("{LABEL_KATA_INSTALL}={name}");
+    let lp = ListParams::default().labels(&selector);
+    let client = ctx.client.clone();
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?;
+    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), ns).list(&lp).await?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await?;
+    let jobs = Api::<Job>::namespaced(client.clone(), ns).list(&lp).await?;
+    let classes = Api::<RuntimeClass>::all(client).list(&lp).await?;
+
+    let mut observed = KataObserved::default();
+    for node in nodes.items {
+        observed.nodes.push(NodeInfo {
+            owner: node.annotations().get(LABEL_KATA_INSTALL).cloned(),
+            labels: node.labels().clone(),
+            name: node.name_any(),
+        });
+    }
+    for ds in &daemon_sets.items {
+        let role = match role_of(ds.labels()) {
+            Some("install") => Role::Install,
+            Some("cleanup") => Role::Cleanup,
+            _ => continue,
+        };
+        observed.daemon_sets.insert(role, ds.labels().get(LABEL_KATA_CONFIG).cloned());
+    }
+    for class in &classes.items {
+        observed.runtime_classes.insert(class.name_any(), class.labels().get(LABEL_KATA_CONFIG).cloned());
+    }
+    let mut client_pods: Vec<&Pod> = Vec::new();
+    for pod in &pods.items {
+        if pod.metadata.deletion_timestamp.is_some() && role_of(pod.labels()) != Some("install") {
+            continue;
+        }
+        let key = pod.labels().get(LABEL_SMOKE_KEY).cloned();
+        match (role_of(pod.labels()), key) {
+            (Some(role @ ("install" | "cleanup")), _) => {
+                let Some(node) = pod_node(pod) else { continue };
+                observed.pods.push(InstallerPod {
+                    node,
+                    role: if role == "install" { Role::Install } else { Role::Cleanup },
+                    config: pod.labels().get(LABEL_KATA_CONFIG).cloned(),
+                    state: pod_state(pod),
+                });
+            }
+            (Some("smoke-server"), Some(key)) => observed.smoke_servers.push(SmokeServer {
+                key,
+                ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+                node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+                state: pod_state(pod),
+            }),
+            (Some("smoke-client"), Some(_)) => client_pods.push(pod),
+            _ => {}
+        }
+    }
+    let client_pods_owned: Vec<Pod> = client_pods.into_iter().cloned().collect();
+    for (labels, outcome) in observe_jobs(&jobs.items, &client_pods_owned, "client") {
+        let Some(key) = labels.get(LABEL_SMOKE_KEY) else { continue };
+        // The client's termination message says what it fetched; prefer it.
+        let newest = client_pods_owned
+            .iter()
+            .filter(|p| p.labels().get("job-name") == Some(&outcome.name))
+            .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        let message = match newest.map(pod_state) {
+            Some(PodState::Failed(m)) => Some(m),
+            _ => outcome.message,
+        };
+        observed.smoke_clients.push(SmokeClient { key: key.clone(), state: outcome.state, message });
+    }
+    Ok(observed)
+}
+
+async fn reconcile(install: Arc<KataInstall>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started("katainstall");
+    let name = install.name_any();
+    let observed = observe(&ctx, &name).await?;
+    let status = install.status.clone().unwrap_or_default();
+    let view = KataView {
+        name: &name,
+        generation: install.metadata.generation.unwrap_or(1),
+        spec: &install.spec,
+        status: &status,
+        deleting_since: install.metadata.deletion_timestamp.as_ref().map(crate::engine::conditions::from_k8s_time),
+        has_finalizer: install.finalizers().iter().any(|f| f == FINALIZER),
+    };
+    let plan = plan_kata(&view, &observed, Utc::now());
+    let mut released = false;
+    for action in &plan.actions {
+        debug!(install = %name, ?action, "applying");
+        apply(&ctx, &install, &observed, action).await?;
+        released |= *action == KataAction::RemoveFinalizer;
+    }
+    if !released && plan.status != status {
+        write_status(&ctx, &name, &plan.status).await?;
+    }
+    publish(&ctx, &install, &plan.notes).await;
+    Ok(Action::requeue(plan.requeue_after))
+}
+
+/// Publishes Events about the KataInstall. API servers before 1.22 refuse
+/// events.k8s.io Events about cluster-scoped objects anywhere but in
+/// kube-system; there they go to the operator's namespace instead.
+async fn publish(ctx: &Context, install: &KataInstall, notes: &[crate::engine::planner::Note]) {
+    let reference = install.object_ref(&());
+    for note in notes {
+        let event = to_event(note, None);
+        if ctx.recorder.publish(&event, &reference).await.is_ok() {
+            continue;
+        }
+        let mut fallback = reference.clone();
+        fallback.namespace = Some(ctx.operator_namespace.clone());
+        if let Err(e) = ctx.recorder.publish(&event, &fallback).await {
+            warn!(install = %install.name_any(), error = %e, "cannot publish Event");
+        }
+    }
+}
+
+fn ignore_status(result: Result<impl Sized, kube::Error>, code: u16) -> Result<(), Error> {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == code => Ok(()),
+        other => other.map(|_| ()).map_err(Error::from),
+    }
+}
+
+async fn apply(
+    ctx: &Context,
+    install: &KataInstall,
+    observed: &KataObserved,
+    action: &KataAction,
+) -> Result<(), Error> {
+    let name = install.name_any();
+    let ns = &ctx.operator_namespace;
+    let client = ctx.client.clone();
+    let owner = controller_ref(install);
+    let ssa = PatchParams::apply(FIELD_MANAGER).force();
+    let background = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+    match action {
+        KataAction::AddFinalizer | KataAction::RemoveFinalizer => {
+            let mut finalizers: Vec<String> =
+                install.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+            if *action == KataAction::AddFinalizer {
+                finalizers.push(FINALIZER.into());
+            }
+            let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": install.resource_version()}});
+            let result =
+                Api::<KataInstall>::all(client).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            ignore_status(result, 404)?;
+        }
+        KataAction::ApplyDaemonSet { role, config } => {
+            info!(install = %name, role = role.as_str(), "applying the installer DaemonSet");
+            let ds = installer_daemonset(&name, ns, &install.spec, *role, config, owner);
+            Api::<DaemonSet>::namespaced(client, ns)
+                .patch(&daemonset_name(&name, *role), &ssa, &Patch::Apply(&ds))
+                .await?;
+        }
+        KataAction::DeleteDaemonSet(role) => {
+            let result =
+                Api::<DaemonSet>::namespaced(client, ns).delete(&daemonset_name(&name, *role), &background).await;
+            ignore_status(result, 404)?;
+        }
+        KataAction::MarkNode { node, mark } => {
+            let (label, owner) = match mark {
+                NodeMark::Installed => (json!("true"), json!(name)),
+                NodeMark::Touched => (json!(null), json!(name)),
+                NodeMark::Cleanup => (json!("cleanup"), json!(name)),
+                NodeMark::Clear => (json!(null), json!(null)),
+            };
+            info!(install = %name, node = %node, ?mark, "marking node");
+            let patch = json!({"metadata": {"labels": {NODE_RUNTIME_LABEL: label}, "annotations": {LABEL_KATA_INSTALL: owner}}});
+            let result = Api::<Node>::all(client).patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            ignore_status(result, 404)?;
+        }
+        KataAction::ApplyRuntimeClass { shim, config } => {
+            let class = runtime_class(&name, &install.spec, shim, config, owner);
+            let class_name = class.metadata.name.clone().unwrap_or_default();
+            info!(install = %name, runtime_class = %class_name, "applying RuntimeClass");
+            Api::<RuntimeClass>::all(client).patch(&class_name, &ssa, &Patch::Apply(&class)).await?;
+        }
+        KataAction::DeleteRuntimeClass { name: class } => {
+            ignore_status(Api::<RuntimeClass>::all(client).delete(class, &DeleteParams::default()).await, 404)?;
+        }
+        KataAction::CreateSmokeServer { key } => {
+            let pod = smoke_server_pod(&name, ns, &install.spec, key, owner);
+            ignore_status(Api::<Pod>::namespaced(client, ns).create(&PostParams::default(), &pod).await, 409)?;
+        }
+        KataAction::CreateSmokeClient { key, server_ip } => {
+            let job = smoke_client_job(&name, ns, &install.spec, key, server_ip, owner);
+            ignore_status(Api::<Job>::namespaced(client, ns).create(&PostParams::default(), &job).await, 409)?;
+        }
+        KataAction::DeleteSmoke { keep_key } => {
+            let stale = |key: &String| Some(key) != keep_key.as_ref();
+            let pods = Api::<Pod>::namespaced(client.clone(), ns);
+            for server in observed.smoke_servers.iter().filter(|s| stale(&s.key)) {
+                ignore_status(pods.delete(&smoke_server_name(&name, &server.key), &background).await, 404)?;
+            }
+            let jobs = Api::<Job>::namespaced(client, ns);
+            for job in observed.smoke_clients.iter().filter(|c| stale(&c.key)) {
+                ignore_status(jobs.delete(&smoke_client_name(&name, &job.key), &background).await, 404)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_status(ctx: &Context, name: &str, status: &KataInstallStatus) -> Result<(), Error> {
+    let api = Api::<KataInstall>::all(ctx.client.clone());
+    let patch = json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "KataInstall", "status": status});
+    let result = api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await;
+    ignore_status(result, 404)
+}
+
+fn error_policy(install: Arc<KataInstall>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed("katainstall", &err.metric_reason());
     warn!(name = %install.name_any(), error = %err, "KataInstall reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
+    Action::requeue(Duration::from_secs(5))
 }

@@ -16,6 +16,9 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use tracing::{info, warn};
 
+/// The operator's namespace when neither `--operator-namespace` nor `POD_NAMESPACE` says.
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "gantry-system";
+
 /// How long in-flight reconciles may run on after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -43,6 +46,10 @@ pub struct Scope {
     pub leader: Option<crate::leader::LeaseConfig>,
     /// The admin-owned configuration (`--config`).
     pub config: crate::config::OperatorConfig,
+    /// Where the operator creates its own workloads (KataInstall's DaemonSets and smoke test).
+    pub operator_namespace: String,
+    /// Reconcile only the KataInstalls matching this label selector.
+    pub katainstall_selector: Option<String>,
 }
 
 /// What every reconciler shares.
@@ -60,6 +67,10 @@ pub struct Context {
     pub notifier: Option<crate::notify::Notifier>,
     /// Publishes Kubernetes Events about the objects being reconciled.
     pub recorder: Recorder,
+    /// Where the operator creates its own workloads.
+    pub operator_namespace: String,
+    /// Reconcile only the KataInstalls matching this label selector.
+    pub katainstall_selector: Option<String>,
 }
 
 impl Context {
@@ -75,6 +86,8 @@ impl Context {
             notifier: crate::notify::Notifier::new()
                 .inspect_err(|e| warn!(error = %e, "no TLS root certificates: notifications are disabled"))
                 .ok(),
+            operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_string(),
+            katainstall_selector: None,
         })
     }
 
@@ -107,26 +120,7 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
 ) {
     let reference = obj.object_ref(&());
     for note in notes {
-        // The recorder folds Events with the same reason, action and related
-        // object into one series (keeping the first message): name the stage
-        // and its Job so each stage's transitions stay visible.
-        let event = kube::runtime::events::Event {
-            type_: if note.warning {
-                kube::runtime::events::EventType::Warning
-            } else {
-                kube::runtime::events::EventType::Normal
-            },
-            reason: note.reason.clone(),
-            note: Some(note.message.clone()),
-            action: note.stage.clone().unwrap_or_else(|| "Reconcile".into()),
-            secondary: note.job.as_ref().map(|job| k8s_openapi::api::core::v1::ObjectReference {
-                api_version: Some("batch/v1".into()),
-                kind: Some("Job".into()),
-                name: Some(job.clone()),
-                namespace: obj.meta().namespace.clone(),
-                ..Default::default()
-            }),
-        };
+        let event = to_event(note, obj.meta().namespace.clone());
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             warn!(object = ?obj.meta().name, error = %e, "cannot publish Event");
         }
@@ -140,6 +134,30 @@ pub fn ok_if<T>(result: Result<T, kube::Error>, tolerated: u16) -> Result<(), Er
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == tolerated => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The Event for `note`; a Job it names is looked up in `namespace`.
+pub(crate) fn to_event(note: &crate::engine::planner::Note, namespace: Option<String>) -> kube::runtime::events::Event {
+    // The recorder folds Events with the same reason, action and related
+    // object into one series (keeping the first message): name the stage
+    // and its Job so each stage's transitions stay visible.
+    kube::runtime::events::Event {
+        type_: if note.warning {
+            kube::runtime::events::EventType::Warning
+        } else {
+            kube::runtime::events::EventType::Normal
+        },
+        reason: note.reason.clone(),
+        note: Some(note.message.clone()),
+        action: note.stage.clone().unwrap_or_else(|| "Reconcile".into()),
+        secondary: note.job.as_ref().map(|job| k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("batch/v1".into()),
+            kind: Some("Job".into()),
+            name: Some(job.clone()),
+            namespace,
+            ..Default::default()
+        }),
     }
 }
 
@@ -192,7 +210,11 @@ pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 /// Runs every controller until a shutdown signal arrives.
 pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
-    let ctx = Context::new(client, scope.namespace.clone(), scope.config.clone());
+    let mut ctx = Context::new(client, scope.namespace.clone(), scope.config.clone());
+    if let Some(ctx) = Arc::get_mut(&mut ctx) {
+        ctx.operator_namespace = scope.operator_namespace.clone();
+        ctx.katainstall_selector = scope.katainstall_selector.clone();
+    }
     let health = Arc::new(crate::http::Health::default());
     let (_, serve) = crate::http::bind(scope.http_addr, ctx.metrics.clone(), health.clone()).await?;
     tokio::spawn(serve);

@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod dag;
 pub mod duration;
 pub mod imagebuild;
+pub mod kata;
 pub mod launch;
 pub mod naming;
 pub mod observed;

@@ -5,6 +5,7 @@ mod config;
 mod crds;
 mod imagebuild;
 mod jobs;
+mod katainstall;
 mod leader;
 mod metrics;
 mod notify;

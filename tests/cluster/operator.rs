@@ -38,7 +38,9 @@ async fn operator_watches_all_three_kinds_and_stops_cleanly() {
     let client = client().await;
     crate::crds::install_crds(&client).await;
     for signal in ["-INT", "-TERM"] {
-        let (mut child, rx) = start_operator(&[]);
+        // KataInstalls are cluster-scoped: a selector nothing matches keeps
+        // this operator away from the ones tests/cluster/katainstall.rs makes.
+        let (mut child, rx) = start_operator(&["--katainstall-selector", "gantry.dev/e2e-test=none"]);
         wait_for_lines(&rx, &["watching PipelineRuns", "watching ImageBuilds", "watching KataInstalls"], 30);
         let status = stop_with(&mut child, signal);
         assert!(status.success(), "exit after {signal}: {status}");

@@ -156,6 +156,19 @@ impl Operator {
         Operator { child, lines }
     }
 
+    /// Starts `gantry run --controllers katainstall` that puts its workloads
+    /// in `namespace` and reconciles only KataInstalls labelled
+    /// `gantry.dev/e2e-test=<namespace>` (KataInstall is cluster-scoped, so
+    /// `--namespace` does not keep test operators apart).
+    pub fn for_kata(namespace: &str) -> Self {
+        let selector = format!("gantry.dev/e2e-test={namespace}");
+        let args = ["--namespace", namespace, "--controllers", "katainstall", "--operator-namespace", namespace];
+        let mut args = args.to_vec();
+        args.extend(["--katainstall-selector", &selector]);
+        let (child, lines) = start_operator(&args);
+        Operator { child, lines }
+    }
+
     /// The same, with extra arguments.
     pub fn for_pipelines_with(namespace: &str, extra: &[&str]) -> Self {
         let mut args = vec!["--namespace", namespace, "--controllers", "pipelinerun"];

@@ -1,0 +1,268 @@
+//! KataInstall on the real node, with the stand-in installer image
+//! `local/kata-installer:1` (e2e/images/kata-installer.sh): install, node
+//! label, RuntimeClass, smoke test and `Verified`; a node joining and
+//! leaving; a failing installer; deletion cleaning every node; a refused
+//! spec. The node and its labels are shared, so the tests that touch them
+//! hold `NODE_LOCK`.
+
+use std::time::Duration;
+
+use gantry::api::katainstall::KataPhase;
+use gantry::api::KataInstall;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+
+use crate::support::{client, kubeconfig_path, Operator, TestNamespace};
+
+/// The one real node.
+const NODE: &str = "localhost";
+/// What the stand-in installer writes on the host.
+const MARKER: &str = "/opt/kata/gantry-installed";
+/// The label a test puts on the nodes its KataInstall selects.
+const SELECT_LABEL: &str = "gantry.dev/e2e-kata";
+
+static NODE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn kata_install(name: &str, ns: &str, shims: &[&str], default_shim: Option<&str>) -> KataInstall {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1",
+        "kind": "KataInstall",
+        "metadata": {"name": name, "labels": {"gantry.dev/e2e-test": ns}},
+        "spec": {
+            "installerImage": "local/kata-installer:1",
+            "shims": shims,
+            "defaultShim": default_shim,
+            "nodeSelector": {SELECT_LABEL: ns},
+            "overhead": {"qemu": {"memory": "32Mi", "cpu": "10m"}},
+            "smokeTest": {"image": "local/busybox:1", "timeout": "2m"},
+            "cleanupTimeout": "2m"
+        }
+    }))
+    .unwrap()
+}
+
+fn condition(install: &KataInstall, type_: &str) -> Option<(String, String, String)> {
+    let c = install.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn kubectl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig_path()).output().unwrap()
+}
+
+/// Keeps this branch's KataInstall CRD applied while the test runs: the
+/// cluster is shared with test runs of other branches, whose `install_crds`
+/// may put back an older schema that prunes status fields this one writes.
+fn keep_crd_applied(client: &Client) -> tokio::task::JoinHandle<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    tokio::spawn(async move {
+        let crd = gantry::crdgen::all().into_iter().find(|c| c.name_any() == "katainstalls.gantry.dev").unwrap();
+        loop {
+            let params = PatchParams::apply("gantry-tests").force();
+            let _ = crds.patch("katainstalls.gantry.dev", &params, &Patch::Apply(&crd)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+}
+
+/// Undoes what a failed test may leave on the shared node and cluster.
+struct NodeGuard {
+    ns: String,
+    /// The fake node, and the real node's label, to remove (only the test
+    /// holding `NODE_LOCK` may touch them).
+    fake_node: Option<String>,
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        if let Some(fake_node) = &self.fake_node {
+            kubectl(&["label", "node", NODE, &format!("{SELECT_LABEL}-")]);
+            kubectl(&["delete", "node", fake_node, "--ignore-not-found", "--wait=false"]);
+        }
+        let selector = format!("gantry.dev/e2e-test={}", self.ns);
+        let patch = r#"{"metadata":{"finalizers":null}}"#;
+        let names = kubectl(&["get", "katainstalls", "-l", &selector, "-o", "name"]);
+        for name in String::from_utf8_lossy(&names.stdout).lines() {
+            kubectl(&["patch", name, "--type=merge", "-p", patch]);
+            kubectl(&["delete", name, "--ignore-not-found", "--wait=false"]);
+        }
+    }
+}
+
+async fn label_node(client: &Client, node: &str, value: Option<&str>) {
+    let patch = serde_json::json!({"metadata": {"labels": {SELECT_LABEL: value}}});
+    Api::<Node>::all(client.clone()).patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+/// Polls the KataInstall until `cond` holds (a poll, not a watch: the
+/// 1.20 apiserver expires watches of busy clusters early).
+async fn wait_for(
+    api: &Api<KataInstall>,
+    name: &str,
+    secs: u64,
+    what: &str,
+    cond: impl Fn(Option<&KataInstall>) -> bool,
+) -> KataInstall {
+    let mut last = None;
+    for _ in 0..secs * 2 {
+        last = api.get_opt(name).await.unwrap();
+        if cond(last.as_ref()) {
+            return last.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("timed out after {secs}s waiting for {what} on {name}; last seen: {last:#?}")
+}
+
+async fn wait_gone<K>(api: &Api<K>, name: &str, secs: u64)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    for _ in 0..secs * 2 {
+        if api.get_opt(name).await.unwrap().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{name} still exists after {secs}s: {:#?}", api.get_opt(name).await.unwrap());
+}
+
+#[tokio::test]
+async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
+    let _lock = NODE_LOCK.lock().await;
+    let client = client().await;
+    crate::crds::install_crds(&client).await;
+    let crd_keeper = keep_crd_applied(&client);
+    let ns = TestNamespace::create(&client, "kata").await;
+    let fake_node = format!("fake-{}", ns.name);
+    let _guard = NodeGuard { ns: ns.name.clone(), fake_node: Some(fake_node.clone()) };
+    let _ = std::fs::remove_file(MARKER);
+    label_node(&client, NODE, Some(&ns.name)).await;
+    let _operator = Operator::for_kata(&ns.name);
+    let installs = Api::<KataInstall>::all(client.clone());
+    let nodes = Api::<Node>::all(client.clone());
+    let classes = Api::<RuntimeClass>::all(client.clone());
+    let name = ns.name.clone();
+
+    // Install and verify.
+    installs.create(&PostParams::default(), &kata_install(&name, &ns.name, &["qemu"], None)).await.unwrap();
+    let verified = wait_for(&installs, &name, 180, "Verified=True", |k| {
+        k.and_then(|k| condition(k, "Verified")).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let status = verified.status.clone().unwrap();
+    assert_eq!(status.phase, Some(KataPhase::Installed), "{status:#?}");
+    assert_eq!((status.nodes_desired, status.nodes_installed, status.nodes_failed), (1, 1, 0));
+    assert_eq!((status.nodes[0].name.as_str(), status.nodes[0].state.as_str()), (NODE, "Installed"));
+    assert_eq!(status.runtime_classes, vec!["kata-qemu".to_string()]);
+    assert_eq!(condition(&verified, "Installed").unwrap().1, "AllNodesInstalled");
+    assert_eq!(condition(&verified, "Verified").unwrap().1, "SmokeTestPassed");
+    assert!(verified.finalizers().contains(&"gantry.dev/kata-cleanup".to_string()));
+    // `kubectl wait`, as a user would.
+    let wait = kubectl(&["wait", "--for=condition=Verified", &format!("kata/{name}"), "--timeout=5s"]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+
+    let node = nodes.get(NODE).await.unwrap();
+    assert_eq!(node.labels().get("katacontainers.io/kata-runtime").map(String::as_str), Some("true"));
+    let class = classes.get("kata-qemu").await.unwrap();
+    assert_eq!(class.handler, "kata-qemu");
+    let selector = class.scheduling.clone().unwrap().node_selector.unwrap();
+    assert_eq!(selector.get("katacontainers.io/kata-runtime").map(String::as_str), Some("true"));
+    assert_eq!(class.overhead.clone().unwrap().pod_fixed.unwrap()["memory"].0, "32Mi");
+    let marker = std::fs::read_to_string(MARKER).expect("the installer wrote its marker on the host");
+    assert!(marker.contains("node=localhost") && marker.contains("shims=qemu"), "{marker}");
+    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), &ns.name);
+    assert!(daemon_sets.get_opt(&format!("{name}-install")).await.unwrap().is_some());
+
+    // A node that joins later shows up (no kubelet: it stays in progress), and
+    // drops out again when it leaves.
+    let fake: Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": fake_node, "labels": {SELECT_LABEL: ns.name}},
+        "spec": {"taints": [{"key": "gantry.dev/fake-node", "effect": "NoSchedule"}]}
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &fake).await.unwrap();
+    let joined = wait_for(&installs, &name, 60, "the new node counted", |k| {
+        k.and_then(|k| k.status.as_ref()).is_some_and(|s| s.nodes_desired == 2)
+    })
+    .await;
+    let status = joined.status.unwrap();
+    assert_eq!(status.nodes_installed, 1);
+    assert_eq!(status.phase, Some(KataPhase::Installing));
+    let entry = status.nodes.iter().find(|n| n.name == fake_node).expect("the new node is listed");
+    assert_eq!(entry.state, "InProgress");
+    nodes.delete(&fake_node, &DeleteParams::default()).await.unwrap();
+    let left = wait_for(&installs, &name, 60, "the node dropped out", |k| {
+        k.and_then(|k| k.status.as_ref()).is_some_and(|s| s.nodes_desired == 1 && s.nodes_installed == 1)
+    })
+    .await;
+    let status = left.status.unwrap();
+    assert!(status.nodes.iter().all(|n| n.name != fake_node), "{status:#?}");
+    assert_eq!(status.phase, Some(KataPhase::Installed));
+
+    // Deletion runs the cleanup on the node, then removes everything.
+    installs.delete(&name, &DeleteParams::default()).await.unwrap();
+    wait_gone(&installs, &name, 120).await;
+    assert!(!std::path::Path::new(MARKER).exists(), "the cleanup removed the host marker");
+    let node = nodes.get(NODE).await.unwrap();
+    assert_eq!(node.labels().get("katacontainers.io/kata-runtime"), None);
+    assert_eq!(node.annotations().get("gantry.dev/kata-install"), None);
+    assert!(classes.get_opt("kata-qemu").await.unwrap().is_none(), "RuntimeClass removed");
+    let left = daemon_sets.list(&ListParams::default()).await.unwrap();
+    assert!(left.items.iter().all(|d| d.metadata.deletion_timestamp.is_some()), "DaemonSets deleted");
+
+    // An installer that fails on the node reports Failed with its error.
+    let failing = format!("{name}-bad");
+    installs.create(&PostParams::default(), &kata_install(&failing, &ns.name, &["qemu", "bogus"], None)).await.unwrap();
+    let degraded = wait_for(&installs, &failing, 120, "phase Degraded", |k| {
+        k.and_then(|k| k.status.as_ref()).is_some_and(|s| s.phase == Some(KataPhase::Degraded))
+    })
+    .await;
+    let status = degraded.status.clone().unwrap();
+    assert_eq!((status.nodes_desired, status.nodes_installed, status.nodes_failed), (1, 0, 1));
+    assert_eq!(status.nodes[0].state, "Failed");
+    let message = status.nodes[0].message.clone().unwrap_or_default();
+    assert!(message.contains("unknown shim \"bogus\""), "the installer's own error: {message}");
+    let installed = condition(&degraded, "Installed").unwrap();
+    assert_eq!((installed.0.as_str(), installed.1.as_str()), ("False", "InstallFailed"));
+    assert!(installed.2.contains("localhost") && installed.2.contains("bogus"), "{installed:?}");
+    installs.delete(&failing, &DeleteParams::default()).await.unwrap();
+    wait_gone(&installs, &failing, 120).await;
+    let node = nodes.get(NODE).await.unwrap();
+    assert_eq!(node.annotations().get("gantry.dev/kata-install"), None);
+
+    label_node(&client, NODE, None).await;
+    crd_keeper.abort();
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn katainstall_with_an_invalid_spec_is_refused_and_creates_nothing() {
+    let client = client().await;
+    crate::crds::install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "kata-invalid").await;
+    let _guard = NodeGuard { ns: ns.name.clone(), fake_node: None };
+    let _operator = Operator::for_kata(&ns.name);
+    let installs = Api::<KataInstall>::all(client.clone());
+    let name = ns.name.clone();
+    installs.create(&PostParams::default(), &kata_install(&name, &ns.name, &["qemu"], Some("fc"))).await.unwrap();
+    let refused = wait_for(&installs, &name, 60, "InvalidSpec", |k| {
+        k.and_then(|k| condition(k, "Installed")).is_some_and(|c| c.1 == "InvalidSpec")
+    })
+    .await;
+    let (status, _, message) = condition(&refused, "Installed").unwrap();
+    assert_eq!(status, "False");
+    assert!(message.starts_with("spec.defaultShim:") && message.contains("\"fc\""), "{message}");
+    assert_eq!(refused.status.as_ref().unwrap().phase, Some(KataPhase::Degraded));
+    assert!(refused.finalizers().is_empty(), "nothing was installed, so nothing holds the object");
+    let daemon_sets =
+        Api::<DaemonSet>::namespaced(client.clone(), &ns.name).list(&ListParams::default()).await.unwrap();
+    assert!(daemon_sets.items.is_empty(), "no DaemonSet for an invalid spec");
+    installs.delete(&name, &DeleteParams::default()).await.unwrap();
+    wait_gone(&installs, &name, 30).await;
+    ns.delete().await;
+}
