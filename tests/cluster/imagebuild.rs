@@ -97,7 +97,7 @@ async fn builds_record_their_digest_rebuild_once_per_change_and_report_failures(
 /// An ImageBuild of the test bed's real builder: it builds a busybox-based
 /// image with `/hello` printing `message`, pushes it to the local registry
 /// under `REGISTRY/NS/NAME:SUFFIX`, and reports the registry's digest.
-fn real_build(ns: &str, name: &str, message: &str) -> ImageBuild {
+pub fn real_build(ns: &str, name: &str, message: &str) -> ImageBuild {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "gantry.dev/v1alpha1", "kind": "ImageBuild", "metadata": {"name": name},
         "spec": {"output": format!("{REGISTRY}/{ns}/{name}"), "suffixPrefix": "c",

@@ -53,22 +53,6 @@ fn kubectl(args: &[&str]) -> std::process::Output {
     std::process::Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig_path()).output().unwrap()
 }
 
-/// Keeps this branch's KataInstall CRD applied while the test runs: the
-/// cluster is shared with test runs of other branches, whose `install_crds`
-/// may put back an older schema that prunes status fields this one writes.
-fn keep_crd_applied(client: &Client) -> tokio::task::JoinHandle<()> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    tokio::spawn(async move {
-        let crd = gantry::crdgen::all().into_iter().find(|c| c.name_any() == "katainstalls.gantry.dev").unwrap();
-        loop {
-            let params = PatchParams::apply("gantry-tests").force();
-            let _ = crds.patch("katainstalls.gantry.dev", &params, &Patch::Apply(&crd)).await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    })
-}
-
 /// Undoes what a failed test may leave on the shared node and cluster.
 struct NodeGuard {
     ns: String,
@@ -136,7 +120,6 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     let _lock = NODE_LOCK.lock().await;
     let client = client().await;
     crate::crds::install_crds(&client).await;
-    let crd_keeper = keep_crd_applied(&client);
     let ns = TestNamespace::create(&client, "kata").await;
     let fake_node = format!("fake-{}", ns.name);
     let _guard = NodeGuard { ns: ns.name.clone(), fake_node: Some(fake_node.clone()) };
@@ -236,7 +219,6 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     assert_eq!(node.annotations().get("gantry.dev/kata-install"), None);
 
     label_node(&client, NODE, None).await;
-    crd_keeper.abort();
     ns.delete().await;
 }
 
@@ -264,5 +246,96 @@ async fn katainstall_with_an_invalid_spec_is_refused_and_creates_nothing() {
     assert!(daemon_sets.items.is_empty(), "no DaemonSet for an invalid spec");
     installs.delete(&name, &DeleteParams::default()).await.unwrap();
     wait_gone(&installs, &name, 30).await;
+    ns.delete().await;
+}
+
+/// Kata Containers' CI as one PipelineRun on the local cluster: the source,
+/// binary and installer images built in turn by ImageBuilds (the real
+/// builder, pushed to the real registry), a test cluster as a service stage,
+/// the KataInstall (declared GitOps-style) installed and verified on the
+/// node, and a smoke stage that runs the installer image and uses them all.
+#[tokio::test]
+async fn kata_ci_chain_runs_green_as_one_pipeline() {
+    use gantry::api::pipelinerun::{RunPhase, StagePhase};
+    use gantry::api::{ImageBuild, PipelineRun};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::LogParams;
+
+    let _lock = NODE_LOCK.lock().await;
+    let client = client().await;
+    crate::crds::install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "kata-ci").await;
+    let _guard = NodeGuard { ns: ns.name.clone(), fake_node: None };
+    label_node(&client, NODE, Some(&ns.name)).await;
+    let selector = format!("gantry.dev/e2e-test={}", ns.name);
+    let _operator = Operator::with_args(&[
+        "--namespace",
+        &ns.name,
+        "--controllers",
+        "pipelinerun,imagebuild,katainstall",
+        "--operator-namespace",
+        &ns.name,
+        "--katainstall-selector",
+        &selector,
+    ]);
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), &ns.name);
+    for (name, message) in
+        [("kata-src", "kata sources"), ("kata-bin", "kata binaries"), ("kata-installer", "kata installer")]
+    {
+        let build = crate::imagebuild::real_build(&ns.name, name, message);
+        builds.create(&PostParams::default(), &build).await.unwrap();
+    }
+    let installs = Api::<KataInstall>::all(client.clone());
+    let kata = ns.name.clone();
+    installs.create(&PostParams::default(), &kata_install(&kata, &ns.name, &["qemu"], None)).await.unwrap();
+
+    let run: PipelineRun = serde_json::from_value(serde_json::json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "kata-ci"},
+        "spec": {"stages": [
+            {"name": "src", "imageBuild": {"name": "kata-src"}},
+            {"name": "bin", "needs": ["src"], "imageBuild": {"name": "kata-bin"}},
+            {"name": "installer", "needs": ["bin"], "imageBuild": {"name": "kata-installer"}},
+            {"name": "test-cluster", "needs": ["installer"],
+             "service": {"replicas": 2, "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}},
+             "run": {"image": "local/busybox:1", "command": ["sh", "-c",
+                "mkdir -p /www && echo \"worker $(hostname) up\" > /www/index.html && exec httpd -f -p 8080 -h /www"]}},
+            {"name": "install", "needs": ["installer"], "kataInstall": {"name": kata}},
+            {"name": "smoke", "needs": ["install", "test-cluster"], "run": {
+                "image": "$(stages.installer.outputs.image)",
+                "command": ["sh", "-c", "/hello && echo runtime=$(stages.install.outputs.runtimeClass) && \
+                    for w in $(echo $(stages.test-cluster.outputs.addresses) | tr , ' '); do wget -qO- http://$w:8080/ || exit 1; done"]}}
+        ]}
+    }))
+    .unwrap();
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns.name);
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let done =
+        crate::support::wait_for(&runs, "kata-ci", 300, "the Kata CI run to finish", |r: Option<&PipelineRun>| {
+            r.and_then(|r| r.status.as_ref()?.phase).is_some_and(RunPhase::is_finished)
+        })
+        .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(RunPhase::Succeeded), "{status:#?}");
+    assert!(status.stages.iter().all(|s| s.phase == StagePhase::Succeeded), "{:#?}", status.stages);
+    let outputs = |stage: &str| status.stages.iter().find(|s| s.name == stage).unwrap().outputs.clone();
+    assert_eq!(outputs("install")["runtimeClass"], "kata-qemu");
+    let installer = builds.get("kata-installer").await.unwrap().status.unwrap();
+    assert_eq!(outputs("installer")["image"], installer.latest_image.unwrap());
+    for build in ["kata-src", "kata-bin", "kata-installer"] {
+        let s = builds.get(build).await.unwrap().status.unwrap();
+        let used = s.last_used.unwrap_or_else(|| panic!("{build} was never marked used"));
+        assert!(used >= s.builds[0].completion_time.unwrap(), "{build} was used by its stage after it was built");
+    }
+
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
+    let smoke = pods.list(&ListParams::default().labels("job-name=kata-ci-smoke-1")).await.unwrap().items.remove(0);
+    let log = pods.logs(&smoke.name_any(), &LogParams::default()).await.unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[..2], ["kata installer", "runtime=kata-qemu"], "{log}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("worker kata-ci-test-cluster-1-")).count(), 2, "{log}");
+
+    installs.delete(&kata, &DeleteParams::default()).await.unwrap();
+    wait_gone(&installs, &kata, 120).await;
+    label_node(&client, NODE, None).await;
     ns.delete().await;
 }

@@ -150,6 +150,12 @@ impl Operator {
         Operator { child, lines }
     }
 
+    /// Starts `gantry run ARGS`.
+    pub fn with_args(args: &[&str]) -> Self {
+        let (child, lines) = start_operator(args);
+        Operator { child, lines }
+    }
+
     /// Starts `gantry run --namespace NS --controllers pipelinerun,imagebuild`.
     pub fn for_pipelines_and_builds(namespace: &str) -> Self {
         let (child, lines) = start_operator(&["--namespace", namespace, "--controllers", "pipelinerun,imagebuild"]);
