@@ -80,7 +80,9 @@ pub enum ImageKind {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
-    /// How many builds to keep in history.
+    /// How many builds to keep (default 5): older ones leave the history,
+    /// and with a `pruner` their images are deleted too (never `permanent`
+    /// ones, never the latest image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_last: Option<u32>,
     /// Mark the image Obsolete when no PipelineRun used it for this long, e.g. `30d`.

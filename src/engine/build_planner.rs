@@ -233,11 +233,36 @@ pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> Bu
     }
     let keep = view.spec.retention.keep_last.unwrap_or(DEFAULT_KEEP_LAST) as usize;
     let excess = status.builds.len().saturating_sub(keep);
-    status.builds.drain(..excess);
+    let dropped: Vec<BuildRecord> = status.builds.drain(..excess).collect();
+    prune_dropped(view, &status, &dropped, &mut actions);
 
     summarize(view, &mut status, now);
     retire(view, &mut status, jobs, now, &mut actions, &mut wake);
     finish(view, status, actions, now, wake)
+}
+
+/// Builds beyond `keepLast` leave the history and their Jobs are deleted;
+/// with a pruner, their images leave the registry too (one prune Job each,
+/// not tracked in status).
+fn prune_dropped(view: &BuildView, status: &ImageBuildStatus, dropped: &[BuildRecord], actions: &mut Vec<BuildAction>) {
+    actions.extend(dropped.iter().map(|b| BuildAction::DeleteJob { name: b.job_name.clone() }));
+    let retention = &view.spec.retention;
+    if retention.pruner.is_none() || retention.permanent {
+        return;
+    }
+    for record in dropped.iter().filter(|b| b.phase == "Ready") {
+        let image = format!("{}:{}", view.spec.output, record.suffix);
+        if status.latest_image.as_deref() == Some(image.as_str()) {
+            continue;
+        }
+        actions.push(BuildAction::CreatePruneJob(Box::new(PruneLaunch {
+            build: view.name.to_string(),
+            job_name: build_job_name(view.name, &format!("prune-{}", record.suffix)),
+            suffix: record.suffix.clone(),
+            image,
+            digest: record.digest.clone(),
+        })));
+    }
 }
 
 /// The retention lifecycle of the latest image: Used → Obsolete (unused for
@@ -318,9 +343,16 @@ fn trigger_message(trigger: &BuildTrigger) -> String {
 }
 
 /// Jobs the status does not list (its write was lost): take them over.
+/// Only a Job newer than the newest build can be one whose write was lost:
+/// older ones belong to builds that left the history (`keepLast`).
 fn adopt(status: &mut ImageBuildStatus, jobs: &[BuildJob]) {
-    let mut unknown: Vec<&BuildJob> =
-        jobs.iter().filter(|j| !j.prune && status.builds.iter().all(|b| b.job_name != j.name)).collect();
+    // creationTimestamp has second resolution; start times do not.
+    let newest = status.builds.last().and_then(|b| b.start_time).map(|t| t - chrono::Duration::seconds(1));
+    let mut unknown: Vec<&BuildJob> = jobs
+        .iter()
+        .filter(|j| !j.prune && status.builds.iter().all(|b| b.job_name != j.name))
+        .filter(|j| newest.is_none_or(|newest| j.created.is_some_and(|c| c >= newest)))
+        .collect();
     unknown.sort_by_key(|j| j.created);
     for job in unknown {
         status.builds.push(BuildRecord {
@@ -493,6 +525,23 @@ fn finish(
                 Lifecycle::Permanent => format!("{image} is kept forever (retention.permanent)"),
             };
             notes.push(Note { warning: false, reason: format!("{l:?}"), message, stage: None, job: None });
+        }
+    }
+    for action in &actions {
+        if let BuildAction::CreatePruneJob(prune) = action {
+            if status.prune.as_ref().is_none_or(|p| p.job_name != prune.job_name) {
+                let keep = view.spec.retention.keep_last.unwrap_or(DEFAULT_KEEP_LAST);
+                notes.push(Note {
+                    warning: false,
+                    reason: "PruneStarted".into(),
+                    message: format!(
+                        "deleting {}: older than the last {keep} builds (retention.keepLast)",
+                        prune.image
+                    ),
+                    stage: None,
+                    job: Some(prune.job_name.clone()),
+                });
+            }
         }
     }
     let requeue_after =
@@ -762,6 +811,8 @@ mod tests {
         }
         assert_eq!(sim.status.builds.len(), 2);
         assert_eq!(sim.created.len(), 4);
+        assert_eq!(sim.jobs.len(), 2, "the Jobs of builds that left the history are deleted");
+        assert_eq!(sim.status.builds[1].job_name, sim.created[3], "the newest build stays the latest");
     }
 
     fn retiring(permanent: bool) -> Sim {
@@ -855,5 +906,50 @@ mod tests {
         sim.step();
         assert_eq!(sim.created.len(), 2, "the existing prune Job is adopted");
         assert_eq!(sim.status.prune.as_ref().unwrap().phase, "Running");
+    }
+
+    #[test]
+    fn builds_beyond_keep_last_have_their_images_pruned_but_never_the_latest() {
+        let mut s = spec();
+        s.retention.keep_last = Some(2);
+        s.retention.pruner = Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() });
+        let mut sim = Sim::new(s);
+        let mut suffixes = Vec::new();
+        for i in 0..3 {
+            sim.rebuild = Some(format!("r{i}"));
+            sim.now = t(i * 10);
+            sim.step();
+            sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+            sim.step();
+            suffixes.push(sim.status.builds.last().unwrap().suffix.clone());
+        }
+        let pruned: Vec<&str> = sim.jobs.iter().filter(|j| j.prune).map(|j| j.suffix.as_str()).collect();
+        assert_eq!(pruned, [suffixes[0].as_str()], "only the build that left the history");
+        assert!(sim.notes.iter().any(|n| n.reason == "PruneStarted" && n.message.contains("retention.keepLast")));
+        assert!(sim.status.prune.is_none(), "the latest image is untouched");
+        assert_eq!(sim.status.lifecycle, Some(Lifecycle::Used));
+    }
+
+    #[test]
+    fn a_job_of_a_build_that_left_the_history_is_not_adopted_again() {
+        let mut s = spec();
+        s.retention.keep_last = Some(1);
+        let mut sim = Sim::new(s);
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        let old = sim.jobs[0].clone();
+        sim.rebuild = Some("again".into());
+        sim.now = t(60);
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        let latest = sim.status.latest_image.clone();
+        // Its deletion has not gone through yet.
+        sim.jobs.insert(0, old);
+        sim.now = t(61);
+        sim.step();
+        assert_eq!(sim.status.builds.len(), 1);
+        assert_eq!(sim.status.latest_image, latest, "the old build did not come back as the latest");
     }
 }

@@ -124,15 +124,20 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     let fake_node = format!("fake-{}", ns.name);
     let _guard = NodeGuard { ns: ns.name.clone(), fake_node: Some(fake_node.clone()) };
     let _ = std::fs::remove_file(MARKER);
-    label_node(&client, NODE, Some(&ns.name)).await;
     let _operator = Operator::for_kata(&ns.name);
     let installs = Api::<KataInstall>::all(client.clone());
     let nodes = Api::<Node>::all(client.clone());
     let classes = Api::<RuntimeClass>::all(client.clone());
     let name = ns.name.clone();
 
-    // Install and verify.
+    // No node matches yet; the node that gets the selector label later is
+    // installed and verified without anyone re-applying anything.
     installs.create(&PostParams::default(), &kata_install(&name, &ns.name, &["qemu"], None)).await.unwrap();
+    wait_for(&installs, &name, 60, "Installed=NoNodesSelected", |k| {
+        k.and_then(|k| condition(k, "Installed")).is_some_and(|c| c.1 == "NoNodesSelected")
+    })
+    .await;
+    label_node(&client, NODE, Some(&ns.name)).await;
     let verified = wait_for(&installs, &name, 180, "Verified=True", |k| {
         k.and_then(|k| condition(k, "Verified")).is_some_and(|c| c.0 == "True")
     })
