@@ -126,7 +126,8 @@ pub struct ImageBuildStatus {
     /// When a PipelineRun last used the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<DateTime<Utc>>,
-    /// Recent builds, newest last, capped at `retention.keepLast`.
+    /// Recent builds, newest last: the last `retention.keepLast`, and the
+    /// build of `latestImage` while that is older.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub builds: Vec<BuildRecord>,
     /// The last `gantry.dev/rebuild` annotation value that started a build

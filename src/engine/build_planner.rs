@@ -231,14 +231,32 @@ pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> Bu
         });
         actions.push(BuildAction::CreateJob(Box::new(launch)));
     }
-    let keep = view.spec.retention.keep_last.unwrap_or(DEFAULT_KEEP_LAST) as usize;
-    let excess = status.builds.len().saturating_sub(keep);
-    let dropped: Vec<BuildRecord> = status.builds.drain(..excess).collect();
+    let dropped = trim_history(view, &mut status);
     prune_dropped(view, &status, &dropped, &mut actions);
 
     summarize(view, &mut status, now);
     retire(view, &mut status, jobs, now, &mut actions, &mut wake);
     finish(view, status, actions, now, wake)
+}
+
+/// Keeps the last `keepLast` builds, oldest out first, and the build of
+/// `latestImage` while it is the image in use (so status holds at most one
+/// more); returns the records that left.
+fn trim_history(view: &BuildView, status: &mut ImageBuildStatus) -> Vec<BuildRecord> {
+    let keep = view.spec.retention.keep_last.unwrap_or(DEFAULT_KEEP_LAST) as usize;
+    let older = status.builds.len().saturating_sub(keep);
+    let latest = status.latest_image.clone();
+    let (mut index, mut dropped) = (0, Vec::new());
+    status.builds.retain(|b| {
+        let in_use = latest.as_deref() == Some(format!("{}:{}", view.spec.output, b.suffix).as_str());
+        index += 1;
+        if index > older || in_use {
+            return true;
+        }
+        dropped.push(b.clone());
+        false
+    });
+    dropped
 }
 
 /// Builds beyond `keepLast` leave the history and their Jobs are deleted;
@@ -951,5 +969,34 @@ mod tests {
         sim.step();
         assert_eq!(sim.status.builds.len(), 1);
         assert_eq!(sim.status.latest_image, latest, "the old build did not come back as the latest");
+    }
+
+    #[test]
+    fn the_build_of_the_image_in_use_stays_until_a_newer_one_is_ready() {
+        let mut s = spec();
+        s.retention.keep_last = Some(1);
+        s.retention.pruner = Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() });
+        let mut sim = Sim::new(s);
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        let first = sim.status.latest_image.clone().unwrap();
+        sim.rebuild = Some("2".into());
+        sim.now = t(10);
+        sim.step();
+        assert_eq!(sim.status.builds.len(), 2, "the running build and the one of the image in use");
+        sim.finish(JobState::Failed, "");
+        sim.step();
+        assert_eq!(sim.status.builds.len(), 2, "a failed rebuild does not push out the image in use");
+        assert!(sim.jobs.iter().all(|j| !j.prune));
+        sim.rebuild = Some("3".into());
+        sim.now = t(20);
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        assert_eq!(sim.status.builds.len(), 1);
+        let pruned: Vec<String> =
+            sim.jobs.iter().filter(|j| j.prune).map(|j| format!("10.88.0.1:5000/fedora-cache:{}", j.suffix)).collect();
+        assert_eq!(pruned, [first], "the old image goes once the new one is ready");
     }
 }

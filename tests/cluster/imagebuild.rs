@@ -225,3 +225,47 @@ async fn a_pipeline_stage_waits_for_an_image_build_and_a_later_stage_runs_the_bu
     assert!(last_used >= built.builds[0].completion_time.unwrap(), "used after it was built");
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn builds_beyond_keep_last_leave_with_their_job_and_image() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "keeplast").await;
+    let _operator = Operator::for_builds(&ns.name);
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), &ns.name);
+    let mut build = real_build(&ns.name, "tools", "first");
+    build.spec.retention = serde_json::from_value(serde_json::json!({
+        "keepLast": 1, "pruner": {"image": BUILDER_IMAGE, "command": ["gantry-prune-image"]}
+    }))
+    .unwrap();
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let first = settled(&builds, "tools", 1).await.status.unwrap();
+    let first_image = first.latest_image.clone().unwrap();
+    let first_job = first.builds[0].job_name.clone();
+    let patch = serde_json::json!({"metadata": {"annotations": {"gantry.dev/rebuild": "2"}}});
+    builds.patch("tools", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let second = wait_for(&builds, "tools", 120, "the second build", |b: Option<&ImageBuild>| {
+        b.and_then(|b| b.status.as_ref()).is_some_and(|s| {
+            s.phase == Some(BuildPhase::Ready) && s.builds.len() == 1 && s.builds[0].job_name != first_job
+        })
+    })
+    .await
+    .status
+    .unwrap();
+    let second_image = second.latest_image.unwrap();
+    assert_ne!(second_image, first_image);
+
+    // The first build's image leaves the registry; the latest stays.
+    let (repository, first_tag) = repository_and_tag(&first_image);
+    let gone = async {
+        while registry_manifest(repository, first_tag).await.0 != 404 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), gone).await.expect("the old image is pruned from the registry");
+    let (repository, second_tag) = repository_and_tag(&second_image);
+    assert_eq!(registry_manifest(repository, second_tag).await.0, 200, "the latest image stays");
+    let jobs = job_names(&client, &ns.name).await;
+    assert!(!jobs.contains(&first_job), "the old build's Job is deleted: {jobs:?}");
+    ns.delete().await;
+}
