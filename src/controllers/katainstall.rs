@@ -25,7 +25,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::jobs::observe_jobs;
-use super::{to_event, Context, Error, Shutdown};
+use super::{ok_if, to_event, Context, Error, Shutdown};
 use crate::api::katainstall::KataInstallStatus;
 use crate::api::{KataInstall, FIELD_MANAGER};
 use crate::engine::kata::{
@@ -212,13 +212,6 @@ async fn publish(ctx: &Context, install: &KataInstall, notes: &[crate::engine::p
     }
 }
 
-fn ignore_status(result: Result<impl Sized, kube::Error>, code: u16) -> Result<(), Error> {
-    match result {
-        Err(kube::Error::Api(s)) if s.code == code => Ok(()),
-        other => other.map(|_| ()).map_err(Error::from),
-    }
-}
-
 async fn apply(
     ctx: &Context,
     install: &KataInstall,
@@ -241,7 +234,7 @@ async fn apply(
             let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": install.resource_version()}});
             let result =
                 Api::<KataInstall>::all(client).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            ignore_status(result, 404)?;
+            ok_if(result, 404)?;
         }
         KataAction::ApplyDaemonSet { role, config } => {
             info!(install = %name, role = role.as_str(), "applying the installer DaemonSet");
@@ -253,7 +246,7 @@ async fn apply(
         KataAction::DeleteDaemonSet(role) => {
             let result =
                 Api::<DaemonSet>::namespaced(client, ns).delete(&daemonset_name(&name, *role), &background).await;
-            ignore_status(result, 404)?;
+            ok_if(result, 404)?;
         }
         KataAction::MarkNode { node, mark } => {
             let (label, owner) = match mark {
@@ -265,7 +258,7 @@ async fn apply(
             info!(install = %name, node = %node, ?mark, "marking node");
             let patch = json!({"metadata": {"labels": {NODE_RUNTIME_LABEL: label}, "annotations": {LABEL_KATA_INSTALL: owner}}});
             let result = Api::<Node>::all(client).patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            ignore_status(result, 404)?;
+            ok_if(result, 404)?;
         }
         KataAction::ApplyRuntimeClass { shim, config } => {
             let class = runtime_class(&name, &install.spec, shim, config, owner);
@@ -274,25 +267,25 @@ async fn apply(
             Api::<RuntimeClass>::all(client).patch(&class_name, &ssa, &Patch::Apply(&class)).await?;
         }
         KataAction::DeleteRuntimeClass { name: class } => {
-            ignore_status(Api::<RuntimeClass>::all(client).delete(class, &DeleteParams::default()).await, 404)?;
+            ok_if(Api::<RuntimeClass>::all(client).delete(class, &DeleteParams::default()).await, 404)?;
         }
         KataAction::CreateSmokeServer { key } => {
             let pod = smoke_server_pod(&name, ns, &install.spec, key, owner);
-            ignore_status(Api::<Pod>::namespaced(client, ns).create(&PostParams::default(), &pod).await, 409)?;
+            ok_if(Api::<Pod>::namespaced(client, ns).create(&PostParams::default(), &pod).await, 409)?;
         }
         KataAction::CreateSmokeClient { key, server_ip } => {
             let job = smoke_client_job(&name, ns, &install.spec, key, server_ip, owner);
-            ignore_status(Api::<Job>::namespaced(client, ns).create(&PostParams::default(), &job).await, 409)?;
+            ok_if(Api::<Job>::namespaced(client, ns).create(&PostParams::default(), &job).await, 409)?;
         }
         KataAction::DeleteSmoke { keep_key } => {
             let stale = |key: &String| Some(key) != keep_key.as_ref();
             let pods = Api::<Pod>::namespaced(client.clone(), ns);
             for server in observed.smoke_servers.iter().filter(|s| stale(&s.key)) {
-                ignore_status(pods.delete(&smoke_server_name(&name, &server.key), &background).await, 404)?;
+                ok_if(pods.delete(&smoke_server_name(&name, &server.key), &background).await, 404)?;
             }
             let jobs = Api::<Job>::namespaced(client, ns);
             for job in observed.smoke_clients.iter().filter(|c| stale(&c.key)) {
-                ignore_status(jobs.delete(&smoke_client_name(&name, &job.key), &background).await, 404)?;
+                ok_if(jobs.delete(&smoke_client_name(&name, &job.key), &background).await, 404)?;
             }
         }
     }
@@ -303,7 +296,7 @@ async fn write_status(ctx: &Context, name: &str, status: &KataInstallStatus) -> 
     let api = Api::<KataInstall>::all(ctx.client.clone());
     let patch = json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "KataInstall", "status": status});
     let result = api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await;
-    ignore_status(result, 404)
+    ok_if(result, 404)
 }
 
 fn error_policy(install: Arc<KataInstall>, err: &Error, ctx: Arc<Context>) -> Action {

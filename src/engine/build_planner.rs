@@ -627,42 +627,30 @@ mod tests {
             let plan = plan_build(&view, &self.jobs, self.now);
             for action in &plan.actions {
                 match action {
-                    BuildAction::CreateJob(l) => {
-                        assert!(self.jobs.iter().all(|j| j.name != l.job_name), "{} created twice", l.job_name);
-                        self.created.push(l.job_name.clone());
-                        self.jobs.push(BuildJob {
-                            name: l.job_name.clone(),
-                            suffix: l.suffix.clone(),
-                            generation: l.generation,
-                            state: JobState::Active,
-                            created: Some(self.now),
-                            finished: None,
-                            outputs: None,
-                            message: None,
-                            prune: false,
-                        });
-                    }
-                    BuildAction::CreatePruneJob(l) => {
-                        assert!(self.jobs.iter().all(|j| j.name != l.job_name), "{} created twice", l.job_name);
-                        self.created.push(l.job_name.clone());
-                        self.jobs.push(BuildJob {
-                            name: l.job_name.clone(),
-                            suffix: l.suffix.clone(),
-                            generation: self.generation,
-                            state: JobState::Active,
-                            created: Some(self.now),
-                            finished: None,
-                            outputs: None,
-                            message: None,
-                            prune: true,
-                        });
-                    }
+                    BuildAction::CreateJob(l) => self.create(&l.job_name, &l.suffix, l.generation, false),
+                    BuildAction::CreatePruneJob(l) => self.create(&l.job_name, &l.suffix, self.generation, true),
                     BuildAction::DeleteJob { name } => self.jobs.retain(|j| &j.name != name),
                 }
             }
             self.status = plan.status.clone();
             self.notes.extend(plan.notes.clone());
             plan
+        }
+
+        fn create(&mut self, name: &str, suffix: &str, generation: i64, prune: bool) {
+            assert!(self.jobs.iter().all(|j| j.name != name), "{name} created twice");
+            self.created.push(name.to_string());
+            self.jobs.push(BuildJob {
+                name: name.to_string(),
+                suffix: suffix.to_string(),
+                generation,
+                state: JobState::Active,
+                created: Some(self.now),
+                finished: None,
+                outputs: None,
+                message: None,
+                prune,
+            });
         }
 
         fn finish(&mut self, state: JobState, outputs: &str) {

@@ -418,7 +418,7 @@ impl Planner<'_> {
         match state {
             Some(Referenced::Ready(outputs)) => {
                 self.status.stages[i].outputs = outputs.clone();
-                if kind == "ImageBuild" {
+                if matches!(stage_kind(stage), StageKind::ImageBuild { .. }) {
                     self.actions.push(Action::MarkImageUsed { build: name.to_string() });
                 }
                 self.stage_done(i, None, StagePhase::Succeeded, None, None);

@@ -148,16 +148,17 @@ async fn observe_references(
     run: &PipelineRun,
 ) -> Result<(ReferenceStates, ReferenceStates), Error> {
     let (mut builds, mut installs) = (BTreeMap::new(), BTreeMap::new());
-    let status = run.status.clone().unwrap_or_default();
+    let stages = run.status.as_ref().map_or(&[][..], |s| &s.stages);
     for stage in &run.spec.stages {
-        let finished = status.stages.iter().any(|s| s.name == stage.name && s.phase.is_finished());
+        let finished = stages.iter().any(|s| s.name == stage.name && s.phase.is_finished());
         match stage_kind(stage) {
-            StageKind::ImageBuild { name } if !finished => {
+            // Several stages may wait for the same object: read it once.
+            StageKind::ImageBuild { name } if !finished && !builds.contains_key(name) => {
                 if let Some(b) = Api::<ImageBuild>::namespaced(client.clone(), ns).get_opt(name).await? {
                     builds.insert(name.to_string(), image_build_state(&b));
                 }
             }
-            StageKind::KataInstall { name } if !finished => {
+            StageKind::KataInstall { name } if !finished && !installs.contains_key(name) => {
                 if let Some(k) = Api::<KataInstall>::all(client.clone()).get_opt(name).await? {
                     installs.insert(name.to_string(), kata_install_state(&k));
                 }
