@@ -3,15 +3,14 @@
 //! pods (here: the node's /dev/kvm as a char-device hostPath on the node the
 //! selector names), refuses others, and the default stage timeout applies.
 
-use kube::api::{ListParams, LogParams, PostParams};
-use kube::{Api, ResourceExt};
+use kube::api::{ListParams, PostParams};
+use kube::Api;
 
 use crate::crds::install_crds;
-use crate::support::{client, wait_for, Operator, TestNamespace};
+use crate::support::{client, job_pod_and_log, wait_for, Operator, TestNamespace};
 use gantry::api::imagebuild::BuildPhase;
 use gantry::api::pipelinerun::RunPhase;
 use gantry::api::{ImageBuild, PipelineRun};
-use k8s_openapi::api::core::v1::Pod;
 
 fn kvm_run(name: &str) -> PipelineRun {
     serde_json::from_value(serde_json::json!({
@@ -50,12 +49,11 @@ async fn the_operator_config_sets_nested_virt_policy_and_default_timeouts() {
     ok_runs.create(&PostParams::default(), &kvm_run("kvm")).await.unwrap();
     let run = finished(&ok_runs, "kvm").await;
     assert_eq!(run.status.as_ref().unwrap().phase, Some(RunPhase::Succeeded), "{:?}", run.status);
-    let pods = Api::<Pod>::namespaced(client.clone(), &allowed.name);
-    let pod = pods.list(&ListParams::default().labels("job-name=kvm-qemu-1")).await.unwrap().items.remove(0);
+    let (pod, log) = job_pod_and_log(&client, &allowed.name, "kvm-qemu-1").await;
     let spec = pod.spec.clone().unwrap();
     assert_eq!(spec.node_selector.unwrap()["kubernetes.io/hostname"], "localhost");
     assert!(spec.containers[0].security_context.is_none(), "not privileged");
-    assert_eq!(pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap().trim(), "kvm-present");
+    assert_eq!(log.trim(), "kvm-present");
 
     let no_runs = Api::<PipelineRun>::namespaced(client.clone(), &refused.name);
     no_runs.create(&PostParams::default(), &kvm_run("kvm")).await.unwrap();

@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 
 use crate::crds::install_crds;
 use crate::registry::{registry_manifest, BUILDER_IMAGE, REGISTRY};
-use crate::support::{client, wait_for, Operator, TestNamespace};
+use crate::support::{client, job_pod_and_log, wait_for, Operator, TestNamespace};
 use gantry::api::imagebuild::{BuildPhase, Lifecycle};
 use gantry::api::pipelinerun::RunPhase;
 use gantry::api::{ImageBuild, PipelineRun};
@@ -150,10 +150,7 @@ async fn unused_images_go_obsolete_then_pruned_by_a_prune_job_and_permanent_ones
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Pruned"));
 
     // The prune Job really ran and the registry no longer serves the image.
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
-    let selector = format!("job-name={}", prune.job_name);
-    let pod = pods.list(&ListParams::default().labels(&selector)).await.unwrap().items.remove(0);
-    let log = pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap();
+    let (_, log) = job_pod_and_log(&client, &ns.name, &prune.job_name).await;
     assert!(log.contains(&format!("deleted {image}")), "{log}");
     assert_eq!(registry_manifest(repository, tag).await.0, 404, "pruned from the registry");
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
@@ -215,9 +212,7 @@ async fn a_pipeline_stage_waits_for_an_image_build_and_a_later_stage_runs_the_bu
     assert_eq!(status.stages[0].outputs["digest"], digest);
 
     // The later stage ran the image pulled from the registry.
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
-    let pod = pods.list(&ListParams::default().labels("job-name=ci-use-1")).await.unwrap().items.remove(0);
-    let log = pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap();
+    let (pod, log) = job_pod_and_log(&client, &ns.name, "ci-use-1").await;
     assert_eq!(log.lines().collect::<Vec<_>>(), ["built by gantry", digest.as_str()]);
     let image_id = pod.status.unwrap().container_statuses.unwrap()[0].image_id.clone();
     assert!(image_id.ends_with(&digest), "the kubelet ran {image_id}");

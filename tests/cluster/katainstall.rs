@@ -263,8 +263,6 @@ async fn katainstall_with_an_invalid_spec_is_refused_and_creates_nothing() {
 async fn kata_ci_chain_runs_green_as_one_pipeline() {
     use gantry::api::pipelinerun::{RunPhase, StagePhase};
     use gantry::api::{ImageBuild, PipelineRun};
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::LogParams;
 
     let _lock = NODE_LOCK.lock().await;
     let client = client().await;
@@ -332,9 +330,7 @@ async fn kata_ci_chain_runs_green_as_one_pipeline() {
         assert!(used >= s.builds[0].completion_time.unwrap(), "{build} was used by its stage after it was built");
     }
 
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
-    let smoke = pods.list(&ListParams::default().labels("job-name=kata-ci-smoke-1")).await.unwrap().items.remove(0);
-    let log = pods.logs(&smoke.name_any(), &LogParams::default()).await.unwrap();
+    let (_, log) = crate::support::job_pod_and_log(&client, &ns.name, "kata-ci-smoke-1").await;
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines[..2], ["kata installer", "runtime=kata-qemu"], "{log}");
     assert_eq!(lines.iter().filter(|l| l.starts_with("worker kata-ci-test-cluster-1-")).count(), 2, "{log}");

@@ -6,14 +6,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::crds::install_crds;
-use crate::support::{client, kubeconfig_path, wait_for, Operator, TestNamespace};
+use crate::support::{client, job_pod_and_log, kubeconfig_path, wait_for, Operator, TestNamespace};
 use gantry::api::pipelinerun::{RunPhase, StagePhase, StageStatus};
 use gantry::api::PipelineRun;
 
@@ -68,10 +67,7 @@ impl Bed {
     }
 
     async fn log_of(&self, job: &str) -> String {
-        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.ns.name);
-        let pod = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.unwrap().items;
-        let pod = pod.first().unwrap_or_else(|| panic!("no pod for Job {job}"));
-        pods.logs(&pod.name_any(), &LogParams::default()).await.expect("pod log")
+        job_pod_and_log(&self.client, &self.ns.name, job).await.1
     }
 
     async fn done(self) {

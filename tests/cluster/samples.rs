@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
-use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::PersistentVolume;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::crds::install_crds;
-use crate::support::{client, wait_for, Operator, TestNamespace};
+use crate::support::{client, job_pod_and_log, wait_for, Operator, TestNamespace};
 use gantry::api::pipelinerun::{RunPhase, SkipReason, StagePhase};
 use gantry::api::PipelineRun;
 
@@ -138,13 +138,9 @@ async fn every_sample_runs_and_ends_as_documented() {
     let first = runs.get("main-build-1").await.unwrap().status.unwrap().completion_time.unwrap();
     let second = runs.get("main-build-2").await.unwrap().status.unwrap().start_time.unwrap();
     assert!(second >= first, "the queued run started only after the first finished");
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
-    let check = pods.list(&ListParams::default().labels("job-name=scripts-checkout-check-1")).await.unwrap();
-    let log = pods.logs(&check.items[0].name_any(), &LogParams::default()).await.unwrap();
+    let (_, log) = job_pod_and_log(&client, &ns.name, "scripts-checkout-check-1").await;
     assert_eq!(log.trim(), "workspace has main-3145.0.0", "the second stage read the first one's file");
-    let conformance =
-        pods.list(&ListParams::default().labels("job-name=kata-test-cluster-conformance-1")).await.unwrap();
-    let log = pods.logs(&conformance.items[0].name_any(), &LogParams::default()).await.unwrap();
+    let (_, log) = job_pod_and_log(&client, &ns.name, "kata-test-cluster-conformance-1").await;
     assert_eq!(log.lines().filter(|l| l.ends_with(" ready")).count(), 3, "all three nodes answered: {log}");
     let jobs = Api::<Job>::namespaced(client.clone(), &ns.name);
     assert!(jobs.get_opt("fedora-atomic-docs-1").await.unwrap().is_none(), "skipped stages make no Job");

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, Config};
@@ -70,6 +70,15 @@ impl TestNamespace {
     pub async fn delete(self) {
         let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::default()).await;
     }
+}
+
+/// The pod of the never-retried Job `job` in `ns`, and its log.
+pub async fn job_pod_and_log(client: &Client, ns: &str, job: &str) -> (Pod, String) {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let listed = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.expect("list pods");
+    let pod = listed.items.into_iter().next().unwrap_or_else(|| panic!("no pod for Job {job}"));
+    let log = pods.logs(&pod.metadata.name.clone().unwrap_or_default(), &LogParams::default()).await.expect("pod log");
+    (pod, log)
 }
 
 /// Waits up to `secs` for `cond` on the named object; panics with `what` on timeout.
