@@ -56,12 +56,17 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
     let (prune_jobs, build_jobs): (Vec<Job>, Vec<Job>) =
         jobs.items.into_iter().partition(|j| j.labels().contains_key(LABEL_PRUNE));
+    let rebuild_request = |job: &str| {
+        let job = build_jobs.iter().find(|j| j.metadata.name.as_deref() == Some(job))?;
+        job.annotations().get(ANNOTATION_REBUILD).cloned()
+    };
     let builds = observe_jobs(&build_jobs, &pods.items, BUILD_CONTAINER).into_iter().map(|o| (o, false));
     let prunes = observe_jobs(&prune_jobs, &pods.items, PRUNE_CONTAINER).into_iter().map(|o| (o, true));
     let observed: Vec<BuildJob> = builds
         .chain(prunes)
         .filter_map(|((labels, o), prune)| {
             Some(BuildJob {
+                rebuild_request: rebuild_request(&o.name),
                 suffix: labels.get(LABEL_SUFFIX)?.clone(),
                 generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()).unwrap_or_default(),
                 name: o.name,

@@ -62,6 +62,8 @@ pub struct BuildJob {
     pub message: Option<String>,
     /// A prune Job (true) or a build Job.
     pub prune: bool,
+    /// The `gantry.dev/rebuild` request this build answered (its annotation).
+    pub rebuild_request: Option<String>,
 }
 
 /// One build to start.
@@ -81,6 +83,9 @@ pub struct BuildLaunch {
     pub timeout: Option<Duration>,
     /// Virtualization for the builder, when asked for and allowed.
     pub nested_virt: Option<NestedVirtPlacement>,
+    /// The `gantry.dev/rebuild` request this build answers, recorded on the
+    /// Job so that adopting it also marks the request handled.
+    pub rebuild_request: Option<String>,
 }
 
 /// The prune Job of an obsolete image.
@@ -215,8 +220,9 @@ pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> Bu
             image: format!("{}:{suffix}", view.spec.output),
             timeout: view.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok()),
             nested_virt: if view.spec.nested_virt { view.settings.nested_virt.clone() } else { None },
+            // Whatever started this build, it answers the current rebuild request.
+            rebuild_request: view.rebuild.map(str::to_string),
         };
-        // Whatever started this build, it answers the current rebuild request.
         if let Some(request) = view.rebuild {
             status.handled_rebuild = Some(request.to_string());
         }
@@ -360,7 +366,8 @@ fn trigger_message(trigger: &BuildTrigger) -> String {
     }
 }
 
-/// Jobs the status does not list (its write was lost): take them over.
+/// Jobs the status does not list (its write was lost, or the cached object
+/// predates it): take them over, with the rebuild request they answered.
 /// Only a Job newer than the newest build can be one whose write was lost:
 /// older ones belong to builds that left the history (`keepLast`).
 fn adopt(status: &mut ImageBuildStatus, jobs: &[BuildJob]) {
@@ -381,6 +388,9 @@ fn adopt(status: &mut ImageBuildStatus, jobs: &[BuildJob]) {
             start_time: job.created,
             ..Default::default()
         });
+        if job.rebuild_request.is_some() {
+            status.handled_rebuild = job.rebuild_request.clone();
+        }
     }
 }
 
@@ -627,7 +637,10 @@ mod tests {
             let plan = plan_build(&view, &self.jobs, self.now);
             for action in &plan.actions {
                 match action {
-                    BuildAction::CreateJob(l) => self.create(&l.job_name, &l.suffix, l.generation, false),
+                    BuildAction::CreateJob(l) => {
+                        self.create(&l.job_name, &l.suffix, l.generation, false);
+                        self.jobs.last_mut().unwrap().rebuild_request = l.rebuild_request.clone();
+                    }
                     BuildAction::CreatePruneJob(l) => self.create(&l.job_name, &l.suffix, self.generation, true),
                     BuildAction::DeleteJob { name } => self.jobs.retain(|j| &j.name != name),
                 }
@@ -650,6 +663,7 @@ mod tests {
                 outputs: None,
                 message: None,
                 prune,
+                rebuild_request: None,
             });
         }
 
@@ -766,6 +780,30 @@ mod tests {
         sim.step();
         assert_eq!(sim.created.len(), 1);
         assert_eq!(sim.status.phase, Some(BuildPhase::Building));
+    }
+
+    /// The reconciler reads the ImageBuild from a cache that can lag behind
+    /// its own status write; the Jobs it lists are current. A build started
+    /// for a rebuild request must not look like an unanswered request then.
+    #[test]
+    fn a_stale_status_after_a_requested_rebuild_does_not_build_again() {
+        let mut sim = Sim::new(spec());
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        let before_request = sim.status.clone();
+        sim.rebuild = Some("weekly-1".into());
+        sim.now = t(10);
+        sim.step();
+        assert_eq!(sim.created.len(), 2);
+        sim.now = t(15);
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.status = before_request;
+        sim.step();
+        sim.step();
+        assert_eq!(sim.created.len(), 2, "the requested build is adopted, not repeated");
+        assert_eq!(sim.status.handled_rebuild.as_deref(), Some("weekly-1"));
+        assert_eq!(sim.status.phase, Some(BuildPhase::Ready));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::api::imagebuild::ImageBuildSpec;
 use crate::engine::build_planner::{BuildLaunch, PruneLaunch};
 use crate::engine::launch::OUTPUTS_PATH;
 use crate::engine::naming::{
-    run_label, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY, LABEL_PRUNE, LABEL_SUFFIX,
+    run_label, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY, LABEL_PRUNE, LABEL_SUFFIX,
 };
 
 /// Name of the builder's container.
@@ -68,7 +68,11 @@ pub fn build_job(launch: &BuildLaunch, spec: &ImageBuildSpec, namespace: &str, o
         }],
         ..Default::default()
     };
-    single_attempt_job(&launch.job_name, namespace, labels, owner, launch.timeout, pod)
+    let mut job = single_attempt_job(&launch.job_name, namespace, labels, owner, launch.timeout, pod);
+    if let Some(request) = &launch.rebuild_request {
+        job.metadata.annotations = Some(BTreeMap::from([(ANNOTATION_REBUILD.to_string(), request.clone())]));
+    }
+    job
 }
 
 /// Builds the prune Job: `spec.retention.pruner` with `GANTRY_IMAGE` (the
@@ -124,6 +128,7 @@ mod tests {
             image: "reg:5000/app:c20261121t150000z".into(),
             timeout: None,
             nested_virt: None,
+            rebuild_request: Some("weekly-1".into()),
         };
         let owner = OwnerReference { name: "app".into(), uid: "u".into(), ..Default::default() };
         let job = build_job(&launch, &spec, "ci", owner);
@@ -131,6 +136,8 @@ mod tests {
         let labels = job.metadata.labels.clone().unwrap();
         assert_eq!(labels[LABEL_GENERATION], "3");
         assert_eq!(labels[LABEL_SUFFIX], "c20261121t150000z");
+        let annotations = job.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations[ANNOTATION_REBUILD], "weekly-1", "the request it answers, for adoption");
         let pod = job.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.service_account_name.as_deref(), Some("builder"));
