@@ -69,12 +69,7 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
                 rebuild_request: rebuild_request(&o.name),
                 suffix: labels.get(LABEL_SUFFIX)?.clone(),
                 generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()).unwrap_or_default(),
-                name: o.name,
-                state: o.state,
-                created: o.created,
-                finished: o.finished,
-                outputs: o.outputs,
-                message: o.message,
+                outcome: o,
                 prune,
             })
         })

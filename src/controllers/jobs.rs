@@ -8,28 +8,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::engine::conditions::from_k8s_time;
-use chrono::{DateTime, Utc};
 
-use crate::engine::observed::JobState;
-
-/// What a Job and its pods say.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobOutcome {
-    /// Job name.
-    pub name: String,
-    /// Active, succeeded or failed.
-    pub state: JobState,
-    /// When the Job was created.
-    pub created: Option<DateTime<Utc>>,
-    /// When it finished.
-    pub finished: Option<DateTime<Utc>>,
-    /// The main container's termination message, when the Job succeeded.
-    pub outputs: Option<String>,
-    /// Why it failed, naming the pod and container where known.
-    pub message: Option<String>,
-    /// IPs of its running pods that are ready, by pod name.
-    pub ready_addresses: Vec<String>,
-}
+use crate::engine::observed::{JobOutcome, JobState};
 
 /// One outcome per Job, with its labels, read from the container named
 /// `container`; `pods` may hold any Jobs' pods.

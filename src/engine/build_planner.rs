@@ -10,7 +10,7 @@ use super::duration::{format_duration, parse_duration};
 use super::imagebuild::{build_due, build_suffix, lifecycle, BuildTrigger};
 use super::launch::NestedVirtPlacement;
 use super::naming::{build_job_name, ANNOTATION_REBUILD};
-use super::observed::{JobState, Settings};
+use super::observed::{JobOutcome, JobState, Settings};
 use super::outputs::parse_outputs;
 use super::planner::{Note, TIMEOUT_GRACE};
 use super::text::truncate;
@@ -41,25 +41,15 @@ pub struct BuildView<'a> {
     pub settings: &'a Settings,
 }
 
-/// A build Job as observed.
+/// A build or prune Job as observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildJob {
-    /// Job name.
-    pub name: String,
     /// The build's suffix (its label).
     pub suffix: String,
     /// The generation it builds (its label).
     pub generation: i64,
-    /// Active, succeeded or failed.
-    pub state: JobState,
-    /// When the Job was created.
-    pub created: Option<DateTime<Utc>>,
-    /// When it finished.
-    pub finished: Option<DateTime<Utc>>,
-    /// The builder's outputs (termination message).
-    pub outputs: Option<String>,
-    /// Why it failed, naming pod and container.
-    pub message: Option<String>,
+    /// The Job's outcome; `outputs` is what the builder reported.
+    pub outcome: JobOutcome,
     /// A prune Job (true) or a build Job.
     pub prune: bool,
     /// The `gantry.dev/rebuild` request this build answered (its annotation).
@@ -201,7 +191,7 @@ pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> Bu
 
     adopt(&mut status, jobs);
     if let Some(last) = status.builds.last_mut().filter(|b| b.phase == "Building") {
-        let job = jobs.iter().find(|j| j.name == last.job_name);
+        let job = jobs.iter().find(|j| j.outcome.name == last.job_name);
         let timeout = view.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok());
         integrate(last, job, timeout, now, &mut actions, &mut wake);
         if last.phase == "Ready" {
@@ -304,29 +294,30 @@ fn retire(
     let suffix = image.rsplit(':').next().unwrap_or_default().to_string();
     // A prune Job the status does not know (its write was lost): take it over.
     if let Some(job) = jobs.iter().find(|j| j.prune && j.suffix == suffix) {
-        if status.prune.as_ref().is_none_or(|p| p.job_name != job.name) {
+        if status.prune.as_ref().is_none_or(|p| p.job_name != job.outcome.name) {
             status.prune = Some(PruneRecord {
                 image: image.clone(),
-                job_name: job.name.clone(),
+                job_name: job.outcome.name.clone(),
                 phase: "Running".into(),
-                start_time: job.created,
+                start_time: job.outcome.created,
                 ..Default::default()
             });
         }
     }
     if let Some(prune) = status.prune.as_mut().filter(|p| p.image == image && p.phase == "Running") {
-        match jobs.iter().find(|j| j.prune && j.name == prune.job_name) {
+        match jobs.iter().find(|j| j.prune && j.outcome.name == prune.job_name) {
             None => {
                 prune.phase = "Failed".into();
                 prune.message = Some(format!("Job {} disappeared before it finished", prune.job_name));
                 prune.completion_time = Some(now);
             }
-            Some(job) if job.state == JobState::Active => {}
+            Some(job) if job.outcome.state == JobState::Active => {}
             Some(job) => {
-                let ok = job.state == JobState::Succeeded;
+                let ok = job.outcome.state == JobState::Succeeded;
                 prune.phase = if ok { "Succeeded" } else { "Failed" }.into();
-                prune.message = (!ok).then(|| truncate(job.message.as_deref().unwrap_or("failed"), MAX_MESSAGE_BYTES));
-                prune.completion_time = Some(job.finished.unwrap_or(now));
+                prune.message =
+                    (!ok).then(|| truncate(job.outcome.message.as_deref().unwrap_or("failed"), MAX_MESSAGE_BYTES));
+                prune.completion_time = Some(job.outcome.finished.unwrap_or(now));
             }
         }
     }
@@ -375,17 +366,17 @@ fn adopt(status: &mut ImageBuildStatus, jobs: &[BuildJob]) {
     let newest = status.builds.last().and_then(|b| b.start_time).map(|t| t - chrono::Duration::seconds(1));
     let mut unknown: Vec<&BuildJob> = jobs
         .iter()
-        .filter(|j| !j.prune && status.builds.iter().all(|b| b.job_name != j.name))
-        .filter(|j| newest.is_none_or(|newest| j.created.is_some_and(|c| c >= newest)))
+        .filter(|j| !j.prune && status.builds.iter().all(|b| b.job_name != j.outcome.name))
+        .filter(|j| newest.is_none_or(|newest| j.outcome.created.is_some_and(|c| c >= newest)))
         .collect();
-    unknown.sort_by_key(|j| j.created);
+    unknown.sort_by_key(|j| j.outcome.created);
     for job in unknown {
         status.builds.push(BuildRecord {
             suffix: job.suffix.clone(),
-            job_name: job.name.clone(),
+            job_name: job.outcome.name.clone(),
             phase: "Building".into(),
             generation: Some(job.generation),
-            start_time: job.created,
+            start_time: job.outcome.created,
             ..Default::default()
         });
         if job.rebuild_request.is_some() {
@@ -410,13 +401,13 @@ fn integrate(
     let Some(job) = job else {
         return fail(record, format!("Job {} disappeared before it finished", record.job_name), None);
     };
-    match job.state {
+    match job.outcome.state {
         JobState::Active => {
             let Some(timeout) = timeout else { return };
-            let started = job.created.unwrap_or(now);
+            let started = job.outcome.created.unwrap_or(now);
             let deadline = started + chrono::Duration::from_std(timeout + TIMEOUT_GRACE).unwrap_or_default();
             if now >= deadline {
-                actions.push(BuildAction::DeleteJob { name: job.name.clone() });
+                actions.push(BuildAction::DeleteJob { name: job.outcome.name.clone() });
                 let why =
                     format!("build did not finish within {} (still Pending or running)", format_duration(timeout));
                 fail(record, why, None);
@@ -425,27 +416,29 @@ fn integrate(
             }
         }
         JobState::Failed => {
-            let why = job.message.clone().unwrap_or_else(|| format!("Job {} failed", job.name));
-            fail(record, why, job.finished)
+            let why = job.outcome.message.clone().unwrap_or_else(|| format!("Job {} failed", job.outcome.name));
+            fail(record, why, job.outcome.finished)
         }
         JobState::Succeeded => {
             let declared: Vec<String> = BUILD_OUTPUTS.iter().map(|s| s.to_string()).collect();
-            match parse_outputs(job.outputs.as_deref().unwrap_or(""), &declared) {
-                Err(e) => fail(record, format!("bad outputs: {e}"), job.finished),
+            match parse_outputs(job.outcome.outputs.as_deref().unwrap_or(""), &declared) {
+                Err(e) => fail(record, format!("bad outputs: {e}"), job.outcome.finished),
                 Ok(outputs) => match outputs.get("digest") {
                     Some(d) if is_digest(d) => {
                         record.phase = "Ready".into();
                         record.digest = Some(d.clone());
                         record.message = None;
-                        record.completion_time = Some(job.finished.unwrap_or(now));
+                        record.completion_time = Some(job.outcome.finished.unwrap_or(now));
                     }
-                    Some(d) => {
-                        fail(record, format!("the builder reported digest {d:?}, not sha256:<64 hex>"), job.finished)
-                    }
+                    Some(d) => fail(
+                        record,
+                        format!("the builder reported digest {d:?}, not sha256:<64 hex>"),
+                        job.outcome.finished,
+                    ),
                     None => fail(
                         record,
                         "the builder reported no digest (append digest=sha256:... to $GANTRY_OUTPUTS)".into(),
-                        job.finished,
+                        job.outcome.finished,
                     ),
                 },
             }
@@ -642,7 +635,7 @@ mod tests {
                         self.jobs.last_mut().unwrap().rebuild_request = l.rebuild_request.clone();
                     }
                     BuildAction::CreatePruneJob(l) => self.create(&l.job_name, &l.suffix, self.generation, true),
-                    BuildAction::DeleteJob { name } => self.jobs.retain(|j| &j.name != name),
+                    BuildAction::DeleteJob { name } => self.jobs.retain(|j| &j.outcome.name != name),
                 }
             }
             self.status = plan.status.clone();
@@ -651,29 +644,28 @@ mod tests {
         }
 
         fn create(&mut self, name: &str, suffix: &str, generation: i64, prune: bool) {
-            assert!(self.jobs.iter().all(|j| j.name != name), "{name} created twice");
+            assert!(self.jobs.iter().all(|j| j.outcome.name != name), "{name} created twice");
             self.created.push(name.to_string());
             self.jobs.push(BuildJob {
-                name: name.to_string(),
                 suffix: suffix.to_string(),
                 generation,
-                state: JobState::Active,
-                created: Some(self.now),
-                finished: None,
-                outputs: None,
-                message: None,
+                outcome: JobOutcome { name: name.to_string(), created: Some(self.now), ..Default::default() },
                 prune,
                 rebuild_request: None,
             });
         }
 
         fn finish(&mut self, state: JobState, outputs: &str) {
-            let job =
-                self.jobs.iter_mut().rev().find(|j| !j.prune && j.state == JobState::Active).expect("a running build");
-            job.state = state;
-            job.finished = Some(self.now);
-            job.outputs = Some(outputs.to_string());
-            job.message =
+            let job = self
+                .jobs
+                .iter_mut()
+                .rev()
+                .find(|j| !j.prune && j.outcome.state == JobState::Active)
+                .expect("a running build");
+            job.outcome.state = state;
+            job.outcome.finished = Some(self.now);
+            job.outcome.outputs = Some(outputs.to_string());
+            job.outcome.message =
                 (state == JobState::Failed).then(|| "container build in pod x exited with code 2 (Error)".to_string());
         }
 
@@ -893,7 +885,7 @@ mod tests {
         sim.step();
         assert_eq!(sim.created.len(), 2, "one prune Job");
         let job = sim.jobs.iter_mut().find(|j| j.prune).unwrap();
-        job.state = JobState::Succeeded;
+        job.outcome.state = JobState::Succeeded;
         sim.step();
         assert_eq!(sim.status.lifecycle, Some(Lifecycle::Pruned));
         assert_eq!(sim.condition("Ready"), ("False".into(), "Pruned".into()));
@@ -918,8 +910,8 @@ mod tests {
         sim.step();
         assert_eq!(sim.created.len(), 2, "prune due at 140s");
         let job = sim.jobs.iter_mut().find(|j| j.prune).unwrap();
-        job.state = JobState::Failed;
-        job.message = Some("container prune in pod p exited with code 1 (Error)".into());
+        job.outcome.state = JobState::Failed;
+        job.outcome.message = Some("container prune in pod p exited with code 1 (Error)".into());
         sim.step();
         sim.now = t(900);
         sim.step();

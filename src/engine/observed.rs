@@ -38,33 +38,41 @@ pub struct RunView<'a> {
     pub settings: &'a Settings,
 }
 
-/// The state of one stage Job, as the Job and its pod report it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobObservation {
+/// What a Job and its pods say, whatever the Job is for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobOutcome {
     /// Job name.
     pub name: String,
+    /// Active, succeeded or failed.
+    pub state: JobState,
+    /// When the Job was created: an attempt's clock starts here.
+    pub created: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished: Option<DateTime<Utc>>,
+    /// The main container's termination message (its outputs file), when the Job succeeded.
+    pub outputs: Option<String>,
+    /// Why it failed, naming the pod and container where known.
+    pub message: Option<String>,
+    /// IPs of its running pods that are ready, by pod name (a service stage's addresses).
+    pub ready_addresses: Vec<String>,
+}
+
+/// One stage Job: its stage and attempt labels and what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobObservation {
     /// The stage label.
     pub stage: String,
     /// The attempt label.
     pub attempt: u32,
-    /// Active, succeeded or failed.
-    pub state: JobState,
-    /// When the Job was created: the attempt's clock starts here.
-    pub created: Option<DateTime<Utc>>,
-    /// When the Job finished.
-    pub finished: Option<DateTime<Utc>>,
-    /// The stage container's termination message: its outputs file.
-    pub outputs: Option<String>,
-    /// Why it failed, naming the pod and container where known.
-    pub message: Option<String>,
-    /// IPs of its pods that are ready (a service stage's addresses).
-    pub ready_addresses: Vec<String>,
+    /// The Job's outcome.
+    pub outcome: JobOutcome,
 }
 
 /// Where a Job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum JobState {
     /// Not finished.
+    #[default]
     Active,
     /// Its pod succeeded.
     Succeeded,

@@ -114,10 +114,11 @@ pub fn logs_wanted(run: &RunView, observed: &Observed) -> Vec<String> {
             continue;
         };
         let current = observed.latest_attempt(&stage.name).unwrap_or(0).max(status.attempt);
-        let finished = observed.job(&stage.name, current).is_some_and(|j| j.state != JobState::Active);
+        let finished = observed.job(&stage.name, current).is_some_and(|j| j.outcome.state != JobState::Active);
         if finished && !status.phase.is_finished() {
             let first = status.first_attempt.max(1);
-            wanted.extend((first..=current).filter_map(|a| observed.job(&stage.name, a)).map(|j| j.name.clone()));
+            wanted
+                .extend((first..=current).filter_map(|a| observed.job(&stage.name, a)).map(|j| j.outcome.name.clone()));
         }
     }
     wanted
@@ -270,7 +271,7 @@ impl Planner<'_> {
                 if latest > entry.attempt {
                     entry.attempt = latest;
                     entry.first_attempt = if entry.first_attempt == 0 { latest } else { entry.first_attempt };
-                    entry.job_name = self.observed.job(&entry.name, latest).map(|j| j.name.clone());
+                    entry.job_name = self.observed.job(&entry.name, latest).map(|j| j.outcome.name.clone());
                     entry.phase = StagePhase::Running;
                     entry.retry_after = None;
                     entry.start_time.get_or_insert(self.now);
@@ -299,7 +300,7 @@ impl Planner<'_> {
                     let job = self.status.stages[i].job_name.clone().unwrap_or_default();
                     self.attempt_failed(i, None, format!("Job {job} disappeared before it finished"));
                 }
-                Some(job) => match job.state {
+                Some(job) => match job.outcome.state {
                     JobState::Active => {
                         self.check_stage_deadline(i, job);
                         if let StageKind::Service { replicas } = kind {
@@ -308,7 +309,8 @@ impl Planner<'_> {
                     }
                     JobState::Succeeded => self.attempt_succeeded(i, job),
                     JobState::Failed => {
-                        let why = job.message.clone().unwrap_or_else(|| format!("Job {} failed", job.name));
+                        let why =
+                            job.outcome.message.clone().unwrap_or_else(|| format!("Job {} failed", job.outcome.name));
                         let tap_rescue = self.tap_outcome(i, attempt);
                         match tap_rescue {
                             Some((counts, true, _)) => {
@@ -336,17 +338,17 @@ impl Planner<'_> {
         if entry.phase != StagePhase::Running || entry.ready {
             return;
         }
-        if job.ready_addresses.len() < replicas as usize {
+        if job.outcome.ready_addresses.len() < replicas as usize {
             // Pod readiness changes no Job field on older clusters (`status.ready`
             // is 1.23+), so nothing wakes the run: look again soon.
             self.wake_at.push(self.now + chrono::Duration::from_std(SERVICE_POLL).unwrap_or_default());
             return;
         }
         entry.ready = true;
-        entry.outputs = BTreeMap::from([("addresses".to_string(), job.ready_addresses.join(","))]);
-        let message = format!("{replicas}/{replicas} pods ready: {}", job.ready_addresses.join(", "));
+        entry.outputs = BTreeMap::from([("addresses".to_string(), job.outcome.ready_addresses.join(","))]);
+        let message = format!("{replicas}/{replicas} pods ready: {}", job.outcome.ready_addresses.join(", "));
         entry.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
-        let (stage, job_name) = (entry.name.clone(), job.name.clone());
+        let (stage, job_name) = (entry.name.clone(), job.outcome.name.clone());
         self.notes.push(Note {
             warning: false,
             reason: "ServiceReady".into(),
@@ -454,12 +456,12 @@ impl Planner<'_> {
         let Some(timeout) = stage_timeout(self.spec, &self.spec.stages[i], self.run.settings) else {
             return;
         };
-        let started = job.created.unwrap_or(self.now);
+        let started = job.outcome.created.unwrap_or(self.now);
         let deadline = started + chrono::Duration::from_std(timeout + TIMEOUT_GRACE).unwrap_or_default();
         if self.now >= deadline {
-            self.actions.push(Action::DeleteJob { name: job.name.clone() });
+            self.actions.push(Action::DeleteJob { name: job.outcome.name.clone() });
             let t = super::duration::format_duration(timeout);
-            self.attempt_failed(i, Some(job), format!("timed out after {t} (Job {})", job.name));
+            self.attempt_failed(i, Some(job), format!("timed out after {t} (Job {})", job.outcome.name));
         } else {
             self.wake_at.push(deadline);
         }
@@ -474,7 +476,7 @@ impl Planner<'_> {
         let first = self.status.stages[i].first_attempt.max(1);
         let reports: Vec<tap::TapReport> = (first..=attempt)
             .filter_map(|a| self.observed.job(&stage.name, a))
-            .map(|j| tap::parse(self.observed.logs.get(&j.name).map(String::as_str).unwrap_or("")))
+            .map(|j| tap::parse(self.observed.logs.get(&j.outcome.name).map(String::as_str).unwrap_or("")))
             .collect();
         let merged = tap::merge(&reports);
         Some((merged.counts, merged.all_passed, merged.problems))
@@ -482,7 +484,7 @@ impl Planner<'_> {
 
     fn attempt_succeeded(&mut self, i: usize, job: &JobObservation) {
         let stage = &self.spec.stages[i];
-        let outputs = match parse_outputs(job.outputs.as_deref().unwrap_or(""), &stage.outputs) {
+        let outputs = match parse_outputs(job.outcome.outputs.as_deref().unwrap_or(""), &stage.outputs) {
             Ok(o) => o,
             Err(e) => return self.attempt_failed(i, Some(job), format!("bad outputs: {e}")),
         };
@@ -518,8 +520,8 @@ impl Planner<'_> {
             attempt: entry.attempt,
             job_name: entry.job_name.clone().unwrap_or_default(),
             phase,
-            start_time: job.and_then(|j| j.created).or(entry.start_time),
-            completion_time: Some(job.and_then(|j| j.finished).unwrap_or(self.now)),
+            start_time: job.and_then(|j| j.outcome.created).or(entry.start_time),
+            completion_time: Some(job.and_then(|j| j.outcome.finished).unwrap_or(self.now)),
             message: message.map(|m| truncate(m, 200)),
         };
         entry.history.retain(|h| h.attempt != record.attempt);
@@ -544,7 +546,7 @@ impl Planner<'_> {
         entry.skip_reason = skip;
         entry.retry_after = None;
         entry.message = message.map(|m| truncate(m, MAX_MESSAGE_BYTES));
-        entry.completion_time = Some(job.and_then(|j| j.finished).unwrap_or(self.now));
+        entry.completion_time = Some(job.and_then(|j| j.outcome.finished).unwrap_or(self.now));
     }
 
     fn attempt_failed(&mut self, i: usize, job: Option<&JobObservation>, why: String) {

@@ -17,13 +17,7 @@ pub fn observe_stage_jobs(jobs: &[Job], pods: &[Pod]) -> Vec<JobObservation> {
             Some(JobObservation {
                 stage: labels.get(LABEL_STAGE)?.clone(),
                 attempt: labels.get(LABEL_ATTEMPT)?.parse().ok()?,
-                name: o.name,
-                state: o.state,
-                created: o.created,
-                finished: o.finished,
-                outputs: o.outputs,
-                message: o.message,
-                ready_addresses: o.ready_addresses,
+                outcome: o,
             })
         })
         .collect()

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::api::common::ContainerRun;
 use crate::api::pipelinerun::{Concurrency, Param};
-use crate::engine::observed::{GroupMember, Settings};
+use crate::engine::observed::{GroupMember, JobOutcome, Settings};
 use crate::engine::references::Referenced;
 
 fn t0() -> DateTime<Utc> {
@@ -77,26 +77,20 @@ impl Sim {
             match action {
                 Action::CreateJob(l) => {
                     assert!(
-                        self.observed.jobs.iter().all(|j| j.name != l.job_name),
+                        self.observed.jobs.iter().all(|j| j.outcome.name != l.job_name),
                         "Job {} created twice",
                         l.job_name
                     );
                     self.created_jobs.push(l.job_name.clone());
                     self.observed.jobs.push(JobObservation {
-                        name: l.job_name.clone(),
                         stage: l.stage.clone(),
                         attempt: l.attempt,
-                        state: JobState::Active,
-                        created: Some(self.now),
-                        finished: None,
-                        outputs: None,
-                        message: None,
-                        ready_addresses: Vec::new(),
+                        outcome: JobOutcome { name: l.job_name.clone(), created: Some(self.now), ..Default::default() },
                     });
                 }
                 Action::DeleteJob { name } => {
                     self.deleted_jobs.push(name.clone());
-                    self.observed.jobs.retain(|j| &j.name != name);
+                    self.observed.jobs.retain(|j| &j.outcome.name != name);
                 }
                 Action::ClearRerunAnnotation => self.rerun = None,
                 _ => {}
@@ -111,12 +105,13 @@ impl Sim {
     fn finish(&mut self, stage: &str, state: JobState, outputs: &str) {
         let attempt = self.observed.latest_attempt(stage).unwrap_or_else(|| panic!("{stage} has no Job"));
         let job = self.observed.jobs.iter_mut().find(|j| j.stage == stage && j.attempt == attempt).unwrap();
-        assert_eq!(job.state, JobState::Active, "{stage} attempt {attempt} already finished");
-        job.state = state;
-        job.finished = Some(self.now);
-        job.outputs = (!outputs.is_empty()).then(|| outputs.to_string());
+        assert_eq!(job.outcome.state, JobState::Active, "{stage} attempt {attempt} already finished");
+        job.outcome.state = state;
+        job.outcome.finished = Some(self.now);
+        job.outcome.outputs = (!outputs.is_empty()).then(|| outputs.to_string());
         if state == JobState::Failed {
-            job.message = Some(format!("container stage in pod {}-x exited with code 1 (Error)", job.name));
+            job.outcome.message =
+                Some(format!("container stage in pod {}-x exited with code 1 (Error)", job.outcome.name));
         }
     }
 
@@ -698,8 +693,8 @@ fn status_stays_bounded_under_many_retries_and_long_messages() {
     sim.step();
     for _ in 0..11 {
         let job = sim.observed.jobs.last_mut().unwrap();
-        job.state = JobState::Failed;
-        job.message = Some("x".repeat(100_000));
+        job.outcome.state = JobState::Failed;
+        job.outcome.message = Some("x".repeat(100_000));
         sim.step();
         sim.advance(700);
         sim.step();
@@ -756,7 +751,7 @@ proptest! {
             if sim.status.phase.is_some_and(RunPhase::is_finished) {
                 break;
             }
-            let active: Vec<String> = sim.observed.jobs.iter().filter(|j| j.state == JobState::Active).map(|j| j.stage.clone()).collect();
+            let active: Vec<String> = sim.observed.jobs.iter().filter(|j| j.outcome.state == JobState::Active).map(|j| j.stage.clone()).collect();
             for s in active {
                 if draws.next().unwrap() { sim.succeed(&s) } else { sim.fail(&s) }
             }
@@ -859,7 +854,7 @@ fn a_referenced_object_that_fails_or_never_comes_fails_the_stage() {
 fn make_ready(sim: &mut Sim, stage: &str, addresses: &[&str]) {
     let attempt = sim.observed.latest_attempt(stage).unwrap();
     let job = sim.observed.jobs.iter_mut().find(|j| j.stage == stage && j.attempt == attempt).unwrap();
-    job.ready_addresses = addresses.iter().map(|s| s.to_string()).collect();
+    job.outcome.ready_addresses = addresses.iter().map(|s| s.to_string()).collect();
 }
 
 #[test]
