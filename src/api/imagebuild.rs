@@ -196,6 +196,9 @@ pub struct BuildRecord {
     pub job_name: String,
     /// Building, Ready or Failed.
     pub phase: String,
+    /// The full reference built (`output:suffix`, with the output of its time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// The spec generation built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,

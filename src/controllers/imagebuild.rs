@@ -20,7 +20,7 @@ use crate::api::imagebuild::ImageBuildStatus;
 use crate::api::{ImageBuild, FIELD_MANAGER};
 use crate::engine::build_planner::{plan_build, BuildAction, BuildJob, BuildView};
 use crate::engine::naming::{
-    run_label, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_PRUNE, LABEL_SUFFIX,
+    run_label, ANNOTATION_IMAGE, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_PRUNE, LABEL_SUFFIX,
 };
 use crate::resources::build_job::{build_job, prune_job, BUILD_CONTAINER, PRUNE_CONTAINER};
 use crate::resources::controller_ref;
@@ -56,9 +56,9 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
     let (prune_jobs, build_jobs): (Vec<Job>, Vec<Job>) =
         jobs.items.into_iter().partition(|j| j.labels().contains_key(LABEL_PRUNE));
-    let rebuild_request = |job: &str| {
+    let annotation = |job: &str, key: &str| {
         let job = build_jobs.iter().find(|j| j.metadata.name.as_deref() == Some(job))?;
-        job.annotations().get(ANNOTATION_REBUILD).cloned()
+        job.annotations().get(key).cloned()
     };
     let builds = observe_jobs(&build_jobs, &pods.items, BUILD_CONTAINER).into_iter().map(|o| (o, false));
     let prunes = observe_jobs(&prune_jobs, &pods.items, PRUNE_CONTAINER).into_iter().map(|o| (o, true));
@@ -66,7 +66,8 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
         .chain(prunes)
         .filter_map(|((labels, o), prune)| {
             Some(BuildJob {
-                rebuild_request: rebuild_request(&o.name),
+                rebuild_request: annotation(&o.name, ANNOTATION_REBUILD),
+                image: annotation(&o.name, ANNOTATION_IMAGE),
                 suffix: labels.get(LABEL_SUFFIX)?.clone(),
                 generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()).unwrap_or_default(),
                 outcome: o,

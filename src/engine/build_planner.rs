@@ -54,6 +54,8 @@ pub struct BuildJob {
     pub prune: bool,
     /// The `gantry.dev/rebuild` request this build answered (its annotation).
     pub rebuild_request: Option<String>,
+    /// The reference it builds (its `gantry.dev/image` annotation).
+    pub image: Option<String>,
 }
 
 /// One build to start.
@@ -195,7 +197,7 @@ pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> Bu
         let timeout = view.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok());
         integrate(last, job, timeout, now, &mut actions, &mut wake);
         if last.phase == "Ready" {
-            status.latest_image = Some(format!("{}:{}", view.spec.output, last.suffix));
+            status.latest_image = Some(record_image(view, last));
             status.digest = last.digest.clone();
         }
     }
@@ -220,6 +222,7 @@ pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> Bu
             suffix,
             job_name: launch.job_name.clone(),
             phase: "Building".into(),
+            image: Some(launch.image.clone()),
             generation: Some(view.generation),
             start_time: Some(now),
             message: Some(trigger_message(&trigger)),
@@ -244,7 +247,7 @@ fn trim_history(view: &BuildView, status: &mut ImageBuildStatus) -> Vec<BuildRec
     let latest = status.latest_image.clone();
     let (mut index, mut dropped) = (0, Vec::new());
     status.builds.retain(|b| {
-        let in_use = latest.as_deref() == Some(format!("{}:{}", view.spec.output, b.suffix).as_str());
+        let in_use = latest.as_deref() == Some(record_image(view, b).as_str());
         index += 1;
         if index > older || in_use {
             return true;
@@ -265,7 +268,7 @@ fn prune_dropped(view: &BuildView, status: &ImageBuildStatus, dropped: &[BuildRe
         return;
     }
     for record in dropped.iter().filter(|b| b.phase == "Ready") {
-        let image = format!("{}:{}", view.spec.output, record.suffix);
+        let image = record_image(view, record);
         if status.latest_image.as_deref() == Some(image.as_str()) {
             continue;
         }
@@ -349,6 +352,12 @@ fn retire(
     actions.push(BuildAction::CreatePruneJob(Box::new(launch)));
 }
 
+/// The reference a build pushed: recorded since the build started; for
+/// records older than that, the current output with the build's suffix.
+fn record_image(view: &BuildView, record: &BuildRecord) -> String {
+    record.image.clone().unwrap_or_else(|| format!("{}:{}", view.spec.output, record.suffix))
+}
+
 fn trigger_message(trigger: &BuildTrigger) -> String {
     match trigger {
         BuildTrigger::First => "first build".into(),
@@ -377,6 +386,7 @@ fn adopt(status: &mut ImageBuildStatus, jobs: &[BuildJob]) {
             phase: "Building".into(),
             generation: Some(job.generation),
             start_time: job.outcome.created,
+            image: job.image.clone(),
             ..Default::default()
         });
         if job.rebuild_request.is_some() {
@@ -479,7 +489,7 @@ fn summarize(view: &BuildView, status: &mut ImageBuildStatus, now: DateTime<Utc>
     }
     match &last {
         Some(b) if b.phase == "Building" => {
-            let m = format!("building {}:{} ({})", view.spec.output, b.suffix, b.message.clone().unwrap_or_default());
+            let m = format!("building {} ({})", record_image(view, b), b.message.clone().unwrap_or_default());
             set_condition(conditions, "Building", "True", "Building", &m, generation, now)
         }
         _ => set_condition(conditions, "Building", "False", "Idle", "no build running", generation, now),
@@ -505,7 +515,7 @@ fn finish(
             "Ready" => (false, "BuildSucceeded"),
             _ => (true, "BuildFailed"),
         };
-        let mut message = format!("{}:{}", view.spec.output, record.suffix);
+        let mut message = record_image(view, record);
         if let Some(m) = &record.message {
             message.push_str(": ");
             message.push_str(m);
@@ -632,7 +642,9 @@ mod tests {
                 match action {
                     BuildAction::CreateJob(l) => {
                         self.create(&l.job_name, &l.suffix, l.generation, false);
-                        self.jobs.last_mut().unwrap().rebuild_request = l.rebuild_request.clone();
+                        let job = self.jobs.last_mut().unwrap();
+                        job.rebuild_request = l.rebuild_request.clone();
+                        job.image = Some(l.image.clone());
                     }
                     BuildAction::CreatePruneJob(l) => self.create(&l.job_name, &l.suffix, self.generation, true),
                     BuildAction::DeleteJob { name } => self.jobs.retain(|j| &j.outcome.name != name),
@@ -652,6 +664,7 @@ mod tests {
                 outcome: JobOutcome { name: name.to_string(), created: Some(self.now), ..Default::default() },
                 prune,
                 rebuild_request: None,
+                image: None,
             });
         }
 
@@ -964,6 +977,42 @@ mod tests {
         assert!(sim.notes.iter().any(|n| n.reason == "PruneStarted" && n.message.contains("retention.keepLast")));
         assert!(sim.status.prune.is_none(), "the latest image is untouched");
         assert_eq!(sim.status.lifecycle, Some(Lifecycle::Used));
+    }
+
+    #[test]
+    fn after_an_output_change_old_builds_keep_and_prune_their_own_reference() {
+        let mut s = spec();
+        s.retention.keep_last = Some(1);
+        s.retention.pruner = Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() });
+        let mut sim = Sim::new(s);
+        sim.step();
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.step();
+        let first = sim.status.latest_image.clone().unwrap();
+        assert!(first.starts_with("10.88.0.1:5000/fedora-cache:"), "{first}");
+
+        sim.spec.output = "10.88.0.1:5000/fedora-next".into();
+        sim.generation = 2;
+        sim.now = t(10);
+        sim.step();
+        assert_eq!(sim.status.builds.len(), 2, "the build of the image in use stays while the new one runs");
+        assert_eq!(sim.status.builds[0].image.as_deref(), Some(first.as_str()));
+        assert_eq!(sim.status.latest_image.as_deref(), Some(first.as_str()));
+
+        sim.now = t(20);
+        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        let plan = sim.step();
+        let latest = sim.status.latest_image.clone().unwrap();
+        assert!(latest.starts_with("10.88.0.1:5000/fedora-next:"), "{latest}");
+        let pruned: Vec<&str> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                BuildAction::CreatePruneJob(p) => Some(p.image.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pruned, [first.as_str()], "the old image is deleted under the name it was pushed as");
     }
 
     #[test]

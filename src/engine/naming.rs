@@ -19,6 +19,8 @@ pub const LABEL_PRUNE: &str = "gantry.dev/prune";
 
 /// Annotation a user sets (to any new value) to rebuild an ImageBuild.
 pub const ANNOTATION_REBUILD: &str = "gantry.dev/rebuild";
+/// On a build Job: the full reference it builds, so an adopted build keeps it.
+pub const ANNOTATION_IMAGE: &str = "gantry.dev/image";
 /// The standard managed-by label.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 

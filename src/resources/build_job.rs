@@ -11,7 +11,8 @@ use crate::api::imagebuild::ImageBuildSpec;
 use crate::engine::build_planner::{BuildLaunch, PruneLaunch};
 use crate::engine::launch::OUTPUTS_PATH;
 use crate::engine::naming::{
-    run_label, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY, LABEL_PRUNE, LABEL_SUFFIX,
+    run_label, ANNOTATION_IMAGE, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY,
+    LABEL_PRUNE, LABEL_SUFFIX,
 };
 
 /// Name of the builder's container.
@@ -69,9 +70,11 @@ pub fn build_job(launch: &BuildLaunch, spec: &ImageBuildSpec, namespace: &str, o
         ..Default::default()
     };
     let mut job = single_attempt_job(&launch.job_name, namespace, labels, owner, launch.timeout, pod);
+    let mut annotations = BTreeMap::from([(ANNOTATION_IMAGE.to_string(), launch.image.clone())]);
     if let Some(request) = &launch.rebuild_request {
-        job.metadata.annotations = Some(BTreeMap::from([(ANNOTATION_REBUILD.to_string(), request.clone())]));
+        annotations.insert(ANNOTATION_REBUILD.to_string(), request.clone());
     }
+    job.metadata.annotations = Some(annotations);
     job
 }
 
@@ -138,6 +141,7 @@ mod tests {
         assert_eq!(labels[LABEL_SUFFIX], "c20261121t150000z");
         let annotations = job.metadata.annotations.clone().unwrap();
         assert_eq!(annotations[ANNOTATION_REBUILD], "weekly-1", "the request it answers, for adoption");
+        assert_eq!(annotations[ANNOTATION_IMAGE], "reg:5000/app:c20261121t150000z");
         let pod = job.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.service_account_name.as_deref(), Some("builder"));
