@@ -11,6 +11,10 @@
 //!   nodeSelector: {feature.node.kubernetes.io/cpu-cpuid.VMX: "true"}
 //!   mode: DevicePlugin          # or HostPath (a /dev/kvm char-device volume)
 //!   deviceResource: devices.kubevirt.io/kvm
+//! kataInstaller:                # host access of the KataInstall installer DaemonSet
+//!   privileged: true            # the real kata-deploy rewrites containerd's config and restarts it
+//!   hostPID: true
+//!   hostPaths: [/etc/containerd, /etc/crio]   # besides /opt/kata, always mounted
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,6 +44,27 @@ pub struct OperatorConfig {
     /// How stages and builds that ask for `nestedVirt` get virtualization.
     #[serde(default)]
     pub nested_virt: NestedVirtPolicy,
+    /// What the KataInstall installer may do on the host besides writing `/opt/kata`.
+    #[serde(default)]
+    pub kata_installer: KataInstallerHostAccess,
+}
+
+/// Host access granted to the KataInstall installer DaemonSet. By default it
+/// mounts only `/opt/kata` and is not privileged, which suits installers that
+/// only drop files; the real kata-deploy also rewrites the container
+/// runtime's config and restarts it, which needs what this grants.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KataInstallerHostAccess {
+    /// Run the installer container privileged.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Share the host's process namespace (kata-deploy restarts the runtime through it).
+    #[serde(default, rename = "hostPID")]
+    pub host_pid: bool,
+    /// More host directories, each mounted at the same path (absolute, not `/`).
+    #[serde(default)]
+    pub host_paths: Vec<String>,
 }
 
 /// The one place that decides how a pod gets virtualization.
@@ -81,6 +106,22 @@ pub enum NestedVirtMode {
     HostPath,
 }
 
+/// A host directory an admin may hand to the installer: absolute, normalized,
+/// and not the whole host.
+fn check_host_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("must be an absolute path");
+    }
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    if parts.is_empty() {
+        return Err("would mount the whole host filesystem");
+    }
+    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+        return Err("must not contain empty, `.` or `..` segments");
+    }
+    Ok(())
+}
+
 fn default_virt_node_selector() -> BTreeMap<String, String> {
     BTreeMap::from([("feature.node.kubernetes.io/cpu-cpuid.VMX".to_string(), "true".to_string())])
 }
@@ -104,6 +145,9 @@ impl OperatorConfig {
         }
         if config.nested_virt.mode == NestedVirtMode::DevicePlugin && config.nested_virt.device_resource.is_empty() {
             anyhow::bail!("nestedVirt.deviceResource: must name a resource in DevicePlugin mode");
+        }
+        for (i, path) in config.kata_installer.host_paths.iter().enumerate() {
+            check_host_path(path).map_err(|e| anyhow::anyhow!("kataInstaller.hostPaths[{i}]: {path:?} {e}"))?;
         }
         Ok(config)
     }
@@ -159,6 +203,27 @@ mod tests {
         assert_eq!(ci.default_stage_timeout, Some(std::time::Duration::from_secs(7200)));
         assert_eq!(ci.nested_virt.unwrap().device_resource.as_deref(), Some("devices.kubevirt.io/kvm"));
         assert_eq!(config.settings_for("default").nested_virt, None);
+        let kata = &config.kata_installer;
+        assert!(kata.privileged && kata.host_pid);
+        assert_eq!(kata.host_paths, ["/etc/containerd", "/etc/crio"]);
+    }
+
+    #[test]
+    fn the_kata_installer_gets_no_host_access_unless_granted() {
+        assert_eq!(OperatorConfig::default().kata_installer, KataInstallerHostAccess::default());
+        assert!(!KataInstallerHostAccess::default().privileged);
+        for (path, why) in [
+            ("etc/containerd", "absolute"),
+            ("/", "whole host"),
+            ("//", "whole host"),
+            ("/etc/../root", ".."),
+            ("/etc//crio", "empty"),
+        ] {
+            let yaml = format!("kataInstaller: {{hostPaths: [/opt/x, {path:?}]}}");
+            let err = format!("{:#}", OperatorConfig::parse(&yaml).unwrap_err());
+            assert!(err.contains("kataInstaller.hostPaths[1]") && err.contains(why), "{path}: {err}");
+        }
+        assert!(OperatorConfig::parse("kataInstaller: {hostPaths: [/etc/containerd/]}").is_ok());
     }
 
     #[test]

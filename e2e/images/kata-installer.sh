@@ -8,9 +8,16 @@
 #            /opt/kata/bin/containerd-shim-kata-v2 (the operator's readiness
 #            probe tests for it). Fails with a termination message when SHIMS
 #            holds a shim other than qemu, clh or fc.
+#            Where the operator's config grants host access (kataInstaller),
+#            the host directory /etc/gantry-e2e-runtime is mounted, as
+#            kata-deploy gets /etc/containerd: there it writes
+#            gantry-kata-runtime with the node, its effective capabilities
+#            (all of them when privileged) and the name of PID 1 (the host's
+#            init with hostPID, itself otherwise).
 #   cleanup: removes those files (the probe then tests for their absence).
 mode="${1:-install}"
 root=/opt/kata
+runtime_dir=/etc/gantry-e2e-runtime
 
 fail() {
     echo "$*" > /dev/termination-log
@@ -31,10 +38,16 @@ install)
     for shim in $SHIMS; do
         echo "$shim" > "$root/bin/containerd-shim-kata-$shim-v2"
     done
+    if [ -d "$runtime_dir" ]; then
+        capeff="$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)"
+        printf 'node=%s\ncapeff=%s\npid1=%s\n' "$NODE_NAME" "$capeff" "$(cat /proc/1/comm)" \
+            > "$runtime_dir/gantry-kata-runtime" || fail "kata-installer: cannot write $runtime_dir"
+    fi
     echo "installed by the stand-in kata-installer" > "$root/bin/containerd-shim-kata-v2"
     ;;
 cleanup)
     rm -f "$root/gantry-installed" "$root/bin/containerd-shim-kata-v2" "$root"/bin/containerd-shim-kata-*-v2
+    if [ -d "$runtime_dir" ]; then rm -f "$runtime_dir/gantry-kata-runtime"; fi
     ;;
 *)
     fail "kata-installer: unknown mode \"$mode\" (install or cleanup)"

@@ -238,7 +238,7 @@ async fn apply(
         }
         KataAction::ApplyDaemonSet { role, config } => {
             info!(install = %name, role = role.as_str(), "applying the installer DaemonSet");
-            let ds = installer_daemonset(&name, ns, &install.spec, *role, config, owner);
+            let ds = installer_daemonset(&name, ns, &install.spec, *role, config, &ctx.config.kata_installer, owner);
             Api::<DaemonSet>::namespaced(client, ns)
                 .patch(&daemonset_name(&name, *role), &ssa, &Patch::Apply(&ds))
                 .await?;

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::katainstall::KataInstallSpec;
+use crate::config::KataInstallerHostAccess;
 use crate::engine::kata::validate::default_shim;
 use crate::engine::kata::{
     runtime_class_name, Role, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
@@ -71,18 +72,18 @@ fn env(name: &str, value: &str) -> EnvVar {
 /// The installer DaemonSet. `install` runs on the nodes of
 /// `spec.nodeSelector`, `cleanup` on the nodes marked
 /// `katacontainers.io/kata-runtime=cleanup`. It is a node agent, so it
-/// tolerates every taint. Host access: only `/opt/kata` (hostPath, same
-/// path), which is where kata-deploy installs; the KataInstall is a
-/// cluster-scoped object only admins create, so host access is by design.
-/// Not privileged: an installer that must also rewrite the container
-/// runtime's config and restart it (the real kata-deploy does) needs more
-/// than this DaemonSet grants today.
+/// tolerates every taint. Host access: `/opt/kata` (hostPath, same path),
+/// which is where kata-deploy installs, and what the operator's admin-owned
+/// `kataInstaller` config grants on top (privileged, host PID, more host
+/// directories), which the real kata-deploy needs to rewrite the container
+/// runtime's config and restart it. Nothing more by default.
 pub fn installer_daemonset(
     install: &str,
     namespace: &str,
     spec: &KataInstallSpec,
     role: Role,
     config: &str,
+    host: &KataInstallerHostAccess,
     owner: Option<OwnerReference>,
 ) -> DaemonSet {
     let selector_labels = labels(install, role.as_str());
@@ -104,6 +105,10 @@ pub fn installer_daemonset(
         }),
         ..Default::default()
     };
+    // `/opt/kata` first (created when missing), then the admin's extra directories.
+    let mut host_dirs = vec![("kata".to_string(), KATA_HOST_DIR.to_string())];
+    let extra = host.host_paths.iter().map(|p| p.trim_end_matches('/')).filter(|p| *p != KATA_HOST_DIR);
+    host_dirs.extend(extra.enumerate().map(|(i, p)| (format!("host-{i}"), p.to_string())));
     let container = Container {
         name: INSTALLER_CONTAINER.into(),
         image: Some(spec.installer_image.clone()),
@@ -120,11 +125,13 @@ pub fn installer_daemonset(
             ..Default::default()
         }),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "kata".into(),
-            mount_path: KATA_HOST_DIR.into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(
+            host_dirs
+                .iter()
+                .map(|(name, path)| VolumeMount { name: name.clone(), mount_path: path.clone(), ..Default::default() })
+                .collect(),
+        ),
+        security_context: host.privileged.then(|| SecurityContext { privileged: Some(true), ..Default::default() }),
         ..Default::default()
     };
     let meta_labels = pod_labels.clone();
@@ -145,14 +152,20 @@ pub fn installer_daemonset(
                     node_selector: Some(node_selector).filter(|s| !s.is_empty()),
                     tolerations: Some(vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]),
                     termination_grace_period_seconds: Some(10),
-                    volumes: Some(vec![Volume {
-                        name: "kata".into(),
-                        host_path: Some(HostPathVolumeSource {
-                            path: KATA_HOST_DIR.into(),
-                            type_: Some("DirectoryOrCreate".into()),
-                        }),
-                        ..Default::default()
-                    }]),
+                    host_pid: host.host_pid.then_some(true),
+                    volumes: Some(
+                        host_dirs
+                            .iter()
+                            .map(|(name, path)| Volume {
+                                name: name.clone(),
+                                host_path: Some(HostPathVolumeSource {
+                                    path: path.clone(),
+                                    type_: (path == KATA_HOST_DIR).then(|| "DirectoryOrCreate".into()),
+                                }),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
                     ..Default::default()
                 }),
             },
@@ -342,7 +355,7 @@ mod tests {
 
     #[test]
     fn the_install_daemonset_passes_kata_deploy_environment_and_mode() {
-        let ds = installer_daemonset("kata", "gantry-system", &spec(), Role::Install, "abc", None);
+        let ds = installer_daemonset("kata", "gantry-system", &spec(), Role::Install, "abc", &NO_HOST_ACCESS, None);
         assert_eq!(ds.metadata.name.as_deref(), Some("kata-install"));
         assert_eq!(ds.metadata.namespace.as_deref(), Some("gantry-system"));
         let pod = ds.spec.template.spec.clone().unwrap();
@@ -357,10 +370,12 @@ mod tests {
         assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
         assert_eq!(pod.node_selector, Some(BTreeMap::from([("kata".into(), "yes".into())])));
         assert_eq!(pod.tolerations.unwrap()[0].operator.as_deref(), Some("Exists"), "a node agent tolerates all");
-        let volume = &pod.volumes.unwrap()[0];
-        assert_eq!(volume.host_path.as_ref().unwrap().path, "/opt/kata");
+        let volumes = pod.volumes.unwrap();
+        assert_eq!(volumes.len(), 1, "only /opt/kata from the host");
+        assert_eq!(volumes[0].host_path.as_ref().unwrap().path, "/opt/kata");
         assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/opt/kata");
         assert!(c.security_context.is_none(), "not privileged");
+        assert_eq!(pod.host_pid, None);
         let template_labels = ds.spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
         assert_eq!(template_labels[LABEL_KATA_CONFIG], "abc");
         assert_eq!(template_labels[LABEL_KATA_INSTALL], "kata");
@@ -368,9 +383,36 @@ mod tests {
         assert!(!selector.contains_key(LABEL_KATA_CONFIG), "the selector is immutable: no config hash in it");
     }
 
+    const NO_HOST_ACCESS: KataInstallerHostAccess =
+        KataInstallerHostAccess { privileged: false, host_pid: false, host_paths: Vec::new() };
+
+    #[test]
+    fn the_admin_can_grant_the_installer_what_kata_deploy_needs() {
+        let host = KataInstallerHostAccess {
+            privileged: true,
+            host_pid: true,
+            host_paths: vec!["/etc/containerd/".into(), "/opt/kata".into(), "/etc/crio".into()],
+        };
+        for role in [Role::Install, Role::Cleanup] {
+            let ds = installer_daemonset("kata", "ns", &spec(), role, "abc", &host, None);
+            let pod = ds.spec.template.spec.unwrap();
+            let c = &pod.containers[0];
+            assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+            assert_eq!(pod.host_pid, Some(true));
+            let volumes: Vec<(String, String)> =
+                pod.volumes.unwrap().into_iter().map(|v| (v.name, v.host_path.unwrap().path)).collect();
+            let expected = [("kata", "/opt/kata"), ("host-0", "/etc/containerd"), ("host-1", "/etc/crio")];
+            let expected: Vec<(String, String)> =
+                expected.iter().map(|(n, p)| (n.to_string(), p.to_string())).collect();
+            assert_eq!(volumes, expected, "/opt/kata once, the rest at their own paths");
+            let mounts: Vec<&str> = c.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+            assert_eq!(mounts, ["/opt/kata", "/etc/containerd", "/etc/crio"]);
+        }
+    }
+
     #[test]
     fn the_cleanup_daemonset_runs_on_nodes_marked_for_cleanup() {
-        let ds = installer_daemonset("kata", "ns", &spec(), Role::Cleanup, "abc", None);
+        let ds = installer_daemonset("kata", "ns", &spec(), Role::Cleanup, "abc", &NO_HOST_ACCESS, None);
         assert_eq!(ds.metadata.name.as_deref(), Some("kata-cleanup"));
         let pod = ds.spec.template.spec.unwrap();
         assert_eq!(pod.containers[0].args, Some(vec!["cleanup".to_string()]));

@@ -2,8 +2,8 @@
 //! `local/kata-installer:1` (e2e/images/kata-installer.sh): install, node
 //! label, RuntimeClass, smoke test and `Verified`; a node joining and
 //! leaving; a failing installer; deletion cleaning every node; a refused
-//! spec. The node and its labels are shared, so the tests that touch them
-//! hold `NODE_LOCK`.
+//! spec; the host access an admin grants the installer. The node and its
+//! labels are shared, so the tests that touch them hold `NODE_LOCK`.
 
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ use crate::support::{client, kubeconfig_path, Operator, TestNamespace};
 const NODE: &str = "localhost";
 /// What the stand-in installer writes on the host.
 const MARKER: &str = "/opt/kata/gantry-installed";
+/// The host directory an admin may grant the installer (as kata-deploy
+/// gets `/etc/containerd`), and what the stand-in writes there when it is mounted.
+const RUNTIME_DIR: &str = "/etc/gantry-e2e-runtime";
+const RUNTIME_MARKER: &str = "/etc/gantry-e2e-runtime/gantry-kata-runtime";
 /// The label a test puts on the nodes its KataInstall selects.
 const SELECT_LABEL: &str = "gantry.dev/e2e-kata";
 
@@ -163,6 +167,7 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     assert_eq!(class.overhead.clone().unwrap().pod_fixed.unwrap()["memory"].0, "32Mi");
     let marker = std::fs::read_to_string(MARKER).expect("the installer wrote its marker on the host");
     assert!(marker.contains("node=localhost") && marker.contains("shims=qemu"), "{marker}");
+    assert!(!std::path::Path::new(RUNTIME_MARKER).exists(), "no host access beyond /opt/kata unless granted");
     let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), &ns.name);
     assert!(daemon_sets.get_opt(&format!("{name}-install")).await.unwrap().is_some());
 
@@ -224,6 +229,55 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     assert_eq!(node.annotations().get("gantry.dev/kata-install"), None);
 
     label_node(&client, NODE, None).await;
+    ns.delete().await;
+}
+
+/// What the real kata-deploy needs (privileged, the host's PID namespace,
+/// the runtime's config directory) is granted by the admin-owned operator
+/// config; the stand-in installer reports what it really got.
+#[tokio::test]
+async fn the_operator_config_grants_the_installer_host_access() {
+    let _lock = NODE_LOCK.lock().await;
+    let client = client().await;
+    crate::crds::install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "kata-host").await;
+    let _guard = NodeGuard { ns: ns.name.clone(), fake_node: None };
+    std::fs::create_dir_all(RUNTIME_DIR).unwrap();
+    let _ = std::fs::remove_file(RUNTIME_MARKER);
+    let config = format!("kataInstaller: {{privileged: true, hostPID: true, hostPaths: [{RUNTIME_DIR}]}}\n");
+    let path = std::env::temp_dir().join(format!("gantry-config-{}.yaml", ns.name));
+    std::fs::write(&path, config).unwrap();
+    let _operator = Operator::for_kata_with(&ns.name, &["--config", path.to_str().unwrap()]);
+    label_node(&client, NODE, Some(&ns.name)).await;
+    let installs = Api::<KataInstall>::all(client.clone());
+    let name = ns.name.clone();
+    let mut install = kata_install(&name, &ns.name, &["qemu"], None);
+    install.spec.smoke_test.enabled = Some(false);
+    installs.create(&PostParams::default(), &install).await.unwrap();
+    wait_for(&installs, &name, 120, "Installed=True", |k| {
+        k.and_then(|k| condition(k, "Installed")).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+
+    let report = std::fs::read_to_string(RUNTIME_MARKER).expect("the granted directory is the host's");
+    let field = |key: &str| {
+        let line = report.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_string);
+        line.unwrap_or_else(|| panic!("no {key} in {report}"))
+    };
+    assert_eq!(field("node"), NODE);
+    let capabilities = u64::from_str_radix(&field("capeff"), 16).unwrap();
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    assert_ne!(capabilities & CAP_SYS_ADMIN, 0, "privileged: CAP_SYS_ADMIN in {report}");
+    let host_init = std::fs::read_to_string("/proc/1/comm").unwrap();
+    assert_eq!(field("pid1"), host_init.trim(), "hostPID: PID 1 is the host's init");
+
+    // The cleanup runs with the same access and undoes it.
+    installs.delete(&name, &DeleteParams::default()).await.unwrap();
+    wait_gone(&installs, &name, 120).await;
+    assert!(!std::path::Path::new(RUNTIME_MARKER).exists(), "the cleanup removed its runtime marker");
+    assert!(!std::path::Path::new(MARKER).exists());
+    label_node(&client, NODE, None).await;
+    let _ = std::fs::remove_file(&path);
     ns.delete().await;
 }
 

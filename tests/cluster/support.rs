@@ -176,10 +176,16 @@ impl Operator {
     /// `gantry.dev/e2e-test=<namespace>` (KataInstall is cluster-scoped, so
     /// `--namespace` does not keep test operators apart).
     pub fn for_kata(namespace: &str) -> Self {
+        Self::for_kata_with(namespace, &[])
+    }
+
+    /// The same, with extra arguments.
+    pub fn for_kata_with(namespace: &str, extra: &[&str]) -> Self {
         let selector = format!("gantry.dev/e2e-test={namespace}");
         let args = ["--namespace", namespace, "--controllers", "katainstall", "--operator-namespace", namespace];
         let mut args = args.to_vec();
         args.extend(["--katainstall-selector", &selector]);
+        args.extend_from_slice(extra);
         let (child, lines) = start_operator(&args);
         Operator { child, lines }
     }
