@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource, ObjectFieldSelector, Pod, PodSpec,
-    PodTemplateSpec, Probe, SecurityContext, TCPSocketAction, Toleration, Volume, VolumeMount,
+    Affinity, Container, EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
+    SecurityContext, TCPSocketAction, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::node::v1::{Overhead, RuntimeClass, Scheduling};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -150,6 +151,7 @@ pub fn installer_daemonset(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     node_selector: Some(node_selector).filter(|s| !s.is_empty()),
+                    affinity: (role == Role::Install).then(not_while_cleaning_up),
                     tolerations: Some(vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]),
                     termination_grace_period_seconds: Some(10),
                     host_pid: host.host_pid.then_some(true),
@@ -171,6 +173,26 @@ pub fn installer_daemonset(
             },
             ..Default::default()
         },
+        ..Default::default()
+    }
+}
+
+/// Keeps the installer off nodes where the cleanup runs (a node that left
+/// the selector and came back is cleaned up first).
+fn not_while_cleaning_up() -> Affinity {
+    let term = NodeSelectorTerm {
+        match_expressions: Some(vec![NodeSelectorRequirement {
+            key: NODE_RUNTIME_LABEL.into(),
+            operator: "NotIn".into(),
+            values: Some(vec!["cleanup".into()]),
+        }]),
+        ..Default::default()
+    };
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector { node_selector_terms: vec![term] }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -376,6 +398,14 @@ mod tests {
         assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/opt/kata");
         assert!(c.security_context.is_none(), "not privileged");
         assert_eq!(pod.host_pid, None);
+        let affinity = pod.affinity.unwrap().node_affinity.unwrap();
+        let terms = affinity.required_during_scheduling_ignored_during_execution.unwrap().node_selector_terms;
+        let keep_off = &terms[0].match_expressions.as_ref().unwrap()[0];
+        assert_eq!(
+            (keep_off.key.as_str(), keep_off.operator.as_str(), keep_off.values.clone().unwrap()),
+            (NODE_RUNTIME_LABEL, "NotIn", vec!["cleanup".to_string()]),
+            "the installer keeps off nodes where the cleanup runs"
+        );
         let template_labels = ds.spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
         assert_eq!(template_labels[LABEL_KATA_CONFIG], "abc");
         assert_eq!(template_labels[LABEL_KATA_INSTALL], "kata");
@@ -417,6 +447,7 @@ mod tests {
         let pod = ds.spec.template.spec.unwrap();
         assert_eq!(pod.containers[0].args, Some(vec!["cleanup".to_string()]));
         assert_eq!(pod.node_selector, Some(BTreeMap::from([(NODE_RUNTIME_LABEL.into(), "cleanup".into())])));
+        assert_eq!(pod.affinity, None);
         let probe = pod.containers[0].readiness_probe.clone().unwrap().exec.unwrap().command.unwrap();
         assert_eq!(probe[2], format!("test ! -e {KATA_SHIM_BINARY}"));
     }

@@ -1,7 +1,7 @@
 //! KataInstall on the real node, with the stand-in installer image
 //! `local/kata-installer:1` (e2e/images/kata-installer.sh): install, node
 //! label, RuntimeClass, smoke test and `Verified`; a node joining and
-//! leaving; a failing installer; deletion cleaning every node; a refused
+//! leaving; a node leaving the selector cleaned up; a failing installer; deletion cleaning every node; a refused
 //! spec; the host access an admin grants the installer. The node and its
 //! labels are shared, so the tests that touch them hold `NODE_LOCK`.
 
@@ -196,6 +196,31 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     let status = left.status.unwrap();
     assert!(status.nodes.iter().all(|n| n.name != fake_node), "{status:#?}");
     assert_eq!(status.phase, Some(KataPhase::Installed));
+
+    // The node leaves the selector: the installer's cleanup runs there and the
+    // node is unmarked. Selected again, it is installed again.
+    label_node(&client, NODE, Some("elsewhere")).await;
+    wait_for(&installs, &name, 120, "the node that left cleaned up", |k| {
+        k.and_then(|k| k.status.as_ref()).is_some_and(|s| s.nodes_desired == 0 && s.nodes.is_empty())
+    })
+    .await;
+    assert!(!std::path::Path::new(MARKER).exists(), "the cleanup ran on the node that left");
+    let node = nodes.get(NODE).await.unwrap();
+    assert_eq!(node.labels().get("katacontainers.io/kata-runtime"), None);
+    assert_eq!(node.annotations().get("gantry.dev/kata-install"), None);
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name);
+    let reasons: Vec<String> =
+        events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+    assert!(reasons.iter().any(|r| r == "NodeCleanedUp"), "{reasons:?}");
+    label_node(&client, NODE, Some(&ns.name)).await;
+    wait_for(&installs, &name, 120, "the node installed again", |k| {
+        k.and_then(|k| k.status.as_ref())
+            .is_some_and(|s| s.nodes_installed == 1 && s.phase == Some(KataPhase::Installed))
+    })
+    .await;
+    assert!(std::path::Path::new(MARKER).exists(), "installed again");
+    let node = nodes.get(NODE).await.unwrap();
+    assert_eq!(node.labels().get("katacontainers.io/kata-runtime").map(String::as_str), Some("true"));
 
     // Deletion runs the cleanup on the node, then removes everything.
     installs.delete(&name, &DeleteParams::default()).await.unwrap();

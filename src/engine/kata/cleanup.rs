@@ -1,6 +1,8 @@
 //! Deletion: stop new Kata pods (RuntimeClasses and smoke objects go), stop
 //! the installer, run it in `cleanup` mode on every node it ran on, unmark
 //! each node once its cleanup pod is Ready, then release the finalizer.
+//! The same per-node cleanup runs, while the KataInstall lives, on the nodes
+//! that leave its selector.
 //! A node that left the cluster is no longer a target; after the cleanup
 //! deadline the remaining nodes are unmarked anyway and a Warning says so.
 
@@ -9,12 +11,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    install_config, list_nodes, node_state, note, KataAction, KataObserved, KataPlan, KataView, NodeMark, PodState,
-    Role, CONDITION_INSTALLED, CONDITION_VERIFIED, DEFAULT_CLEANUP_TIMEOUT, NODE_RUNTIME_LABEL, RESYNC,
+    install_config, list_nodes, node_state, note, KataAction, KataObserved, KataPlan, KataView, NodeInfo, NodeMark,
+    PodState, Role, CONDITION_INSTALLED, CONDITION_VERIFIED, DEFAULT_CLEANUP_TIMEOUT, NODE_RUNTIME_LABEL, RESYNC,
 };
 use crate::api::katainstall::{KataInstallStatus, KataPhase, NodeInstallStatus};
 use crate::engine::conditions::set_condition;
 use crate::engine::duration::parse_duration;
+use crate::engine::planner::Note;
 use crate::engine::validate::SpecError;
 
 /// Plans one reconcile of a KataInstall being deleted.
@@ -38,8 +41,7 @@ pub fn plan_cleanup(
     if observed.daemon_sets.contains_key(&Role::Install) {
         actions.push(KataAction::DeleteDaemonSet(Role::Install));
     }
-    let targets: Vec<&super::NodeInfo> =
-        observed.nodes.iter().filter(|n| n.owner.as_deref() == Some(view.name)).collect();
+    let targets: Vec<&NodeInfo> = observed.nodes.iter().filter(|n| n.owner.as_deref() == Some(view.name)).collect();
     let valid = super::validate::validate_kata(view.name, view.spec);
     let deadline = view.deleting_since.unwrap_or(now) + cleanup_timeout(view);
     let mut nodes = Vec::new();
@@ -65,26 +67,7 @@ pub fn plan_cleanup(
             actions.push(KataAction::ApplyDaemonSet { role: Role::Cleanup, config });
         }
         for node in &targets {
-            let pod = observed.pods.iter().find(|p| p.role == Role::Cleanup && p.node == node.name);
-            let message = match pod.map(|p| &p.state) {
-                Some(PodState::Ready) => {
-                    actions.push(KataAction::MarkNode { node: node.name.clone(), mark: NodeMark::Clear });
-                    notes.push(note(false, "NodeCleanedUp", format!("Kata removed from node {}", node.name)));
-                    continue;
-                }
-                Some(PodState::Failed(m)) => format!("cleanup failed: {m}"),
-                Some(PodState::Pending(m)) => format!("cleanup {m}"),
-                None if installers_left => "waiting for the installer to stop".into(),
-                None => "waiting for the cleanup pod".into(),
-            };
-            if node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str) != Some("cleanup") {
-                actions.push(KataAction::MarkNode { node: node.name.clone(), mark: NodeMark::Cleanup });
-            }
-            nodes.push(NodeInstallStatus {
-                name: node.name.clone(),
-                state: node_state::CLEANING_UP.into(),
-                message: Some(message),
-            });
+            nodes.extend(clean_node(node, observed, installers_left, &mut actions, &mut notes));
         }
     } else {
         if observed.daemon_sets.contains_key(&Role::Cleanup) {
@@ -114,6 +97,35 @@ pub fn plan_cleanup(
         .map(|at| (at - now).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1)))
         .map_or(RESYNC, |d| d.min(RESYNC));
     KataPlan { status, actions, notes, requeue_after }
+}
+
+/// One step of running the installer's cleanup on a node it ran on: mark it
+/// for the cleanup DaemonSet once no installer is left there, unmark it once
+/// its cleanup pod is Ready. The node's status entry while under way; `None`
+/// once it is clean.
+pub(super) fn clean_node(
+    node: &NodeInfo,
+    observed: &KataObserved,
+    installer_left: bool,
+    actions: &mut Vec<KataAction>,
+    notes: &mut Vec<Note>,
+) -> Option<NodeInstallStatus> {
+    let pod = observed.pods.iter().find(|p| p.role == Role::Cleanup && p.node == node.name);
+    let message = match pod.map(|p| &p.state) {
+        Some(PodState::Ready) => {
+            actions.push(KataAction::MarkNode { node: node.name.clone(), mark: NodeMark::Clear });
+            notes.push(note(false, "NodeCleanedUp", format!("Kata removed from node {}", node.name)));
+            return None;
+        }
+        Some(PodState::Failed(m)) => format!("cleanup failed: {m}"),
+        Some(PodState::Pending(m)) => format!("cleanup {m}"),
+        None if installer_left => "waiting for the installer to stop".into(),
+        None => "waiting for the cleanup pod".into(),
+    };
+    if !installer_left && node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str) != Some("cleanup") {
+        actions.push(KataAction::MarkNode { node: node.name.clone(), mark: NodeMark::Cleanup });
+    }
+    Some(NodeInstallStatus { name: node.name.clone(), state: node_state::CLEANING_UP.into(), message: Some(message) })
 }
 
 fn cleanup_timeout(view: &KataView) -> chrono::Duration {

@@ -244,6 +244,12 @@ fn note(warning: bool, reason: &str, message: impl Into<String>) -> Note {
     Note { warning, reason: reason.into(), message: message.into(), stage: None, job: None }
 }
 
+/// A node of this KataInstall labelled for the cleanup DaemonSet.
+fn marked_for_cleanup(view: &KataView, node: &NodeInfo) -> bool {
+    node.owner.as_deref() == Some(view.name)
+        && node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str) == Some("cleanup")
+}
+
 fn selects(selector: &BTreeMap<String, String>, node: &NodeInfo) -> bool {
     selector.iter().all(|(k, v)| node.labels.get(k) == Some(v))
 }
@@ -324,19 +330,36 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
     if observed.daemon_sets.get(&Role::Install) != Some(&Some(config.clone())) {
         actions.push(KataAction::ApplyDaemonSet { role: Role::Install, config: config.clone() });
     }
-    if observed.daemon_sets.contains_key(&Role::Cleanup) {
-        actions.push(KataAction::DeleteDaemonSet(Role::Cleanup));
-    }
 
-    // Per-node state and marks.
+    // Per-node state and marks. A node the installer ran on that is no longer
+    // selected, or still marked for an earlier cleanup, is cleaned up first
+    // (the installer stays off nodes marked for cleanup).
     let mut nodes = Vec::new();
+    let mut leaving = Vec::new();
     for node in &observed.nodes {
         let owned = node.owner.as_deref() == Some(view.name);
         let label = node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str);
-        if !selects(&spec.node_selector, node) {
-            if owned {
-                actions.push(KataAction::MarkNode { node: node.name.clone(), mark: NodeMark::Clear });
+        let selected = selects(&spec.node_selector, node);
+        if owned && (!selected || label == Some("cleanup")) {
+            let installer_left = observed.pods.iter().any(|p| p.role == Role::Install && p.node == node.name);
+            let entry = cleanup::clean_node(node, observed, installer_left, &mut actions, &mut notes);
+            match entry {
+                Some(entry) if selected => nodes.push(NodeInstallStatus {
+                    state: node_state::IN_PROGRESS.into(),
+                    message: entry.message.map(|m| format!("cleaning up an earlier install first: {m}")),
+                    ..entry
+                }),
+                Some(entry) => leaving.push(entry),
+                None if selected => nodes.push(NodeInstallStatus {
+                    name: node.name.clone(),
+                    state: node_state::IN_PROGRESS.into(),
+                    message: Some("cleaned up; installing again".into()),
+                }),
+                None => {}
             }
+            continue;
+        }
+        if !selected {
             continue;
         }
         let state = node_install_state(&node.name, &config, &observed.pods);
@@ -357,6 +380,14 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
     status.nodes_installed = installed.len() as u32;
     status.nodes_failed = failed.len() as u32;
     node_notes(&view.status.nodes, &nodes, &mut notes);
+    let config_now = observed.daemon_sets.get(&Role::Cleanup);
+    if leaving.is_empty() && !observed.nodes.iter().any(|n| marked_for_cleanup(view, n)) {
+        if config_now.is_some() {
+            actions.push(KataAction::DeleteDaemonSet(Role::Cleanup));
+        }
+    } else if config_now != Some(&Some(config.clone())) {
+        actions.push(KataAction::ApplyDaemonSet { role: Role::Cleanup, config: config.clone() });
+    }
 
     // RuntimeClasses, once Kata runs somewhere.
     let wanted: Vec<String> = spec.shims.iter().map(|s| runtime_class_name(s)).collect();
@@ -388,6 +419,7 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
         ("False", "Installing", format!("installed on {} of {} node(s)", installed.len(), nodes.len()))
     };
     set_condition(&mut status.conditions, CONDITION_INSTALLED, installed_status, reason, &message, generation, now);
+    nodes.extend(leaving);
     status.nodes = list_nodes(nodes);
 
     let smoke = smoke::plan_smoke(view, &installed, observed, now);

@@ -170,14 +170,70 @@ fn counts_follow_nodes_joining_and_leaving() {
     assert_eq!((plan.status.nodes_desired, plan.status.nodes_installed), (1, 1));
     assert!(plan.status.nodes.iter().all(|n| n.name != "joined"));
 
-    // A node that leaves the selector is unmarked.
+    // A node that leaves the selector drops out of the counts (its cleanup
+    // is `a_node_that_leaves_the_selector_is_cleaned_up_and_reinstalled_when_back`).
     let mut unselected = installed_node("n1");
     unselected.labels.remove("kata");
     observed.nodes = vec![unselected];
     let plan = plan_kata(&view(&spec, &plan.status), &observed, now());
-    assert_eq!(marks(&plan), vec![("n1".to_string(), NodeMark::Clear)]);
     assert_eq!(plan.status.nodes_desired, 0);
     assert_eq!(condition(&plan.status, CONDITION_INSTALLED), ("False", "NoNodesSelected"));
+}
+
+#[test]
+fn a_node_that_leaves_the_selector_is_cleaned_up_and_reinstalled_when_back() {
+    let spec = spec();
+    let config = install_config(&spec);
+    let mut observed = base_observed();
+    let mut n1 = installed_node("n1");
+    n1.labels.remove("kata");
+    observed.nodes = vec![n1, installed_node("n2")];
+    observed.pods = vec![pod("n1", PodState::Ready), pod("n2", PodState::Ready)];
+    let status = KataInstallStatus::default();
+    let plan = plan_kata(&view(&spec, &status), &observed, now());
+    assert!(marks(&plan).is_empty(), "its installer is still there: not marked yet");
+    let entry = plan.status.nodes.iter().find(|n| n.name == "n1").expect("listed while cleaning up");
+    assert_eq!(
+        (entry.state.as_str(), entry.message.as_deref()),
+        ("CleaningUp", Some("waiting for the installer to stop"))
+    );
+    assert_eq!((plan.status.nodes_desired, plan.status.nodes_installed), (1, 1), "only n2 counts");
+    assert_eq!(plan.status.phase, Some(KataPhase::Installed));
+
+    // Its installer pod is gone: marked for the cleanup DaemonSet.
+    observed.pods.retain(|p| p.node != "n1");
+    let plan = plan_kata(&view(&spec, &plan.status), &observed, now());
+    assert_eq!(marks(&plan), vec![("n1".to_string(), NodeMark::Cleanup)]);
+    assert!(plan.actions.contains(&KataAction::ApplyDaemonSet { role: Role::Cleanup, config: config.clone() }));
+
+    // Selected again before the cleanup finished: it stays in cleanup (the
+    // installer keeps off), listed in progress, and is unmarked when clean.
+    observed.daemon_sets.insert(Role::Cleanup, Some(config.clone()));
+    observed.nodes[0].labels.insert(NODE_RUNTIME_LABEL.into(), "cleanup".into());
+    observed.nodes[0].labels.insert("kata".into(), "yes".into());
+    observed.pods.push(InstallerPod { role: Role::Cleanup, ..pod("n1", PodState::Pending("running".into())) });
+    let plan = plan_kata(&view(&spec, &plan.status), &observed, now());
+    assert!(marks(&plan).is_empty());
+    assert!(!plan.actions.iter().any(|a| matches!(a, KataAction::DeleteDaemonSet(_))), "the cleanup still runs");
+    assert_eq!((plan.status.nodes_desired, plan.status.nodes_installed), (2, 1));
+    let entry = plan.status.nodes.iter().find(|n| n.name == "n1").unwrap();
+    assert_eq!(entry.state, "InProgress");
+    assert!(entry.message.as_deref().unwrap().starts_with("cleaning up an earlier install first"), "{entry:?}");
+
+    observed.pods.last_mut().unwrap().state = PodState::Ready;
+    let plan = plan_kata(&view(&spec, &plan.status), &observed, now());
+    assert_eq!(marks(&plan), vec![("n1".to_string(), NodeMark::Clear)]);
+    assert!(plan.notes.iter().any(|n| n.reason == "NodeCleanedUp"));
+
+    // Unmarked: nothing left to clean, the cleanup DaemonSet goes and the
+    // installer runs there again.
+    observed.nodes[0].labels.remove(NODE_RUNTIME_LABEL);
+    observed.nodes[0].owner = None;
+    observed.pods.retain(|p| p.role == Role::Install);
+    let plan = plan_kata(&view(&spec, &plan.status), &observed, now());
+    assert!(plan.actions.contains(&KataAction::DeleteDaemonSet(Role::Cleanup)));
+    let entry = plan.status.nodes.iter().find(|n| n.name == "n1").unwrap();
+    assert_eq!((entry.state.as_str(), entry.message.as_deref()), ("InProgress", Some("waiting for the installer pod")));
 }
 
 #[test]
