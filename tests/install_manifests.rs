@@ -197,7 +197,7 @@ fn expected_grants(namespace: &str) -> BTreeSet<Grant> {
         ("", &["pods"], &["get", "list", "watch"]),
         ("", &["pods/log"], &["get"]),
         ("", &["persistentvolumeclaims"], &["create", "get", "list", "watch"]),
-        ("events.k8s.io", &["events"], &["create", "patch"]),
+        ("events.k8s.io", &["events"], &["create", "patch", "list"]),
         ("", &["nodes"], &["get", "list", "watch", "patch"]),
         ("node.k8s.io", &["runtimeclasses"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
     ];

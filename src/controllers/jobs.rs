@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::events::v1::Event;
 
 use crate::engine::conditions::from_k8s_time;
 
@@ -65,8 +66,11 @@ fn observe_job(job: &Job, name: String, pods: &[&Pod], container_name: &str) -> 
                 parts.push(format!("{reason}: {}", c.message.clone().unwrap_or_default()));
             }
         }
-        if let (Some(pod), Some(c)) = (pod, container) {
-            parts.push(describe_container(pod.metadata.name.as_deref().unwrap_or("?"), c));
+        let pod_name = pod.map(|p| p.metadata.name.as_deref().unwrap_or("?"));
+        match (pod_name, container) {
+            (Some(pod), Some(c)) => parts.push(describe_container(pod, c)),
+            (Some(pod), None) => parts.push(format!("container {container_name} in pod {pod} never ran (not started)")),
+            (None, _) => {}
         }
         if parts.is_empty() {
             parts.push(format!("Job {name} failed"));
@@ -80,6 +84,7 @@ fn observe_job(job: &Job, name: String, pods: &[&Pod], container_name: &str) -> 
         finished,
         outputs,
         message,
+        pod: pod.and_then(|p| p.metadata.name.clone()),
         ready_addresses: ready_addresses(pods),
     }
 }
@@ -104,6 +109,30 @@ fn container_status<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus>
 }
 
 /// `container stage in pod X exited with code 1 (Error)`, or why it is waiting.
+/// The newest Warning Event about a pod of Job `job` (`<job>-xxxxx`), as
+/// `reason: note`: what explains a failure once the pods are gone.
+pub fn last_pod_warning(events: &[Event], job: &str) -> Option<String> {
+    let prefix = format!("{job}-");
+    let of_job_pod = |e: &&Event| {
+        let regarding = e.regarding.as_ref();
+        let name = regarding.and_then(|r| r.name.as_deref()).unwrap_or_default();
+        let suffix = name.strip_prefix(&prefix).unwrap_or("-");
+        regarding.and_then(|r| r.kind.as_deref()) == Some("Pod")
+            && e.type_.as_deref() == Some("Warning")
+            && !suffix.is_empty()
+            && suffix.chars().all(|c| c.is_ascii_alphanumeric())
+    };
+    // Core Events carry lastTimestamp, new-style ones a series or eventTime.
+    let when = |e: &Event| {
+        let series = e.series.as_ref().map(|s| s.last_observed_time.0);
+        let last = e.deprecated_last_timestamp.as_ref().map(|t| t.0);
+        let created = e.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        series.or(last).or(e.event_time.as_ref().map(|t| t.0)).or(created)
+    };
+    let event = events.iter().filter(of_job_pod).max_by_key(|e| when(e))?;
+    Some(format!("{}: {}", event.reason.as_deref().unwrap_or("Warning"), event.note.as_deref().unwrap_or_default()))
+}
+
 fn describe_container(pod: &str, c: &ContainerStatus) -> String {
     let state = c.state.as_ref();
     if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
@@ -181,6 +210,29 @@ mod tests {
         let message = obs[0].message.clone().unwrap();
         assert!(message.starts_with("DeadlineExceeded: details"), "{message}");
         assert!(message.contains("never ran (ErrImagePull: not found)"), "{message}");
+    }
+
+    #[test]
+    fn the_last_warning_about_a_jobs_pods_explains_it_once_they_are_gone() {
+        let event = |pod: &str, type_: &str, reason: &str, at: &str| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("{pod}.{reason}")},
+                "eventTime": null,
+                "regarding": {"kind": "Pod", "name": pod},
+                "type": type_, "reason": reason, "note": format!("{reason} of {pod}"),
+                "deprecatedLastTimestamp": at
+            }))
+            .unwrap()
+        };
+        let events = [
+            event("r-pull-1-abcde", "Warning", "Failed", "2026-01-01T00:00:02Z"),
+            event("r-pull-1-abcde", "Warning", "BackOff", "2026-01-01T00:00:04Z"),
+            event("r-pull-1-abcde", "Normal", "Pulling", "2026-01-01T00:00:05Z"),
+            event("r-pull-1-1-fghij", "Warning", "Other", "2026-01-01T00:00:09Z"),
+            event("r-pull-10-klmno", "Warning", "Other", "2026-01-01T00:00:09Z"),
+        ];
+        assert_eq!(last_pod_warning(&events, "r-pull-1").as_deref(), Some("BackOff: BackOff of r-pull-1-abcde"));
+        assert_eq!(last_pod_warning(&events, "r-build-1"), None);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct JobOutcome {
     pub outputs: Option<String>,
     /// Why it failed, naming the pod and container where known.
     pub message: Option<String>,
+    /// Its newest pod, when one is left (the Job controller deletes them at the deadline).
+    pub pod: Option<String>,
     /// IPs of its running pods that are ready, by pod name (a service stage's addresses).
     pub ready_addresses: Vec<String>,
 }

@@ -101,6 +101,22 @@ enum Stop {
     TimedOut(String),
 }
 
+/// Failed Jobs of the current attempt of stages not yet recorded as finished
+/// whose pods are gone (the Job controller deletes them at the deadline), so
+/// the failure cannot name the container; the controller adds the pods'
+/// last Warning Event to their message before calling [`plan`].
+pub fn failures_to_explain(run: &RunView, observed: &Observed) -> Vec<String> {
+    let mut wanted = Vec::new();
+    for status in run.status.stages.iter().filter(|s| !s.phase.is_finished()) {
+        let current = observed.latest_attempt(&status.name).unwrap_or(0).max(status.attempt);
+        let job = observed.job(&status.name, current);
+        if let Some(job) = job.filter(|j| j.outcome.state == JobState::Failed && j.outcome.pod.is_none()) {
+            wanted.push(job.outcome.name.clone());
+        }
+    }
+    wanted
+}
+
 /// Job names of finished attempts whose logs the planner needs (TAP stages
 /// whose current attempt just finished); the controller fetches them into
 /// `Observed::logs` before calling [`plan`].

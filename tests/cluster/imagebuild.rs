@@ -162,6 +162,15 @@ async fn unused_images_go_obsolete_then_pruned_by_a_prune_job_and_permanent_ones
         assert!(reasons.iter().any(|r| r == reason), "Event {reason} in {reasons:?}");
     }
 
+    // The permanent build (built alongside, maybe later under load) has been
+    // unused for longer than obsoleteAfter + pruneAfter too, and stays.
+    let release = settled(&builds, "release", 1).await.status.unwrap();
+    assert_eq!(release.phase, Some(BuildPhase::Ready), "{release:?}");
+    let built = release.builds[0].completion_time.unwrap();
+    let retention_over = built + chrono::Duration::seconds(8 + 4 + 5);
+    if let Ok(left) = (retention_over - chrono::Utc::now()).to_std() {
+        tokio::time::sleep(left).await;
+    }
     let release = builds.get("release").await.unwrap().status.unwrap();
     assert_eq!(release.lifecycle, Some(Lifecycle::Permanent));
     assert!(release.prune.is_none());

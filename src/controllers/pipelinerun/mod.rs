@@ -12,6 +12,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, LogParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -19,6 +20,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::jobs::last_pod_warning;
 use super::{publish, Context, Error, Shutdown};
 use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::pipelinerun::Stage;
@@ -26,7 +28,7 @@ use crate::api::{ImageBuild, KataInstall, PipelineRun, FIELD_MANAGER};
 use crate::engine::conditions::from_k8s_time;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
 use crate::engine::observed::{GroupMember, Observed, RunView};
-use crate::engine::planner::{logs_wanted, plan, Note};
+use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Note};
 use crate::engine::references::{image_build_state, kata_install_state, Referenced};
 use crate::engine::stage_kind::{stage_kind, StageKind};
 use crate::resources::job::STAGE_CONTAINER;
@@ -71,6 +73,26 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .await;
 }
 
+/// Adds the last Warning Event of their pods to failed Jobs whose pods are
+/// gone (an image that never pulled, say): best effort, a stage fails
+/// either way.
+async fn explain_failures(client: &kube::Client, ns: &str, view: &RunView<'_>, observed: &mut Observed) {
+    let jobs = failures_to_explain(view, observed);
+    if jobs.is_empty() {
+        return;
+    }
+    let events = match Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+        Ok(events) => events.items,
+        Err(e) => return warn!(run = %view.name, error = %e, "cannot list Events to explain a failed stage"),
+    };
+    for job in observed.jobs.iter_mut().filter(|j| jobs.contains(&j.outcome.name)) {
+        if let Some(warning) = last_pod_warning(&events, &job.outcome.name) {
+            let message = job.outcome.message.get_or_insert_with(String::new);
+            message.push_str(&format!("; last pod event: {warning}"));
+        }
+    }
+}
+
 async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action, Error> {
     let _timer = ctx.base.metrics.reconcile_started("pipelinerun");
     let client = &ctx.base.client;
@@ -107,6 +129,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         image_builds,
         kata_installs,
     };
+    explain_failures(client, &ns, &view, &mut observed).await;
     for job in logs_wanted(&view, &observed) {
         let pod = pods.items.iter().find(|p| p.labels().get("job-name") == Some(&job));
         if let Some(pod) = pod {

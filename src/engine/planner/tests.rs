@@ -109,6 +109,7 @@ impl Sim {
         job.outcome.state = state;
         job.outcome.finished = Some(self.now);
         job.outcome.outputs = (!outputs.is_empty()).then(|| outputs.to_string());
+        job.outcome.pod = Some(format!("{}-x", job.outcome.name));
         if state == JobState::Failed {
             job.outcome.message =
                 Some(format!("container stage in pod {}-x exited with code 1 (Error)", job.outcome.name));
@@ -316,6 +317,36 @@ fn a_failed_attempt_is_retried_with_backoff_and_history_is_kept() {
     assert_eq!(sim.status.phase, Some(RunPhase::Failed));
     assert_eq!(sim.condition(), ("False".into(), "Failed".into()));
     assert!(sim.status.message.as_deref().unwrap().contains("exited with code 1"));
+}
+
+#[test]
+fn a_failure_whose_pods_are_gone_is_explained_once_before_it_is_recorded() {
+    let mut sim = Sim::new(spec(vec![stage("pull", &[]), stage("after", &["pull"])]));
+    sim.step();
+    sim.finish("pull", JobState::Failed, "");
+    let job = sim.observed.jobs.iter_mut().find(|j| j.stage == "pull").unwrap();
+    job.outcome.pod = None;
+    job.outcome.message = Some("DeadlineExceeded: Job was active longer than specified deadline".into());
+    let wanted = |sim: &Sim| {
+        let view = RunView {
+            name: "run",
+            generation: Some(1),
+            created: t0(),
+            spec: &sim.spec,
+            status: &sim.status,
+            rerun: None,
+            superseded_by: None,
+            settings: &sim.settings,
+        };
+        failures_to_explain(&view, &sim.observed)
+    };
+    assert_eq!(wanted(&sim), ["run-pull-1"]);
+    let job = sim.observed.jobs.iter_mut().find(|j| j.stage == "pull").unwrap();
+    job.outcome.message.as_mut().unwrap().push_str("; last pod event: Failed: Failed to pull image");
+    sim.step();
+    assert_eq!(sim.phase("pull"), StagePhase::Failed);
+    assert!(sim.stage("pull").message.as_deref().unwrap().ends_with("last pod event: Failed: Failed to pull image"));
+    assert!(wanted(&sim).is_empty(), "a recorded failure is not explained again");
 }
 
 #[test]
