@@ -64,11 +64,23 @@ build_busybox_image() {
     rm -rf "$rootfs"
 }
 
+# kata_installer_image_tar: where the stand-in installer's archive is cached,
+# named by what it is made from (not by file times: two checkouts share the cache).
+kata_installer_image_tar() {
+    local key
+    key="$({
+        declare -f build_kata_installer_image busybox_rootfs docker_archive
+        cat "$E2E_DIR/images/kata-installer.sh"
+    } | sha256sum | cut -c1-16)"
+    echo "$IMAGE_CACHE/kata-installer-$key.tar"
+}
+
 # build_kata_installer_image: busybox plus e2e/images/kata-installer.sh, a
 # stand-in for kata-deploy that only writes marker files (see the script).
 build_kata_installer_image() {
-    local out="$IMAGE_CACHE/kata-installer.tar" rootfs script="$E2E_DIR/images/kata-installer.sh"
-    [ -s "$out" ] && [ "$out" -nt "$script" ] && [ "$out" -nt "$E2E_DIR/lib/images.sh" ] && return
+    local out rootfs script="$E2E_DIR/images/kata-installer.sh"
+    out="$(kata_installer_image_tar)"
+    [ -s "$out" ] && return
     log "building $KATA_INSTALLER_IMAGE"
     rootfs="$(mktemp -d)"
     busybox_rootfs "$rootfs"
@@ -76,6 +88,8 @@ build_kata_installer_image() {
     install -m 0755 "$script" "$rootfs/usr/local/bin/kata-installer"
     docker_archive "$KATA_INSTALLER_IMAGE" "$rootfs" "$out" '["install"]' "" '["/usr/local/bin/kata-installer"]'
     rm -rf "$rootfs"
+    # Older builds of it are of no further use.
+    find "$IMAGE_CACHE" -maxdepth 1 -name 'kata-installer*.tar' ! -path "$out" -delete
 }
 
 # import_image TAR REF: loads an archive into containerd's CRI namespace,
@@ -157,7 +171,7 @@ build_and_import_node_images() {
     import_image "$IMAGE_CACHE/pause.tar" "$PAUSE_IMAGE"
     import_image "$IMAGE_CACHE/busybox.tar" "$BUSYBOX_IMAGE"
     import_image "$(builder_image_tar)" "$BUILDER_IMAGE"
-    import_image "$IMAGE_CACHE/kata-installer.tar" "$KATA_INSTALLER_IMAGE"
+    import_image "$(kata_installer_image_tar)" "$KATA_INSTALLER_IMAGE"
 }
 
 OPERATOR_IMAGE="local/gantry:dev"
