@@ -331,48 +331,7 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
         actions.push(KataAction::ApplyDaemonSet { role: Role::Install, config: config.clone() });
     }
 
-    // Per-node state and marks. A node the installer ran on that is no longer
-    // selected, or still marked for an earlier cleanup, is cleaned up first
-    // (the installer stays off nodes marked for cleanup).
-    let mut nodes = Vec::new();
-    let mut leaving = Vec::new();
-    for node in &observed.nodes {
-        let owned = node.owner.as_deref() == Some(view.name);
-        let label = node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str);
-        let selected = selects(&spec.node_selector, node);
-        if owned && (!selected || label == Some("cleanup")) {
-            let installer_left = observed.pods.iter().any(|p| p.role == Role::Install && p.node == node.name);
-            let entry = cleanup::clean_node(node, observed, installer_left, &mut actions, &mut notes);
-            match entry {
-                Some(entry) if selected => nodes.push(NodeInstallStatus {
-                    state: node_state::IN_PROGRESS.into(),
-                    message: entry.message.map(|m| format!("cleaning up an earlier install first: {m}")),
-                    ..entry
-                }),
-                Some(entry) => leaving.push(entry),
-                None if selected => nodes.push(NodeInstallStatus {
-                    name: node.name.clone(),
-                    state: node_state::IN_PROGRESS.into(),
-                    message: Some("cleaned up; installing again".into()),
-                }),
-                None => {}
-            }
-            continue;
-        }
-        if !selected {
-            continue;
-        }
-        let state = node_install_state(&node.name, &config, &observed.pods);
-        let mark = match state.state.as_str() {
-            node_state::INSTALLED if !(owned && label == Some("true")) => Some(NodeMark::Installed),
-            node_state::FAILED if !(owned && label.is_none()) => Some(NodeMark::Touched),
-            _ => None,
-        };
-        if let Some(mark) = mark {
-            actions.push(KataAction::MarkNode { node: node.name.clone(), mark });
-        }
-        nodes.push(state);
-    }
+    let (mut nodes, leaving) = plan_nodes(view, observed, &config, &mut actions, &mut notes);
     let installed: Vec<String> =
         nodes.iter().filter(|n| n.state == node_state::INSTALLED).map(|n| n.name.clone()).collect();
     let failed: Vec<NodeInstallStatus> = nodes.iter().filter(|n| n.state == node_state::FAILED).cloned().collect();
@@ -380,14 +339,6 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
     status.nodes_installed = installed.len() as u32;
     status.nodes_failed = failed.len() as u32;
     node_notes(&view.status.nodes, &nodes, &mut notes);
-    let config_now = observed.daemon_sets.get(&Role::Cleanup);
-    if leaving.is_empty() && !observed.nodes.iter().any(|n| marked_for_cleanup(view, n)) {
-        if config_now.is_some() {
-            actions.push(KataAction::DeleteDaemonSet(Role::Cleanup));
-        }
-    } else if config_now != Some(&Some(config.clone())) {
-        actions.push(KataAction::ApplyDaemonSet { role: Role::Cleanup, config: config.clone() });
-    }
 
     // RuntimeClasses, once Kata runs somewhere.
     let wanted: Vec<String> = spec.shims.iter().map(|s| runtime_class_name(s)).collect();
@@ -449,6 +400,69 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
         .map(|at| (at - now).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1)))
         .map_or(RESYNC, |d| d.min(RESYNC));
     KataPlan { status, actions, notes, requeue_after }
+}
+
+/// Per-node state and marks: the selected nodes, and apart from them the
+/// nodes being cleaned up after leaving the selector. A node the installer
+/// ran on that is no longer selected, or still marked for an earlier
+/// cleanup, is cleaned up first (the installer stays off nodes marked for
+/// cleanup); the cleanup DaemonSet runs while any node needs it.
+fn plan_nodes(
+    view: &KataView,
+    observed: &KataObserved,
+    config: &str,
+    actions: &mut Vec<KataAction>,
+    notes: &mut Vec<Note>,
+) -> (Vec<NodeInstallStatus>, Vec<NodeInstallStatus>) {
+    let spec = view.spec;
+    let mut nodes = Vec::new();
+    let mut leaving = Vec::new();
+    for node in &observed.nodes {
+        let owned = node.owner.as_deref() == Some(view.name);
+        let label = node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str);
+        let selected = selects(&spec.node_selector, node);
+        if owned && (!selected || label == Some("cleanup")) {
+            let installer_left = observed.pods.iter().any(|p| p.role == Role::Install && p.node == node.name);
+            let entry = cleanup::clean_node(node, observed, installer_left, actions, notes);
+            match entry {
+                Some(entry) if selected => nodes.push(NodeInstallStatus {
+                    state: node_state::IN_PROGRESS.into(),
+                    message: entry.message.map(|m| format!("cleaning up an earlier install first: {m}")),
+                    ..entry
+                }),
+                Some(entry) => leaving.push(entry),
+                None if selected => nodes.push(NodeInstallStatus {
+                    name: node.name.clone(),
+                    state: node_state::IN_PROGRESS.into(),
+                    message: Some("cleaned up; installing again".into()),
+                }),
+                None => {}
+            }
+            continue;
+        }
+        if !selected {
+            continue;
+        }
+        let state = node_install_state(&node.name, config, &observed.pods);
+        let mark = match state.state.as_str() {
+            node_state::INSTALLED if !(owned && label == Some("true")) => Some(NodeMark::Installed),
+            node_state::FAILED if !(owned && label.is_none()) => Some(NodeMark::Touched),
+            _ => None,
+        };
+        if let Some(mark) = mark {
+            actions.push(KataAction::MarkNode { node: node.name.clone(), mark });
+        }
+        nodes.push(state);
+    }
+    let config_now = observed.daemon_sets.get(&Role::Cleanup);
+    if leaving.is_empty() && !observed.nodes.iter().any(|n| marked_for_cleanup(view, n)) {
+        if config_now.is_some() {
+            actions.push(KataAction::DeleteDaemonSet(Role::Cleanup));
+        }
+    } else if config_now.and_then(Option::as_deref) != Some(config) {
+        actions.push(KataAction::ApplyDaemonSet { role: Role::Cleanup, config: config.to_string() });
+    }
+    (nodes, leaving)
 }
 
 fn degraded_message(status: &KataInstallStatus) -> String {
