@@ -56,18 +56,15 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
     let (prune_jobs, build_jobs): (Vec<Job>, Vec<Job>) =
         jobs.items.into_iter().partition(|j| j.labels().contains_key(LABEL_PRUNE));
-    let annotation = |job: &str, key: &str| {
-        let job = build_jobs.iter().find(|j| j.metadata.name.as_deref() == Some(job))?;
-        job.annotations().get(key).cloned()
-    };
     let builds = observe_jobs(&build_jobs, &pods.items, BUILD_CONTAINER).into_iter().map(|o| (o, false));
     let prunes = observe_jobs(&prune_jobs, &pods.items, PRUNE_CONTAINER).into_iter().map(|o| (o, true));
     let observed: Vec<BuildJob> = builds
         .chain(prunes)
-        .filter_map(|((labels, o), prune)| {
+        .filter_map(|((job, o), prune)| {
+            let (labels, annotations) = (job.labels(), job.annotations());
             Some(BuildJob {
-                rebuild_request: annotation(&o.name, ANNOTATION_REBUILD),
-                image: annotation(&o.name, ANNOTATION_IMAGE),
+                rebuild_request: annotations.get(ANNOTATION_REBUILD).cloned(),
+                image: annotations.get(ANNOTATION_IMAGE).cloned(),
                 suffix: labels.get(LABEL_SUFFIX)?.clone(),
                 generation: labels.get(LABEL_GENERATION).and_then(|g| g.parse().ok()).unwrap_or_default(),
                 outcome: o,

@@ -12,13 +12,10 @@ use crate::engine::conditions::from_k8s_time;
 
 use crate::engine::observed::{JobOutcome, JobState};
 
-/// One outcome per Job, with its labels, read from the container named
+/// One outcome per labelled Job, beside the Job (for its labels and
+/// annotations), read from the container named
 /// `container`; `pods` may hold any Jobs' pods.
-pub fn observe_jobs<'a>(
-    jobs: &'a [Job],
-    pods: &[Pod],
-    container: &str,
-) -> Vec<(&'a BTreeMap<String, String>, JobOutcome)> {
+pub fn observe_jobs<'a>(jobs: &'a [Job], pods: &[Pod], container: &str) -> Vec<(&'a Job, JobOutcome)> {
     let mut pods_by_job: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for pod in pods {
         if let Some(job) = pod.metadata.labels.as_ref().and_then(|l| l.get("job-name")) {
@@ -28,9 +25,9 @@ pub fn observe_jobs<'a>(
     jobs.iter()
         .filter_map(|job| {
             let name = job.metadata.name.clone()?;
-            let labels = job.metadata.labels.as_ref()?;
+            job.metadata.labels.as_ref()?; // not one of ours
             let job_pods = pods_by_job.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            Some((labels, observe_job(job, name, job_pods, container)))
+            Some((job, observe_job(job, name, job_pods, container)))
         })
         .collect()
 }
@@ -184,7 +181,7 @@ mod tests {
         let jobs = [job("r-test-2", Some(("Complete", "")))];
         let obs = observe_jobs(&jobs, &pods, "stage");
         assert_eq!(obs.len(), 1);
-        assert_eq!(obs[0].0["gantry.dev/stage"], "test");
+        assert_eq!(kube::ResourceExt::labels(obs[0].0)["gantry.dev/stage"], "test");
         let obs: Vec<JobOutcome> = obs.into_iter().map(|(_, o)| o).collect();
         assert_eq!(obs[0].state, JobState::Succeeded);
         assert_eq!(obs[0].outputs.as_deref(), Some("image=sdk:1\n"));

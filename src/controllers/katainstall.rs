@@ -151,8 +151,8 @@ async fn observe(ctx: &Context, name: &str) -> Result<KataObserved, Error> {
         }
     }
     let client_pods_owned: Vec<Pod> = client_pods.into_iter().cloned().collect();
-    for (labels, outcome) in observe_jobs(&jobs.items, &client_pods_owned, "client") {
-        let Some(key) = labels.get(LABEL_SMOKE_KEY) else { continue };
+    for (job, outcome) in observe_jobs(&jobs.items, &client_pods_owned, "client") {
+        let Some(key) = job.labels().get(LABEL_SMOKE_KEY) else { continue };
         // The client's termination message says what it fetched; prefer it.
         let newest = client_pods_owned
             .iter()

@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 
 use crate::controllers::jobs::observe_jobs;
 use crate::engine::naming::{LABEL_ATTEMPT, LABEL_STAGE};
@@ -13,7 +14,8 @@ use crate::resources::job::STAGE_CONTAINER;
 pub fn observe_stage_jobs(jobs: &[Job], pods: &[Pod]) -> Vec<JobObservation> {
     observe_jobs(jobs, pods, STAGE_CONTAINER)
         .into_iter()
-        .filter_map(|(labels, o)| {
+        .filter_map(|(job, o)| {
+            let labels = job.labels();
             Some(JobObservation {
                 stage: labels.get(LABEL_STAGE)?.clone(),
                 attempt: labels.get(LABEL_ATTEMPT)?.parse().ok()?,
