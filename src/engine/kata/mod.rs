@@ -244,12 +244,6 @@ fn note(warning: bool, reason: &str, message: impl Into<String>) -> Note {
     Note { warning, reason: reason.into(), message: message.into(), stage: None, job: None }
 }
 
-/// A node of this KataInstall labelled for the cleanup DaemonSet.
-fn marked_for_cleanup(view: &KataView, node: &NodeInfo) -> bool {
-    node.owner.as_deref() == Some(view.name)
-        && node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str) == Some("cleanup")
-}
-
 fn selects(selector: &BTreeMap<String, String>, node: &NodeInfo) -> bool {
     selector.iter().all(|(k, v)| node.labels.get(k) == Some(v))
 }
@@ -417,6 +411,8 @@ fn plan_nodes(
     let spec = view.spec;
     let mut nodes = Vec::new();
     let mut leaving = Vec::new();
+    // While a node is still marked for cleanup or its cleanup is under way.
+    let mut cleanup_runs = false;
     for node in &observed.nodes {
         let owned = node.owner.as_deref() == Some(view.name);
         let label = node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str);
@@ -424,6 +420,7 @@ fn plan_nodes(
         if owned && (!selected || label == Some("cleanup")) {
             let installer_left = observed.pods.iter().any(|p| p.role == Role::Install && p.node == node.name);
             let entry = cleanup::clean_node(node, observed, installer_left, actions, notes);
+            cleanup_runs |= entry.is_some() || label == Some("cleanup");
             match entry {
                 Some(entry) if selected => nodes.push(NodeInstallStatus {
                     state: node_state::IN_PROGRESS.into(),
@@ -455,7 +452,7 @@ fn plan_nodes(
         nodes.push(state);
     }
     let config_now = observed.daemon_sets.get(&Role::Cleanup);
-    if leaving.is_empty() && !observed.nodes.iter().any(|n| marked_for_cleanup(view, n)) {
+    if !cleanup_runs {
         if config_now.is_some() {
             actions.push(KataAction::DeleteDaemonSet(Role::Cleanup));
         }
