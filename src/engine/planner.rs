@@ -106,38 +106,39 @@ enum Stop {
 /// the failure cannot name the container; the controller adds the pods'
 /// last Warning Event to their message before calling [`plan`].
 pub fn failures_to_explain(run: &RunView, observed: &Observed) -> Vec<String> {
-    let mut wanted = Vec::new();
-    for status in run.status.stages.iter().filter(|s| !s.phase.is_finished()) {
-        let current = observed.latest_attempt(&status.name).unwrap_or(0).max(status.attempt);
-        let job = observed.job(&status.name, current);
-        if let Some(job) = job.filter(|j| j.outcome.state == JobState::Failed && j.outcome.pod.is_none()) {
-            wanted.push(job.outcome.name.clone());
-        }
-    }
-    wanted
+    unfinished_current_attempts(run, observed)
+        .filter_map(|(status, current)| observed.job(&status.name, current))
+        .filter(|j| j.outcome.state == JobState::Failed && j.outcome.pod.is_none())
+        .map(|j| j.outcome.name.clone())
+        .collect()
 }
 
 /// Job names of finished attempts whose logs the planner needs (TAP stages
 /// whose current attempt just finished); the controller fetches them into
 /// `Observed::logs` before calling [`plan`].
 pub fn logs_wanted(run: &RunView, observed: &Observed) -> Vec<String> {
+    let tap = |name: &str| run.spec.stages.iter().any(|s| s.name == name && s.results == Some(ResultsFormat::Tap));
     let mut wanted = Vec::new();
-    for stage in &run.spec.stages {
-        if stage.results != Some(ResultsFormat::Tap) {
-            continue;
-        }
-        let Some(status) = run.status.stages.iter().find(|s| s.name == stage.name) else {
-            continue;
-        };
-        let current = observed.latest_attempt(&stage.name).unwrap_or(0).max(status.attempt);
-        let finished = observed.job(&stage.name, current).is_some_and(|j| j.outcome.state != JobState::Active);
-        if finished && !status.phase.is_finished() {
+    for (status, current) in unfinished_current_attempts(run, observed).filter(|(s, _)| tap(&s.name)) {
+        let finished = observed.job(&status.name, current).is_some_and(|j| j.outcome.state != JobState::Active);
+        if finished {
             let first = status.first_attempt.max(1);
-            wanted
-                .extend((first..=current).filter_map(|a| observed.job(&stage.name, a)).map(|j| j.outcome.name.clone()));
+            wanted.extend(
+                (first..=current).filter_map(|a| observed.job(&status.name, a)).map(|j| j.outcome.name.clone()),
+            );
         }
     }
     wanted
+}
+
+/// The stages the status has not recorded as finished, each with its current
+/// attempt: the newest with a Job, or the one recorded if that is newer.
+fn unfinished_current_attempts<'a>(
+    run: &'a RunView,
+    observed: &'a Observed,
+) -> impl Iterator<Item = (&'a StageStatus, u32)> + 'a {
+    let unfinished = run.status.stages.iter().filter(|s| !s.phase.is_finished());
+    unfinished.map(|s| (s, observed.latest_attempt(&s.name).unwrap_or(0).max(s.attempt)))
 }
 
 /// Plans one reconcile of `run`.
