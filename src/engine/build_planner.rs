@@ -599,6 +599,16 @@ mod tests {
         }
     }
 
+    /// A spec keeping the last `n` builds, deleting older images when `pruner`.
+    fn keeping(n: u32, pruner: bool) -> ImageBuildSpec {
+        let mut s = spec();
+        s.retention.keep_last = Some(n);
+        if pruner {
+            s.retention.pruner = Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() });
+        }
+        s
+    }
+
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     /// A tiny simulated cluster for builds.
@@ -668,6 +678,20 @@ mod tests {
             });
         }
 
+        /// A simulation whose first build has succeeded.
+        fn built(spec: ImageBuildSpec) -> Self {
+            let mut sim = Sim::new(spec);
+            sim.step();
+            sim.build_succeeds();
+            sim.step();
+            sim
+        }
+
+        /// The running build succeeds and reports a digest.
+        fn build_succeeds(&mut self) {
+            self.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        }
+
         fn finish(&mut self, state: JobState, outputs: &str) {
             let job = self
                 .jobs
@@ -697,7 +721,7 @@ mod tests {
         assert_eq!(sim.status.phase, Some(BuildPhase::Building));
         assert_eq!(sim.condition("Building"), ("True".into(), "Building".into()));
         sim.now = t(30);
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.build_succeeds();
         sim.step();
         assert_eq!(sim.status.phase, Some(BuildPhase::Ready));
         assert_eq!(sim.status.latest_image.as_deref(), Some("10.88.0.1:5000/fedora-cache:c20261121t150000z"));
@@ -711,10 +735,7 @@ mod tests {
 
     #[test]
     fn a_spec_change_rebuilds_exactly_once_and_a_failure_is_not_retried() {
-        let mut sim = Sim::new(spec());
-        sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
-        sim.step();
+        let mut sim = Sim::built(spec());
         sim.generation = 2;
         sim.now = t(60);
         sim.step();
@@ -733,14 +754,11 @@ mod tests {
 
     #[test]
     fn a_rebuild_request_is_honoured_once_per_value() {
-        let mut sim = Sim::new(spec());
-        sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
-        sim.step();
+        let mut sim = Sim::built(spec());
         sim.rebuild = Some("monday".into());
         sim.now = t(5);
         sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.build_succeeds();
         sim.step();
         sim.step();
         assert_eq!(sim.created.len(), 2);
@@ -792,17 +810,14 @@ mod tests {
     /// for a rebuild request must not look like an unanswered request then.
     #[test]
     fn a_stale_status_after_a_requested_rebuild_does_not_build_again() {
-        let mut sim = Sim::new(spec());
-        sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
-        sim.step();
+        let mut sim = Sim::built(spec());
         let before_request = sim.status.clone();
         sim.rebuild = Some("weekly-1".into());
         sim.now = t(10);
         sim.step();
         assert_eq!(sim.created.len(), 2);
         sim.now = t(15);
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.build_succeeds();
         sim.status = before_request;
         sim.step();
         sim.step();
@@ -848,14 +863,12 @@ mod tests {
 
     #[test]
     fn history_is_capped_at_keep_last() {
-        let mut s = spec();
-        s.retention.keep_last = Some(2);
-        let mut sim = Sim::new(s);
+        let mut sim = Sim::new(keeping(2, false));
         for i in 0..4 {
             sim.rebuild = Some(format!("r{i}"));
             sim.now = t(i * 10);
             sim.step();
-            sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+            sim.build_succeeds();
             sim.step();
         }
         assert_eq!(sim.status.builds.len(), 2);
@@ -873,11 +886,7 @@ mod tests {
             pruner: Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() }),
             ..Default::default()
         };
-        let mut sim = Sim::new(s);
-        sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
-        sim.step();
-        sim
+        Sim::built(s)
     }
 
     #[test]
@@ -959,16 +968,13 @@ mod tests {
 
     #[test]
     fn builds_beyond_keep_last_have_their_images_pruned_but_never_the_latest() {
-        let mut s = spec();
-        s.retention.keep_last = Some(2);
-        s.retention.pruner = Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() });
-        let mut sim = Sim::new(s);
+        let mut sim = Sim::new(keeping(2, true));
         let mut suffixes = Vec::new();
         for i in 0..3 {
             sim.rebuild = Some(format!("r{i}"));
             sim.now = t(i * 10);
             sim.step();
-            sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+            sim.build_succeeds();
             sim.step();
             suffixes.push(sim.status.builds.last().unwrap().suffix.clone());
         }
@@ -981,13 +987,7 @@ mod tests {
 
     #[test]
     fn after_an_output_change_old_builds_keep_and_prune_their_own_reference() {
-        let mut s = spec();
-        s.retention.keep_last = Some(1);
-        s.retention.pruner = Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() });
-        let mut sim = Sim::new(s);
-        sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
-        sim.step();
+        let mut sim = Sim::built(keeping(1, true));
         let first = sim.status.latest_image.clone().unwrap();
         assert!(first.starts_with("10.88.0.1:5000/fedora-cache:"), "{first}");
 
@@ -1000,7 +1000,7 @@ mod tests {
         assert_eq!(sim.status.latest_image.as_deref(), Some(first.as_str()));
 
         sim.now = t(20);
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.build_succeeds();
         let plan = sim.step();
         let latest = sim.status.latest_image.clone().unwrap();
         assert!(latest.starts_with("10.88.0.1:5000/fedora-next:"), "{latest}");
@@ -1017,17 +1017,12 @@ mod tests {
 
     #[test]
     fn a_job_of_a_build_that_left_the_history_is_not_adopted_again() {
-        let mut s = spec();
-        s.retention.keep_last = Some(1);
-        let mut sim = Sim::new(s);
-        sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
-        sim.step();
+        let mut sim = Sim::built(keeping(1, false));
         let old = sim.jobs[0].clone();
         sim.rebuild = Some("again".into());
         sim.now = t(60);
         sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.build_succeeds();
         sim.step();
         let latest = sim.status.latest_image.clone();
         // Its deletion has not gone through yet.
@@ -1040,13 +1035,7 @@ mod tests {
 
     #[test]
     fn the_build_of_the_image_in_use_stays_until_a_newer_one_is_ready() {
-        let mut s = spec();
-        s.retention.keep_last = Some(1);
-        s.retention.pruner = Some(ContainerRun { image: Some("pruner:1".into()), ..Default::default() });
-        let mut sim = Sim::new(s);
-        sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
-        sim.step();
+        let mut sim = Sim::built(keeping(1, true));
         let first = sim.status.latest_image.clone().unwrap();
         sim.rebuild = Some("2".into());
         sim.now = t(10);
@@ -1059,7 +1048,7 @@ mod tests {
         sim.rebuild = Some("3".into());
         sim.now = t(20);
         sim.step();
-        sim.finish(JobState::Succeeded, &format!("digest={DIGEST}\n"));
+        sim.build_succeeds();
         sim.step();
         assert_eq!(sim.status.builds.len(), 1);
         let pruned: Vec<String> =
