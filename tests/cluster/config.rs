@@ -7,7 +7,7 @@ use kube::api::{ListParams, PostParams};
 use kube::Api;
 
 use crate::crds::install_crds;
-use crate::support::{client, job_pod_and_log, wait_for, Operator, TestNamespace};
+use crate::support::{client, job_pod_and_log, operator_config_file, wait_for, Operator, TestNamespace};
 use gantry::api::imagebuild::BuildPhase;
 use gantry::api::pipelinerun::RunPhase;
 use gantry::api::{ImageBuild, PipelineRun};
@@ -38,9 +38,7 @@ async fn the_operator_config_sets_nested_virt_policy_and_default_timeouts() {
         "defaultStageTimeout: 3s\nreconcileConcurrency: 4\nnestedVirt:\n  allowedNamespaces: [{}]\n  mode: HostPath\n  nodeSelector: {{kubernetes.io/hostname: localhost}}\n",
         allowed.name
     );
-    let path = std::env::temp_dir().join(format!("gantry-config-{}.yaml", allowed.name));
-    std::fs::write(&path, config).unwrap();
-    let path = path.to_str().unwrap().to_string();
+    let path = operator_config_file(&allowed.name, &config);
     let _ok = Operator::for_pipelines_with(&allowed.name, &["--config", &path]);
     let _no =
         Operator::for_pipelines_with(&refused.name, &["--config", &path, "--controllers", "pipelinerun,imagebuild"]);

@@ -270,9 +270,8 @@ async fn the_operator_config_grants_the_installer_host_access() {
     std::fs::create_dir_all(RUNTIME_DIR).unwrap();
     let _ = std::fs::remove_file(RUNTIME_MARKER);
     let config = format!("kataInstaller: {{privileged: true, hostPID: true, hostPaths: [{RUNTIME_DIR}]}}\n");
-    let path = std::env::temp_dir().join(format!("gantry-config-{}.yaml", ns.name));
-    std::fs::write(&path, config).unwrap();
-    let _operator = Operator::for_kata_with(&ns.name, &["--config", path.to_str().unwrap()]);
+    let path = crate::support::operator_config_file(&ns.name, &config);
+    let _operator = Operator::for_kata_with(&ns.name, &["--config", &path]);
     label_node(&client, NODE, Some(&ns.name)).await;
     let installs = Api::<KataInstall>::all(client.clone());
     let name = ns.name.clone();

@@ -72,6 +72,14 @@ impl TestNamespace {
     }
 }
 
+/// Writes an operator config file (`gantry run --config`) for the test of
+/// namespace `ns`; returns its path.
+pub fn operator_config_file(ns: &str, yaml: &str) -> String {
+    let path = std::env::temp_dir().join(format!("gantry-config-{ns}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// The pod of the never-retried Job `job` in `ns`, and its log.
 pub async fn job_pod_and_log(client: &Client, ns: &str, job: &str) -> (Pod, String) {
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
