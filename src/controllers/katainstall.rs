@@ -31,7 +31,7 @@ use crate::api::{KataInstall, FIELD_MANAGER};
 use crate::engine::kata::{
     plan_kata, pod_state, InstallerPod, KataAction, KataObserved, KataView, NodeInfo, NodeMark, PodState, Role,
     SmokeClient, SmokeServer, FINALIZER, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
-    NODE_RUNTIME_LABEL,
+    MARKED_FOR_CLEANUP, NODE_RUNTIME_LABEL,
 };
 use crate::resources::controller_ref;
 use crate::resources::kata::{
@@ -252,7 +252,7 @@ async fn apply(
             let (label, owner) = match mark {
                 NodeMark::Installed => (json!("true"), json!(name)),
                 NodeMark::Touched => (json!(null), json!(name)),
-                NodeMark::Cleanup => (json!("cleanup"), json!(name)),
+                NodeMark::Cleanup => (json!(MARKED_FOR_CLEANUP), json!(name)),
                 NodeMark::Clear => (json!(null), json!(null)),
             };
             info!(install = %name, node = %node, ?mark, "marking node");

@@ -19,7 +19,7 @@ use crate::config::KataInstallerHostAccess;
 use crate::engine::kata::validate::default_shim;
 use crate::engine::kata::{
     runtime_class_name, Role, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
-    NODE_RUNTIME_LABEL,
+    MARKED_FOR_CLEANUP, NODE_RUNTIME_LABEL,
 };
 use crate::engine::naming::LABEL_MANAGED_BY;
 
@@ -92,7 +92,7 @@ pub fn installer_daemonset(
     pod_labels.insert(LABEL_KATA_CONFIG.into(), config.into());
     let node_selector = match role {
         Role::Install => spec.node_selector.clone(),
-        Role::Cleanup => BTreeMap::from([(NODE_RUNTIME_LABEL.to_string(), "cleanup".to_string())]),
+        Role::Cleanup => BTreeMap::from([(NODE_RUNTIME_LABEL.to_string(), MARKED_FOR_CLEANUP.to_string())]),
     };
     let ready_test = match role {
         Role::Install => format!("test -e {KATA_SHIM_BINARY}"),
@@ -184,7 +184,7 @@ fn not_while_cleaning_up() -> Affinity {
         match_expressions: Some(vec![NodeSelectorRequirement {
             key: NODE_RUNTIME_LABEL.into(),
             operator: "NotIn".into(),
-            values: Some(vec!["cleanup".into()]),
+            values: Some(vec![MARKED_FOR_CLEANUP.into()]),
         }]),
         ..Default::default()
     };

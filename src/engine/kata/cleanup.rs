@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     install_config, list_nodes, node_state, note, KataAction, KataObserved, KataPlan, KataView, NodeInfo, NodeMark,
-    PodState, Role, CONDITION_INSTALLED, CONDITION_VERIFIED, DEFAULT_CLEANUP_TIMEOUT, NODE_RUNTIME_LABEL, RESYNC,
+    PodState, Role, CONDITION_INSTALLED, CONDITION_VERIFIED, DEFAULT_CLEANUP_TIMEOUT, MARKED_FOR_CLEANUP,
+    NODE_RUNTIME_LABEL, RESYNC,
 };
 use crate::api::katainstall::{KataInstallStatus, KataPhase, NodeInstallStatus};
 use crate::engine::conditions::set_condition;
@@ -122,7 +123,7 @@ pub(super) fn clean_node(
         None if installer_left => "waiting for the installer to stop".into(),
         None => "waiting for the cleanup pod".into(),
     };
-    if !installer_left && node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str) != Some("cleanup") {
+    if !installer_left && node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str) != Some(MARKED_FOR_CLEANUP) {
         actions.push(KataAction::MarkNode { node: node.name.clone(), mark: NodeMark::Cleanup });
     }
     Some(NodeInstallStatus { name: node.name.clone(), state: node_state::CLEANING_UP.into(), message: Some(message) })

@@ -39,6 +39,8 @@ pub const LABEL_SMOKE_KEY: &str = "gantry.dev/smoke-key";
 /// The node label kata-deploy uses: `true` when installed, `cleanup` while
 /// the cleanup runs there. RuntimeClasses schedule on `true`.
 pub const NODE_RUNTIME_LABEL: &str = "katacontainers.io/kata-runtime";
+/// The value of `NODE_RUNTIME_LABEL` on a node marked for the cleanup DaemonSet.
+pub const MARKED_FOR_CLEANUP: &str = "cleanup";
 /// Held from before anything is installed until cleanup is done.
 pub const FINALIZER: &str = "gantry.dev/kata-cleanup";
 /// Most nodes listed in status (the counts stay complete).
@@ -417,10 +419,10 @@ fn plan_nodes(
         let owned = node.owner.as_deref() == Some(view.name);
         let label = node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str);
         let selected = selects(&spec.node_selector, node);
-        if owned && (!selected || label == Some("cleanup")) {
+        if owned && (!selected || label == Some(MARKED_FOR_CLEANUP)) {
             let installer_left = observed.pods.iter().any(|p| p.role == Role::Install && p.node == node.name);
             let entry = cleanup::clean_node(node, observed, installer_left, actions, notes);
-            cleanup_runs |= entry.is_some() || label == Some("cleanup");
+            cleanup_runs |= entry.is_some() || label == Some(MARKED_FOR_CLEANUP);
             match entry {
                 Some(entry) if selected => nodes.push(NodeInstallStatus {
                     state: node_state::IN_PROGRESS.into(),
