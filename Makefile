@@ -37,11 +37,13 @@ unit:
 	$(CARGO) test --lib --bins --test crds --test install_manifests
 
 ## e2e: bring the local cluster up (node tier), build and import the operator image, run the
-## cluster-backed tests, then the in-cluster install test (alone: its operator watches every namespace).
+## cluster-backed tests, then the in-cluster install test and the bad-input corpus (alone: their
+## operator watches every namespace).
 e2e: cluster-up
 	e2e/operator-image.sh
 	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test cluster -- --test-threads=6
 	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test install -- --test-threads=1
+	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test bad_input -- --test-threads=1
 
 cluster-up:
 	$(CLUSTER) up node

@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::engine::duration::parse_duration;
+use crate::engine::duration::{parse_duration, parse_duration_at_most, MAX_TIMEOUT};
 use crate::engine::launch::NestedVirtPlacement;
 use crate::engine::observed::Settings;
 
@@ -141,7 +141,7 @@ impl OperatorConfig {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let config: OperatorConfig = serde_yaml::from_str(text)?;
         if let Some(t) = &config.default_stage_timeout {
-            parse_duration(t).map_err(|e| anyhow::anyhow!("defaultStageTimeout: {e}"))?;
+            parse_duration_at_most(t, MAX_TIMEOUT).map_err(|e| anyhow::anyhow!("defaultStageTimeout: {e}"))?;
         }
         if config.nested_virt.mode == NestedVirtMode::DevicePlugin && config.nested_virt.device_resource.is_empty() {
             anyhow::bail!("nestedVirt.deviceResource: must name a resource in DevicePlugin mode");

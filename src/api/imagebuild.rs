@@ -51,7 +51,7 @@ pub struct ImageBuildSpec {
     /// Run the builder on virtualization-capable nodes with `/dev/kvm`.
     #[serde(default)]
     pub nested_virt: bool,
-    /// Deadline for one build, Pending time included, e.g. `1h`.
+    /// Deadline for one build, Pending time included, e.g. `1h` (at most `30d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     /// How long images are kept.
@@ -85,10 +85,11 @@ pub struct Retention {
     /// ones, never the latest image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_last: Option<u32>,
-    /// Mark the image Obsolete when no PipelineRun used it for this long, e.g. `30d`.
+    /// Mark the image Obsolete when no PipelineRun used it for this long, e.g.
+    /// `30d` (at most `3650d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub obsolete_after: Option<String>,
-    /// Run the prune Job this long after the image became Obsolete.
+    /// Run the prune Job this long after the image became Obsolete (at most `3650d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune_after: Option<String>,
     /// Never obsolete or prune (release branches).

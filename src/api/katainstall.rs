@@ -51,7 +51,8 @@ pub struct KataInstallSpec {
     #[serde(default)]
     pub smoke_test: SmokeTest,
     /// How long deletion waits for the installer's cleanup on every node
-    /// before it gives up and releases the object anyway (default `10m`).
+    /// before it gives up and releases the object anyway (default `10m`, at
+    /// most `30d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup_timeout: Option<String>,
 }
@@ -66,7 +67,7 @@ pub struct SmokeTest {
     /// Image with `sh`, `httpd` and `nc` (default `busybox:1.36`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Deadline of one smoke test, from its start (default `5m`).
+    /// Deadline of one smoke test, from its start (default `5m`, at most `30d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }

@@ -56,11 +56,12 @@ pub struct PipelineRunSpec {
     /// Limit how many runs of one group run at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
-    /// Deadline for the whole run, e.g. `2h`, `30m`, `90s`. Time spent
-    /// Pending or queued counts.
+    /// Deadline for the whole run, e.g. `2h`, `30m`, `90s` (at most `30d`).
+    /// Time spent Pending or queued counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    /// Delete the run (and its Jobs) this many seconds after it finished.
+    /// Delete the run (and its Jobs) this many seconds after it finished
+    /// (0 to 31536000, a year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<i64>,
     /// Set to true to stop every stage; the run ends Cancelled.
@@ -90,13 +91,14 @@ pub struct StageDefaults {
     /// ServiceAccount the stage pods run as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
-    /// Per-attempt deadline, e.g. `2h`.
+    /// Per-attempt deadline, e.g. `2h` (at most `30d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    /// How often a failed stage is tried again.
+    /// How often a failed stage is tried again (at most 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
-    /// Seconds to wait before the first retry; doubled for each further one.
+    /// Seconds to wait before the first retry (at most 600); doubled for each
+    /// further one, up to 600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_delay_seconds: Option<u32>,
     /// Environment added to every stage.
@@ -146,10 +148,12 @@ pub struct Stage {
     /// Skipped and skips the stages that need it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
-    /// How often a failed attempt is tried again (default `defaults.retries`, else 0).
+    /// How often a failed attempt is tried again (default `defaults.retries`,
+    /// else 0; at most 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
-    /// Seconds before the first retry, doubled for each further one.
+    /// Seconds before the first retry (at most 600), doubled for each further
+    /// one up to 600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_delay_seconds: Option<u32>,
     /// How to read test results from the stage's log. `tap`: a TAP stream;
@@ -166,12 +170,19 @@ pub struct Stage {
     /// Run after every other stage has finished, whatever happened.
     #[serde(default)]
     pub finally: bool,
-    /// Per-attempt deadline, e.g. `45m` (default `defaults.timeout`).
+    /// Per-attempt deadline, e.g. `45m` (default `defaults.timeout`; at most `30d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     /// ServiceAccount for this stage (default `defaults.serviceAccountName`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// Substitute other stages' outputs into this stage's image, command and
+    /// args even when they hold characters other than letters, digits and
+    /// `._-:/@+=,` (shell metacharacters, spaces). Off by default: such a
+    /// value fails the stage before its Job exists. The safer channel is the
+    /// environment: `$GANTRY_OUTPUT_<STAGE>_<NAME>` in the script.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsafe_outputs: bool,
 }
 
 /// A reference to another Gantry object in the same namespace (or, for

@@ -2,7 +2,6 @@
 //! create or delete Jobs, write status, publish Events.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -15,7 +14,7 @@ use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::jobs::observe_jobs;
-use super::{ok_if, publish, Context, Error, Shutdown};
+use super::{catch_panic, ok_if, panic_note, publish, Context, Error, Shutdown};
 use crate::api::imagebuild::ImageBuildStatus;
 use crate::api::{ImageBuild, FIELD_MANAGER};
 use crate::engine::build_planner::{plan_build, BuildAction, BuildJob, BuildView};
@@ -34,13 +33,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .owns(jobs, watcher::Config::default().labels(LABEL_IMAGE_BUILD))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile_catching_panics, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
                 debug!(error = %err, "ImageBuild reconcile failed");
             }
         })
         .await;
+}
+
+/// [`reconcile`], with a panic reported on this build (a Warning Event)
+/// instead of stopping the controller for every build.
+async fn reconcile_catching_panics(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = catch_panic(reconcile(build.clone(), ctx.clone())).await;
+    if let Err(Error::Panicked(why)) = &result {
+        publish(&ctx, &*build, &[panic_note(&build.name_any(), why)]).await;
+    }
+    result
 }
 
 async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -128,5 +137,5 @@ async fn write_status(ctx: &Context, build: &ImageBuild, status: &ImageBuildStat
 fn error_policy(build: Arc<ImageBuild>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed("imagebuild", &err.metric_reason());
     warn!(name = %build.name_any(), error = %err, "ImageBuild reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(err.backoff())
 }

@@ -8,7 +8,6 @@
 //! and are mapped by that label. Node changes wake every KataInstall.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -25,7 +24,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::jobs::observe_jobs;
-use super::{ok_if, to_event, Context, Error, Shutdown};
+use super::{catch_panic, ok_if, panic_note, to_event, Context, Error, Shutdown};
 use crate::api::katainstall::KataInstallStatus;
 use crate::api::{KataInstall, FIELD_MANAGER};
 use crate::engine::kata::{
@@ -61,7 +60,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         })
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile_catching_panics, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
                 debug!(error = %err, "KataInstall reconcile failed");
@@ -165,6 +164,16 @@ async fn observe(ctx: &Context, name: &str) -> Result<KataObserved, Error> {
         observed.smoke_clients.push(SmokeClient { key: key.clone(), state: outcome.state, message });
     }
     Ok(observed)
+}
+
+/// [`reconcile`], with a panic reported on this install (a Warning Event)
+/// instead of stopping the controller for every install.
+async fn reconcile_catching_panics(install: Arc<KataInstall>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = catch_panic(reconcile(install.clone(), ctx.clone())).await;
+    if let Err(Error::Panicked(why)) = &result {
+        publish(&ctx, &install, &[panic_note(&install.name_any(), why)]).await;
+    }
+    result
 }
 
 async fn reconcile(install: Arc<KataInstall>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -302,5 +311,5 @@ async fn write_status(ctx: &Context, name: &str, status: &KataInstallStatus) -> 
 fn error_policy(install: Arc<KataInstall>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed("katainstall", &err.metric_reason());
     warn!(name = %install.name_any(), error = %err, "KataInstall reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(err.backoff())
 }

@@ -4,6 +4,7 @@
 pub mod imagebuild;
 pub mod jobs;
 pub mod katainstall;
+pub mod logs;
 pub mod pipelinerun;
 
 use std::sync::Arc;
@@ -21,6 +22,13 @@ pub const DEFAULT_OPERATOR_NAMESPACE: &str = "gantry-system";
 
 /// How long in-flight reconciles may run on after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// When a failed reconcile is tried again.
+pub const ERROR_BACKOFF: Duration = Duration::from_secs(5);
+
+/// When an object whose reconcile panicked is tried again: the same input
+/// would most likely panic again at once.
+pub const PANIC_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The kinds Gantry reconciles, for `gantry run --controllers`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -170,6 +178,9 @@ pub enum Error {
     /// An object lacked something every object has (name, namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
+    /// The reconcile panicked (a bug); caught so that only this object is affected.
+    #[error("reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 impl Error {
@@ -179,7 +190,51 @@ impl Error {
             Error::Kube(kube::Error::Api(status)) => format!("kube_api_{}", status.code),
             Error::Kube(_) => "kube_client".into(),
             Error::MissingField(_) => "missing_field".into(),
+            Error::Panicked(_) => "panic".into(),
         }
+    }
+
+    /// When the object is tried again after this error.
+    pub fn backoff(&self) -> Duration {
+        match self {
+            Error::Panicked(_) => PANIC_BACKOFF,
+            _ => ERROR_BACKOFF,
+        }
+    }
+}
+
+/// Runs one reconcile and turns a panic inside it into [`Error::Panicked`],
+/// so that one object's bad data (or a bug it triggers) fails that object
+/// alone: kube-runtime runs every reconcile in one task, and an unwinding
+/// panic there would stop the controller for every object.
+pub async fn catch_panic<T>(reconcile: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(reconcile).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+    }
+}
+
+/// The message a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    crate::engine::text::truncate(&message, crate::engine::conditions::MAX_MESSAGE_BYTES)
+}
+
+/// Logs that reconciling `object` panicked with `why`; returns the Warning
+/// Event that tells the object's owner.
+pub fn panic_note(object: &str, why: &str) -> crate::engine::planner::Note {
+    tracing::error!(%object, error = %why, "reconcile panicked; this object waits {PANIC_BACKOFF:?}, the others go on");
+    crate::engine::planner::Note {
+        warning: true,
+        reason: "ReconcilePanicked".into(),
+        message: format!("the operator failed on this object (a bug, please report it): {why}"),
+        stage: None,
+        job: None,
     }
 }
 
@@ -275,4 +330,31 @@ pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
         crate::leader::release(&ctx.client, lease).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_becomes_an_error_with_its_message() {
+        let result: Result<(), Error> = catch_panic(async { panic!("DateTime + TimeDelta overflowed") }).await;
+        match result {
+            Err(e @ Error::Panicked(_)) => {
+                assert!(e.to_string().contains("DateTime + TimeDelta overflowed"), "{e}");
+                assert_eq!(e.metric_reason(), "panic");
+                assert_eq!(e.backoff(), PANIC_BACKOFF);
+            }
+            other => panic!("expected Panicked, got {other:?}"),
+        }
+        let formatted: Result<(), Error> = catch_panic(async { panic!("stage {} broke", 3) }).await;
+        assert!(matches!(formatted, Err(Error::Panicked(m)) if m == "stage 3 broke"));
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_that_does_not_panic_is_passed_through() {
+        assert!(matches!(catch_panic(async { Ok::<_, Error>(7) }).await, Ok(7)));
+        let failed = catch_panic(async { Err::<(), _>(Error::MissingField("metadata.uid")) }).await;
+        assert!(matches!(failed, Err(Error::MissingField(_))));
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
-use super::duration::{format_duration, parse_duration};
+use super::duration::{format_duration, later, parse_duration, parse_duration_at_most, MAX_RETENTION, MAX_TIMEOUT};
 use super::imagebuild::{build_due, build_suffix, lifecycle, BuildTrigger};
 use super::launch::NestedVirtPlacement;
 use super::naming::{build_job_name, ANNOTATION_REBUILD};
@@ -137,13 +137,13 @@ pub fn validate_build(spec: &ImageBuildSpec, nested_virt_allowed: bool) -> Resul
     if !prefix_ok {
         return Err(err("spec.suffixPrefix", "at most 8 lowercase letters or digits, e.g. c or b"));
     }
-    for (field, value) in [
-        ("spec.timeout", spec.timeout.as_deref()),
-        ("spec.retention.obsoleteAfter", spec.retention.obsolete_after.as_deref()),
-        ("spec.retention.pruneAfter", spec.retention.prune_after.as_deref()),
+    for (field, value, limit) in [
+        ("spec.timeout", spec.timeout.as_deref(), MAX_TIMEOUT),
+        ("spec.retention.obsoleteAfter", spec.retention.obsolete_after.as_deref(), MAX_RETENTION),
+        ("spec.retention.pruneAfter", spec.retention.prune_after.as_deref(), MAX_RETENTION),
     ] {
         if let Some(v) = value {
-            parse_duration(v).map_err(|e| err(field, e))?;
+            parse_duration_at_most(v, limit).map_err(|e| err(field, e))?;
         }
     }
     let retention = &spec.retention;
@@ -372,7 +372,11 @@ fn trigger_message(trigger: &BuildTrigger) -> String {
 /// older ones belong to builds that left the history (`keepLast`).
 fn adopt(status: &mut ImageBuildStatus, jobs: &[BuildJob]) {
     // creationTimestamp has second resolution; start times do not.
-    let newest = status.builds.last().and_then(|b| b.start_time).map(|t| t - chrono::Duration::seconds(1));
+    let newest = status
+        .builds
+        .last()
+        .and_then(|b| b.start_time)
+        .and_then(|t| t.checked_sub_signed(chrono::TimeDelta::seconds(1)));
     let mut unknown: Vec<&BuildJob> = jobs
         .iter()
         .filter(|j| !j.prune && status.builds.iter().all(|b| b.job_name != j.outcome.name))
@@ -415,7 +419,7 @@ fn integrate(
         JobState::Active => {
             let Some(timeout) = timeout else { return };
             let started = job.outcome.created.unwrap_or(now);
-            let deadline = started + chrono::Duration::from_std(timeout + TIMEOUT_GRACE).unwrap_or_default();
+            let deadline = later(started, timeout.saturating_add(TIMEOUT_GRACE));
             if now >= deadline {
                 actions.push(BuildAction::DeleteJob { name: job.outcome.name.clone() });
                 let why =

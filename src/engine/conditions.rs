@@ -10,9 +10,10 @@ pub const MAX_MESSAGE_BYTES: usize = 512;
 
 /// Converts a chrono time to the API's `Time`.
 pub fn to_k8s_time(t: DateTime<Utc>) -> Time {
-    Time(
-        k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).expect("a chrono time is in jiff's range"),
-    )
+    use k8s_openapi::jiff::Timestamp;
+    // chrono reaches further than jiff (years -9999..=9999): clamp, never panic.
+    let micros = t.timestamp_micros().clamp(Timestamp::MIN.as_microsecond(), Timestamp::MAX.as_microsecond());
+    Time(Timestamp::from_microsecond(micros).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 /// Converts the API's `Time` to chrono.

@@ -3,7 +3,48 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, TimeZone, Utc};
+
 use super::text::truncate;
+
+/// Longest timeout anything may ask for: a run, a stage, a build, a Kata
+/// smoke test or cleanup, the operator's default stage timeout.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Longest retention period (`obsoleteAfter`, `pruneAfter`): ten years.
+pub const MAX_RETENTION: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
+
+/// Parses like [`parse_duration`] and refuses durations longer than `limit`
+/// (every duration a user writes has one, so time arithmetic stays in range).
+pub fn parse_duration_at_most(input: &str, limit: Duration) -> Result<Duration, String> {
+    let duration = parse_duration(input)?;
+    if duration > limit {
+        return Err(format!("{}: longer than the limit of {}", quote(input), format_duration(limit)));
+    }
+    Ok(duration)
+}
+
+/// `time + duration`, saturating at the end of year 9999 instead of
+/// overflowing (which would panic): a deadline that far is "never".
+pub fn later(time: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(duration)
+        .ok()
+        .and_then(|delta| time.checked_add_signed(delta))
+        .map_or_else(far_future, |t| t.min(far_future()))
+}
+
+/// `time + seconds` (negative: earlier), saturating like [`later`].
+pub fn later_by_secs(time: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+    if seconds < 0 {
+        return chrono::TimeDelta::try_seconds(seconds).and_then(|d| time.checked_add_signed(d)).unwrap_or(time);
+    }
+    later(time, Duration::from_secs(seconds.unsigned_abs()))
+}
+
+/// The latest time Gantry writes: 9999-12-31T23:59:59Z (RFC 3339 has four-digit years).
+pub fn far_future() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
 
 /// The units a duration may use, largest first, with their length
 /// in milliseconds. Also the order [`format_duration`] writes them in.
@@ -222,7 +263,33 @@ mod tests {
         assert!(!format_duration(Duration::MAX).is_empty());
     }
 
+    #[test]
+    fn bounded_parsing_names_the_limit() {
+        assert_eq!(parse_duration_at_most("30d", MAX_TIMEOUT), Ok(MAX_TIMEOUT));
+        let err = parse_duration_at_most("100000000d", MAX_TIMEOUT).unwrap_err();
+        assert_eq!(err, r#""100000000d": longer than the limit of 30d"#);
+        assert!(parse_duration_at_most("soon", MAX_TIMEOUT).unwrap_err().contains(EXPECTED));
+    }
+
+    #[test]
+    fn later_saturates_instead_of_overflowing() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        assert_eq!(later(now, secs(60)), Utc.with_ymd_and_hms(2026, 12, 1, 0, 1, 0).unwrap());
+        assert_eq!(later(now, Duration::MAX), far_future());
+        assert_eq!(later(now, Duration::from_millis(u64::MAX)), far_future());
+        assert_eq!(later_by_secs(now, i64::MAX), far_future());
+        assert_eq!(later_by_secs(now, -60), Utc.with_ymd_and_hms(2026, 11, 30, 23, 59, 0).unwrap());
+        assert_eq!(later_by_secs(DateTime::<Utc>::MIN_UTC, i64::MIN), DateTime::<Utc>::MIN_UTC);
+    }
+
     proptest! {
+        #[test]
+        fn later_never_panics_and_never_goes_back(secs_since_epoch in 0i64..253_402_300_799, millis: u64) {
+            let start = Utc.timestamp_opt(secs_since_epoch, 0).unwrap();
+            let end = later(start, Duration::from_millis(millis));
+            prop_assert!(end >= start && end <= far_future());
+        }
+
         #[test]
         fn parse_inverts_format(millis in 1u64..=u64::MAX) {
             let duration = Duration::from_millis(millis);

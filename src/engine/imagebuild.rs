@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::duration::parse_duration;
+use super::duration::{later, parse_duration};
 use crate::api::imagebuild::{BuildRecord, ImageBuildStatus, Lifecycle, Retention};
 
 /// The suffix of a build started at `now`: the prefix plus a UTC timestamp,
@@ -85,7 +85,7 @@ pub fn lifecycle(
     else {
         return used;
     };
-    let obsolete_at = last_used + chrono::Duration::from_std(obsolete_after).unwrap_or_default();
+    let obsolete_at = later(last_used, obsolete_after);
     if now < obsolete_at {
         return LifecycleState { next_change: Some(obsolete_at), ..used };
     }
@@ -93,7 +93,7 @@ pub fn lifecycle(
     match prune_after {
         None => LifecycleState { lifecycle: Lifecycle::Obsolete, ..used },
         Some(after) => {
-            let prune_at = obsolete_at + chrono::Duration::from_std(after).unwrap_or_default();
+            let prune_at = later(obsolete_at, after);
             LifecycleState {
                 lifecycle: Lifecycle::Obsolete,
                 prune_due: now >= prune_at,

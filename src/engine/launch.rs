@@ -11,7 +11,7 @@ use super::dag::Graph;
 use super::duration::parse_duration;
 use super::naming::job_name;
 use super::observed::Settings;
-use super::substitute::{render, Reference, RenderError};
+use super::substitute::{is_safe_output, references, render, Reference, RenderError};
 use crate::api::pipelinerun::{PipelineRunSpec, Stage, StageStatus};
 
 /// Where a stage writes its `name=value` outputs. It is the container's
@@ -90,6 +90,32 @@ pub fn stage_timeout(spec: &PipelineRunSpec, stage: &Stage, settings: &Settings)
         .or(settings.default_stage_timeout)
 }
 
+/// Outputs are written by other stages' containers, which may run code the
+/// run's author does not control: substituted into an image, a command or
+/// args (often `sh -c` scripts) they must be plain data.
+fn check_outputs_are_data(
+    image: &str,
+    command: &[String],
+    args: &[String],
+    lookup: &impl Fn(&Reference) -> Option<String>,
+) -> Result<(), RenderError> {
+    let fields = std::iter::once(("run.image".to_string(), image))
+        .chain(command.iter().enumerate().map(|(i, c)| (format!("run.command[{i}]"), c.as_str())))
+        .chain(args.iter().enumerate().map(|(i, a)| (format!("run.args[{i}]"), a.as_str())));
+    for (field, template) in fields {
+        for reference in references(template)? {
+            let Reference::Output { stage, output } = &reference else { continue };
+            let Some(value) = lookup(&reference) else { continue };
+            if !is_safe_output(&value) {
+                let env = env_name("GANTRY_OUTPUT", &[stage, output]);
+                let value = super::text::truncate(&value, 64);
+                return Err(RenderError::Unsafe { reference, field, value, env });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The name of the run's workspace claim.
 pub fn workspace_claim_name(run: &str) -> String {
     format!("{}-workspace", super::naming::run_label(run))
@@ -118,6 +144,9 @@ pub fn launch(
         }
     };
     let image = run_spec.image.clone().or_else(|| spec.defaults.image.clone()).unwrap_or_default();
+    if !stage.allow_unsafe_outputs {
+        check_outputs_are_data(&image, &run_spec.command, &run_spec.args, &lookup)?;
+    }
     let render_all = |items: &[String]| items.iter().map(|t| render(t, lookup)).collect::<Result<Vec<_>, _>>();
 
     let mut vars = vec![

@@ -6,8 +6,10 @@ pub mod conditions;
 pub mod dag;
 pub mod duration;
 pub mod imagebuild;
+pub mod internal_error;
 pub mod kata;
 pub mod launch;
+pub mod log_tail;
 pub mod naming;
 pub mod observed;
 pub mod outputs;
@@ -18,3 +20,6 @@ pub mod substitute;
 pub mod tap;
 pub mod text;
 pub mod validate;
+
+#[cfg(test)]
+mod fuzz_tests;

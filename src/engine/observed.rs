@@ -116,6 +116,9 @@ pub struct Observed {
     /// Logs of finished attempts, by Job name, as asked for by
     /// [`crate::engine::planner::logs_wanted`].
     pub logs: BTreeMap<String, String>,
+    /// The Jobs whose log was longer than the operator reads
+    /// ([`crate::engine::log_tail::MAX_LOG_BYTES`]): `logs` holds its end.
+    pub logs_cut: std::collections::BTreeSet<String>,
     /// The ImageBuilds `imageBuild` stages wait for, by name; a name that is
     /// absent does not exist (yet).
     pub image_builds: BTreeMap<String, Referenced>,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
 use super::dag::Graph;
-use super::duration::parse_duration;
+use super::duration::{later, later_by_secs, parse_duration};
 use super::launch::{launch, stage_timeout, workspace_claim_name, StageLaunch};
 use super::observed::{group_order, JobObservation, JobState, Observed, RunView};
 use super::outputs::{is_skip, parse_outputs};
@@ -232,7 +232,7 @@ impl Planner<'_> {
             self.status.phase = Some(RunPhase::Queued);
             self.status.message = Some("waiting for older runs of the concurrency group".into());
             self.set_succeeded("Unknown", "Queued", "waiting for older runs of the concurrency group");
-            self.wake_at.push(self.now + chrono::Duration::from_std(QUEUE_POLL).unwrap());
+            self.wake_at.push(later(self.now, QUEUE_POLL));
         }
     }
 
@@ -267,7 +267,7 @@ impl Planner<'_> {
             *entry = StageStatus {
                 name: entry.name.clone(),
                 attempt: entry.attempt,
-                first_attempt: entry.attempt + 1,
+                first_attempt: entry.attempt.saturating_add(1),
                 history: std::mem::take(&mut entry.history),
                 message: Some("rerun requested".into()),
                 ..Default::default()
@@ -358,7 +358,7 @@ impl Planner<'_> {
         if job.outcome.ready_addresses.len() < replicas as usize {
             // Pod readiness changes no Job field on older clusters (`status.ready`
             // is 1.23+), so nothing wakes the run: look again soon.
-            self.wake_at.push(self.now + chrono::Duration::from_std(SERVICE_POLL).unwrap_or_default());
+            self.wake_at.push(later(self.now, SERVICE_POLL));
             return;
         }
         entry.ready = true;
@@ -453,7 +453,7 @@ impl Planner<'_> {
                 };
                 let timeout = stage_timeout(self.spec, stage, self.run.settings);
                 let started = self.status.stages[i].start_time.unwrap_or(self.now);
-                let deadline = timeout.map(|t| started + chrono::Duration::from_std(t).unwrap_or_default());
+                let deadline = timeout.map(|t| later(started, t));
                 if let (Some(t), Some(deadline)) = (timeout, deadline) {
                     if self.now >= deadline {
                         let why = format!("timed out after {}: {why}", super::duration::format_duration(t));
@@ -462,7 +462,7 @@ impl Planner<'_> {
                     self.wake_at.push(deadline);
                 }
                 self.status.stages[i].message = Some(truncate(&why, MAX_MESSAGE_BYTES));
-                self.wake_at.push(self.now + chrono::Duration::from_std(REFERENCE_POLL).unwrap_or_default());
+                self.wake_at.push(later(self.now, REFERENCE_POLL));
             }
         }
     }
@@ -474,7 +474,7 @@ impl Planner<'_> {
             return;
         };
         let started = job.outcome.created.unwrap_or(self.now);
-        let deadline = started + chrono::Duration::from_std(timeout + TIMEOUT_GRACE).unwrap_or_default();
+        let deadline = later(started, timeout.saturating_add(TIMEOUT_GRACE));
         if self.now >= deadline {
             self.actions.push(Action::DeleteJob { name: job.outcome.name.clone() });
             let t = super::duration::format_duration(timeout);
@@ -491,11 +491,19 @@ impl Planner<'_> {
             return None;
         }
         let first = self.status.stages[i].first_attempt.max(1);
-        let reports: Vec<tap::TapReport> = (first..=attempt)
+        let jobs: Vec<&str> = (first..=attempt)
             .filter_map(|a| self.observed.job(&stage.name, a))
-            .map(|j| tap::parse(self.observed.logs.get(&j.outcome.name).map(String::as_str).unwrap_or("")))
+            .map(|j| j.outcome.name.as_str())
             .collect();
-        let merged = tap::merge(&reports);
+        let reports: Vec<tap::TapReport> =
+            jobs.iter().map(|j| tap::parse(self.observed.logs.get(*j).map(String::as_str).unwrap_or(""))).collect();
+        let mut merged = tap::merge(&reports);
+        if !merged.all_passed && jobs.iter().any(|j| self.observed.logs_cut.contains(*j)) {
+            let budget = super::log_tail::MAX_LOG_BYTES / (1024 * 1024);
+            merged
+                .problems
+                .push(format!("the log is longer than {budget} MiB: TAP was read from its last {budget} MiB"));
+        }
         Some((merged.counts, merged.all_passed, merged.problems))
     }
 
@@ -570,7 +578,7 @@ impl Planner<'_> {
         self.record_attempt(i, job, StagePhase::Failed, Some(&why));
         let stage = &self.spec.stages[i];
         let entry = &self.status.stages[i];
-        let tries = entry.attempt + 1 - entry.first_attempt.max(1);
+        let tries = entry.attempt.saturating_add(1).saturating_sub(entry.first_attempt.max(1));
         let retries = stage.retries.or(self.spec.defaults.retries).unwrap_or(0);
         if tries <= retries {
             let base = stage
@@ -578,7 +586,7 @@ impl Planner<'_> {
                 .or(self.spec.defaults.retry_delay_seconds)
                 .unwrap_or(DEFAULT_RETRY_DELAY_SECS);
             let delay = retry_delay(base, tries);
-            let at = self.now + chrono::Duration::from_std(delay).unwrap_or_default();
+            let at = later(self.now, delay);
             let entry = &mut self.status.stages[i];
             entry.phase = StagePhase::Waiting;
             entry.retry_after = Some(at);
@@ -637,7 +645,7 @@ impl Planner<'_> {
     /// The run's timeout and the deadline it sets (its clock starts at creation).
     fn run_deadline(&self) -> Option<(Duration, DateTime<Utc>)> {
         let timeout = self.spec.timeout.as_deref().and_then(|t| parse_duration(t).ok())?;
-        Some((timeout, self.run.created + chrono::Duration::from_std(timeout).unwrap_or_default()))
+        Some((timeout, later(self.run.created, timeout)))
     }
 
     /// Stops every unfinished stage, finally stages included.
@@ -681,7 +689,7 @@ impl Planner<'_> {
         if let Some(failed) = failed {
             let why = format!("fail-fast: stage {failed} failed");
             for i in 0..self.spec.stages.len() {
-                if !self.spec.stages[i].finally {
+                if !self.spec.stages[i].finally && !self.kept_for_finally(i) {
                     self.cancel_stage(i, &why);
                 }
             }
@@ -729,12 +737,29 @@ impl Planner<'_> {
         }
     }
 
+    /// Whether stage `i` is a service that runs and is ready.
+    fn serving(&self, i: usize) -> bool {
+        let entry = &self.status.stages[i];
+        self.spec.stages[i].service.is_some() && entry.phase == StagePhase::Running && entry.ready
+    }
+
+    /// Whether stage `i` is a ready service that a finally stage needs: it
+    /// stays up for the finally stages (fail-fast leaves it alone too).
+    fn kept_for_finally(&self, i: usize) -> bool {
+        let name = &self.spec.stages[i].name;
+        self.serving(i) && self.spec.stages.iter().any(|s| s.finally && s.needs.contains(name))
+    }
+
     fn readiness(&self, graph: &Graph, i: usize) -> Readiness {
         let stage = &self.spec.stages[i];
         if stage.finally {
-            let others_done =
-                self.spec.stages.iter().zip(&self.status.stages).all(|(s, st)| s.finally || st.phase.is_finished());
-            let needs_done = graph.needs[i].iter().all(|&n| self.status.stages[n].phase.is_finished());
+            // A service a finally stage needs stays up for it (collecting a
+            // test cluster's logs, say): it is torn down after its last dependent.
+            let others_done = (0..self.spec.stages.len()).all(|j| {
+                self.spec.stages[j].finally || self.status.stages[j].phase.is_finished() || self.kept_for_finally(j)
+            });
+            let needs_done =
+                graph.needs[i].iter().all(|&n| self.status.stages[n].phase.is_finished() || self.serving(n));
             return if others_done && needs_done { Readiness::Ready } else { Readiness::Blocked };
         }
         let mut verdict = Readiness::Ready;
@@ -768,7 +793,7 @@ impl Planner<'_> {
             return self.start_reference(i);
         }
         let entry = &self.status.stages[i];
-        let attempt = entry.attempt + 1;
+        let attempt = entry.attempt.saturating_add(1);
         match launch(self.run.name, self.run.settings, self.spec, graph, &self.status.stages, i, attempt) {
             Err(e) => {
                 let why = format!("cannot start: {e}");
@@ -871,7 +896,7 @@ impl Planner<'_> {
         let (Some(ttl), Some(done)) = (self.spec.ttl_seconds_after_finished, self.status.completion_time) else {
             return;
         };
-        let expiry = done + chrono::Duration::seconds(ttl);
+        let expiry = later_by_secs(done, ttl);
         if self.now >= expiry {
             self.actions.push(Action::DeleteRun);
         } else {
@@ -955,5 +980,7 @@ pub fn retry_delay(base_secs: u32, tries: u32) -> Duration {
     Duration::from_secs(u64::from(base_secs).saturating_mul(factor)).min(MAX_RETRY_DELAY)
 }
 
+#[cfg(test)]
+mod termination;
 #[cfg(test)]
 mod tests;

@@ -121,6 +121,23 @@ pub enum RenderError {
     /// The reference has no value (for outputs: the stage did not write it).
     #[error("{0} has no value")]
     Unresolved(Reference),
+    /// An output with characters outside [`is_safe_output`] would be
+    /// substituted into `field` (image, command or args).
+    #[error(
+        "{reference} in {field} is {value:?}, which has characters other than letters, digits and {SAFE_PUNCTUATION}: \
+         read it from ${env} in the script instead, or set allowUnsafeOutputs on this stage"
+    )]
+    Unsafe { reference: Reference, field: String, value: String, env: String },
+}
+
+/// The punctuation an output may hold to be substituted into an image,
+/// command or args: enough for versions, image references, digests, URLs
+/// and address lists, and nothing a shell gives meaning to.
+pub const SAFE_PUNCTUATION: &str = "._-:/@+=,";
+
+/// Whether an output value is plain data in any shell word.
+pub fn is_safe_output(value: &str) -> bool {
+    value.chars().all(|c| c.is_ascii_alphanumeric() || SAFE_PUNCTUATION.contains(c))
 }
 
 #[cfg(test)]
@@ -133,6 +150,16 @@ mod tests {
             Reference::Param(p) if p == "arch" => Some("amd64".into()),
             Reference::Output { stage, output } if stage == "sdk" && output == "image" => Some("sdk:1".into()),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn only_plain_data_is_a_safe_output() {
+        for safe in ["", "3145.0.0", "registry:5000/sdk:c20261201", "sha256:0ab9", "10.88.0.4,10.88.0.5", "a=b+c@d"] {
+            assert!(is_safe_output(safe), "{safe:?}");
+        }
+        for unsafe_ in ["$(id)", "`id`", "a;b", "a b", "a|b", "x&&y", "'q'", "\"q\"", "a\nb", "~root", "*", "é"] {
+            assert!(!is_safe_output(unsafe_), "{unsafe_:?}");
         }
     }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::dag::{Graph, GraphError};
-use super::duration::parse_duration;
+use super::duration::{format_duration, parse_duration_at_most, MAX_TIMEOUT};
 use super::stage_kind::{
     provides_output, stage_kind, StageKind, IMAGE_BUILD_OUTPUTS, KATA_INSTALL_OUTPUTS, SERVICE_OUTPUTS,
 };
@@ -26,6 +26,11 @@ pub const MAX_OUTPUTS: usize = 16;
 pub const MAX_ENV: usize = 100;
 /// Most bytes of image, command, args and env values per stage.
 pub const MAX_STAGE_TEXT_BYTES: usize = 64 * 1024;
+/// Longest `ttlSecondsAfterFinished`: a year.
+pub const MAX_TTL_SECONDS: i64 = 365 * 24 * 60 * 60;
+/// Longest base delay before a retry (`retryDelaySeconds`); the doubling
+/// delay is capped at the same value.
+pub const MAX_RETRY_DELAY_SECONDS: u32 = 600;
 
 /// The first problem found in a spec: `field` is a path such as
 /// `spec.stages[test-qemu].needs`.
@@ -126,9 +131,11 @@ fn check_run_fields(spec: &PipelineRunSpec) -> Result<(), SpecError> {
     check_duration("spec.timeout", spec.timeout.as_deref())?;
     check_duration("spec.defaults.timeout", spec.defaults.timeout.as_deref())?;
     check_retries("spec.defaults.retries", spec.defaults.retries)?;
+    check_retry_delay("spec.defaults.retryDelaySeconds", spec.defaults.retry_delay_seconds)?;
     if let Some(ttl) = spec.ttl_seconds_after_finished {
-        if ttl < 0 {
-            return Err(err("spec.ttlSecondsAfterFinished", "must not be negative"));
+        if !(0..=MAX_TTL_SECONDS).contains(&ttl) {
+            let most = format_duration(std::time::Duration::from_secs(MAX_TTL_SECONDS.unsigned_abs()));
+            return Err(err("spec.ttlSecondsAfterFinished", format!("must be 0 to {MAX_TTL_SECONDS} ({most})")));
         }
     }
     if let Some(ws) = &spec.workspace {
@@ -166,7 +173,7 @@ fn is_quantity(s: &str) -> bool {
 
 fn check_duration(field: &str, value: Option<&str>) -> Result<(), SpecError> {
     match value {
-        Some(v) => parse_duration(v).map(|_| ()).map_err(|e| err(field, e)),
+        Some(v) => parse_duration_at_most(v, MAX_TIMEOUT).map(|_| ()).map_err(|e| err(field, e)),
         None => Ok(()),
     }
 }
@@ -174,6 +181,15 @@ fn check_duration(field: &str, value: Option<&str>) -> Result<(), SpecError> {
 fn check_retries(field: &str, retries: Option<u32>) -> Result<(), SpecError> {
     match retries {
         Some(r) if r > MAX_RETRIES => Err(err(field, format!("{r} retries; at most {MAX_RETRIES} are allowed"))),
+        _ => Ok(()),
+    }
+}
+
+fn check_retry_delay(field: &str, seconds: Option<u32>) -> Result<(), SpecError> {
+    match seconds {
+        Some(s) if s > MAX_RETRY_DELAY_SECONDS => {
+            Err(err(field, format!("{s} seconds; at most {MAX_RETRY_DELAY_SECONDS} are allowed")))
+        }
         _ => Ok(()),
     }
 }
@@ -257,6 +273,7 @@ fn check_stage(spec: &PipelineRunSpec, stage: &Stage, nested_virt_allowed: bool)
         return Err(err(stage_field(stage, "run.image"), "no image: set it here or in spec.defaults.image"));
     }
     check_retries(&stage_field(stage, "retries"), stage.retries)?;
+    check_retry_delay(&stage_field(stage, "retryDelaySeconds"), stage.retry_delay_seconds)?;
     check_duration(&stage_field(stage, "timeout"), stage.timeout.as_deref())?;
     if stage.outputs.len() > MAX_OUTPUTS {
         return Err(err(stage_field(stage, "outputs"), format!("at most {MAX_OUTPUTS} outputs are allowed")));

@@ -6,14 +6,13 @@ pub mod observe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, LogParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -21,11 +20,13 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::jobs::last_pod_warning;
-use super::{publish, Context, Error, Shutdown};
+use super::logs::read_log_tail;
+use super::{catch_panic, panic_note, publish, Context, Error, Shutdown};
 use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::pipelinerun::Stage;
 use crate::api::{ImageBuild, KataInstall, PipelineRun, FIELD_MANAGER};
 use crate::engine::conditions::from_k8s_time;
+use crate::engine::internal_error::failed_by_internal_error;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
 use crate::engine::observed::{GroupMember, Observed, RunView};
 use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Note};
@@ -64,7 +65,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
     info!("watching PipelineRuns");
     controller
-        .run(reconcile, error_policy, run_ctx)
+        .run(reconcile_catching_panics, error_policy, run_ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
                 debug!(error = %err, "PipelineRun reconcile failed");
@@ -91,6 +92,23 @@ async fn explain_failures(client: &kube::Client, ns: &str, view: &RunView<'_>, o
             message.push_str(&format!("; last pod event: {warning}"));
         }
     }
+}
+
+/// [`reconcile`], with a panic becoming this run's failure (an Event, and
+/// Failed with reason `InternalError` unless it had finished) instead of
+/// stopping the controller for every run.
+async fn reconcile_catching_panics(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action, Error> {
+    let result = catch_panic(reconcile(run.clone(), ctx.clone())).await;
+    if let Err(Error::Panicked(why)) = &result {
+        publish(&ctx.base, &*run, &[panic_note(&run.name_any(), why)]).await;
+        let status = run.status.clone().unwrap_or_default();
+        if let Some(failed) = failed_by_internal_error(&status, why, run.metadata.generation, Utc::now()) {
+            if let Err(e) = write_status(&ctx.base.client, &run, &failed).await {
+                warn!(run = %run.name_any(), error = %e, "cannot record the internal error in status");
+            }
+        }
+    }
+    result
 }
 
 async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action, Error> {
@@ -126,6 +144,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         jobs: observe::observe_stage_jobs(&jobs.items, &pods.items),
         group: group_members(&ctx.runs, &run),
         logs: Default::default(),
+        logs_cut: Default::default(),
         image_builds,
         kata_installs,
     };
@@ -133,10 +152,12 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     for job in logs_wanted(&view, &observed) {
         let pod = pods.items.iter().find(|p| p.labels().get("job-name") == Some(&job));
         if let Some(pod) = pod {
-            let params = LogParams { container: Some(STAGE_CONTAINER.into()), ..Default::default() };
-            match pods_api.logs(&pod.name_any(), &params).await {
-                Ok(log) => {
-                    observed.logs.insert(job, log);
+            match read_log_tail(&pods_api, &pod.name_any(), STAGE_CONTAINER).await {
+                Ok(tail) => {
+                    if tail.cut {
+                        observed.logs_cut.insert(job.clone());
+                    }
+                    observed.logs.insert(job, tail.text);
                 }
                 Err(e) => warn!(run = %name, job = %job, error = %e, "cannot read stage log"),
             }
@@ -272,5 +293,5 @@ async fn notify(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
 fn error_policy(run: Arc<PipelineRun>, err: &Error, ctx: Arc<RunContext>) -> Action {
     ctx.base.metrics.reconcile_failed("pipelinerun", &err.metric_reason());
     warn!(name = %run.name_any(), error = %err, "PipelineRun reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(err.backoff())
 }

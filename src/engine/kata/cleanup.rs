@@ -17,7 +17,7 @@ use super::{
 };
 use crate::api::katainstall::{KataInstallStatus, KataPhase, NodeInstallStatus};
 use crate::engine::conditions::set_condition;
-use crate::engine::duration::parse_duration;
+use crate::engine::duration::{later, parse_duration};
 use crate::engine::planner::Note;
 use crate::engine::validate::SpecError;
 
@@ -44,7 +44,7 @@ pub fn plan_cleanup(
     }
     let targets: Vec<&NodeInfo> = observed.nodes.iter().filter(|n| n.owner.as_deref() == Some(view.name)).collect();
     let valid = super::validate::validate_kata(view.name, view.spec);
-    let deadline = view.deleting_since.unwrap_or(now) + cleanup_timeout(view);
+    let deadline = later(view.deleting_since.unwrap_or(now), cleanup_timeout(view));
     let mut nodes = Vec::new();
     let mut wake = Some(deadline);
     if !targets.is_empty() && (now >= deadline || valid.is_err()) {
@@ -129,7 +129,7 @@ pub(super) fn clean_node(
     Some(NodeInstallStatus { name: node.name.clone(), state: node_state::CLEANING_UP.into(), message: Some(message) })
 }
 
-fn cleanup_timeout(view: &KataView) -> chrono::Duration {
+fn cleanup_timeout(view: &KataView) -> std::time::Duration {
     let std = view.spec.cleanup_timeout.as_deref().and_then(|t| parse_duration(t).ok());
-    chrono::Duration::from_std(std.unwrap_or(DEFAULT_CLEANUP_TIMEOUT)).unwrap_or_else(|_| chrono::Duration::days(365))
+    std.unwrap_or(DEFAULT_CLEANUP_TIMEOUT)
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::validate::default_shim;
 use super::{note, runtime_class_name, short_hash, KataAction, KataObserved, KataView, PodState};
 use crate::api::katainstall::SmokeStatus;
-use crate::engine::duration::{format_duration, parse_duration};
+use crate::engine::duration::{format_duration, later, parse_duration};
 use crate::engine::observed::JobState;
 use crate::engine::planner::Note;
 
@@ -77,7 +77,7 @@ pub fn plan_smoke(view: &KataView, installed: &[String], observed: &KataObserved
         step.notes.push(note(false, "SmokeTestStarted", format!("smoke test {key} {message}")));
         step.record = Some(SmokeStatus { key, result: RUNNING.into(), start_time: Some(now), message: Some(message) });
         step.condition = ("Unknown", "SmokeTestRunning", "the smoke test is running".into());
-        step.wake = Some(now + timeout(view));
+        step.wake = Some(later(now, timeout(view)));
         return step;
     };
     if record.result != RUNNING {
@@ -89,7 +89,7 @@ pub fn plan_smoke(view: &KataView, installed: &[String], observed: &KataObserved
     let server = observed.smoke_servers.iter().find(|s| s.key == key);
     let client = observed.smoke_clients.iter().find(|c| c.key == key);
     let started = record.start_time.unwrap_or(now);
-    let deadline = started + timeout(view);
+    let deadline = later(started, timeout(view));
     let outcome: Option<(bool, String)> = match (client.map(|c| &c.state), server) {
         (Some(JobState::Succeeded), _) => {
             let node = server.and_then(|s| s.node.as_deref()).unwrap_or("a Kata node");
@@ -111,10 +111,7 @@ pub fn plan_smoke(view: &KataView, installed: &[String], observed: &KataObserved
                 },
                 (Some(_), Some(_)) => "the client has not finished".to_string(),
             };
-            Some((
-                false,
-                format!("timed out after {}: {progress}", format_duration(timeout(view).to_std().unwrap_or_default())),
-            ))
+            Some((false, format!("timed out after {}: {progress}", format_duration(timeout(view)))))
         }
         _ => None,
     };
@@ -147,10 +144,9 @@ pub fn plan_smoke(view: &KataView, installed: &[String], observed: &KataObserved
 
 use super::SmokeServer;
 
-fn timeout(view: &KataView) -> chrono::Duration {
+fn timeout(view: &KataView) -> std::time::Duration {
     let std = view.spec.smoke_test.timeout.as_deref().and_then(|t| parse_duration(t).ok());
-    chrono::Duration::from_std(std.unwrap_or(super::DEFAULT_SMOKE_TIMEOUT))
-        .unwrap_or_else(|_| chrono::Duration::days(365))
+    std.unwrap_or(super::DEFAULT_SMOKE_TIMEOUT)
 }
 
 fn condition_of(record: &SmokeStatus) -> (&'static str, &'static str, String) {

