@@ -7,7 +7,7 @@ CLUSTER := e2e/cluster.sh
 # The embedded cluster's kubeconfig; `make run KUBECONFIG=...` uses yours instead.
 E2E_KUBECONFIG := $(shell $(CLUSTER) kubeconfig)
 
-.PHONY: all run test lint unit e2e cluster-up cluster-down cluster-status crds manifests-crds bench clean-cluster
+.PHONY: all run test test-faults lint unit e2e cluster-up cluster-down cluster-status crds manifests-crds bench clean-cluster
 
 all: test
 
@@ -26,8 +26,9 @@ _run:
 	kubectl wait --for=condition=Established --timeout=60s -f crds/
 	exec ./target/debug/gantry run
 
-## test: format and lint checks, unit tests, then the tests on the real local cluster.
-test: lint unit e2e
+## test: format and lint checks, unit tests, then the tests on the real local cluster, then the
+## fault tests.
+test: lint unit e2e test-faults
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -41,9 +42,14 @@ unit:
 ## operator watches every namespace).
 e2e: cluster-up
 	e2e/operator-image.sh
-	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test cluster -- --test-threads=6
+	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test cluster -- --test-threads=6 --skip faults::
 	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test install -- --test-threads=1
 	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test bad_input -- --test-threads=1
+
+## test-faults: the operator killed amid 50 pipelines, the API server and etcd restarted, Jobs
+## and pods deleted, a stale status written back; alone, one at a time (they restart the cluster's parts).
+test-faults: cluster-up
+	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test cluster faults:: -- --test-threads=1
 
 cluster-up:
 	$(CLUSTER) up node

@@ -7,6 +7,7 @@
 #   e2e/cluster.sh status                    what runs, and whether it answers
 #   e2e/cluster.sh kubeconfig                print the kubeconfig's path
 #   e2e/cluster.sh logs                      print the tail of every component's log
+#   e2e/cluster.sh restart COMPONENT         stop one component (etcd, kube-apiserver...) and start it again
 #
 # control-plane: etcd, kube-apiserver, kube-controller-manager (Jobs get Pods,
 #                nothing runs them).
@@ -356,6 +357,22 @@ cmd_down() {
     log "cluster down (logs kept in $LOG_DIR)"
 }
 
+# cmd_restart NAME: stops one component (SIGTERM, then SIGKILL) and starts it
+# again with everything it needs, as a crash and a supervisor would; for
+# fault tests. The state (etcd's data) stays.
+cmd_restart() {
+    local name="$1" tier
+    require_root
+    case " $CONTROL_PLANE $NODE " in *" $name "*) ;; *) die "unknown component '$name'";; esac
+    tier="$(cat "$STATE_DIR/tier" 2>/dev/null || echo node)"
+    stop_pid "$name"
+    log "restarting $name"
+    local bin; bin="$("$E2E_DIR/build-k8s.sh")"
+    start_control_plane "$bin"
+    if [ "$tier" = node ]; then start_node "$bin"; fi
+    log "$name restarted"
+}
+
 cmd_status() {
     local name rc=0 tier
     tier="$(cat "$STATE_DIR/tier" 2>/dev/null || echo none)"
@@ -389,6 +406,7 @@ cmd_logs() {
 case "${1:-}" in
     up) cmd_up "${2:-node}" ;;
     down) cmd_down ;;
+    restart) cmd_restart "${2:?usage: cluster.sh restart COMPONENT}" ;;
     status) cmd_status ;;
     kubeconfig) echo "$KUBECONFIG_PATH" ;;
     logs) cmd_logs ;;

@@ -39,19 +39,32 @@ fn observe_job(job: &Job, name: String, pods: &[&Pod], container_name: &str) -> 
         .unwrap_or_default()
         .into_iter()
         .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"));
-    let state = match finished_condition.as_ref().map(|c| c.type_.as_str()) {
+    let mut state = match finished_condition.as_ref().map(|c| c.type_.as_str()) {
         Some("Complete") => JobState::Succeeded,
         Some("Failed") => JobState::Failed,
         _ => JobState::Active,
     };
+    // A pod deleted while it ran keeps running until it stops, and may be
+    // the one that completes the Job, then vanish with its outputs while its
+    // replacement still runs. The outputs come from a pod that succeeded:
+    // wait for the replacement, and if none succeeded, say they are lost.
+    let succeeded_pod = pods.iter().filter(|p| exited_zero(p, container_name)).max_by_key(|p| created(p));
+    let mut outputs_lost = false;
+    if state == JobState::Succeeded && succeeded_pod.is_none() {
+        if pods.iter().any(|p| is_running_or_pending(p)) {
+            state = JobState::Active;
+        } else {
+            outputs_lost = true;
+        }
+    }
     let finished = status
         .completion_time
         .as_ref()
         .or(finished_condition.as_ref().and_then(|c| c.last_transition_time.as_ref()))
         .map(from_k8s_time)
         .filter(|_| state != JobState::Active);
-    // The newest pod tells what happened last.
-    let pod = pods.iter().max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    // The pod that succeeded tells a success; otherwise the newest pod tells what happened last.
+    let pod = succeeded_pod.filter(|_| state == JobState::Succeeded).or_else(|| pods.iter().max_by_key(|p| created(p)));
     let container = pod.and_then(|p| container_status(p, container_name));
     let outputs = container
         .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
@@ -83,7 +96,23 @@ fn observe_job(job: &Job, name: String, pods: &[&Pod], container_name: &str) -> 
         message,
         pod: pod.and_then(|p| p.metadata.name.clone()),
         ready_addresses: ready_addresses(pods),
+        outputs_lost,
     }
+}
+
+fn created(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+/// Whether the pod's `container` terminated with exit code 0.
+fn exited_zero(pod: &Pod, container: &str) -> bool {
+    container_status(pod, container)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref())
+        .is_some_and(|t| t.exit_code == 0)
+}
+
+fn is_running_or_pending(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running" | "Pending") | None)
 }
 
 /// The IPs of the pods whose Ready condition is True, in pod-name order.
@@ -186,6 +215,48 @@ mod tests {
         assert_eq!(obs[0].state, JobState::Succeeded);
         assert_eq!(obs[0].outputs.as_deref(), Some("image=sdk:1\n"));
         assert!(obs[0].finished.is_some());
+    }
+
+    /// A pod named `suffix`, created `second`s after the Job, in `phase`.
+    fn pod_at(job: &str, suffix: &str, second: u32, phase: &str, state: serde_json::Value) -> Pod {
+        let mut pod = pod(job, state);
+        pod.metadata.name = Some(format!("{job}-{suffix}"));
+        let created: k8s_openapi::jiff::Timestamp = format!("2026-01-01T00:00:{second:02}Z").parse().unwrap();
+        pod.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created));
+        pod.status.as_mut().unwrap().phase = Some(phase.into());
+        pod
+    }
+
+    #[test]
+    fn outputs_come_from_the_pod_that_succeeded_not_from_a_replacement() {
+        // The first pod was deleted while it ran, finished anyway and
+        // completed the Job; its replacement (newer) still runs.
+        let jobs = [job("r-test-2", Some(("Complete", "")))];
+        let done = serde_json::json!({"terminated": {"exitCode": 0, "message": "out=first\n"}});
+        let running = serde_json::json!({"running": {}});
+        let first = pod_at("r-test-2", "first", 1, "Succeeded", done.clone());
+        let replacement = pod_at("r-test-2", "second", 3, "Running", running.clone());
+        let obs = observe_jobs(&jobs, &[first, replacement.clone()], "stage");
+        assert_eq!(obs[0].1.state, JobState::Succeeded);
+        assert_eq!(obs[0].1.outputs.as_deref(), Some("out=first\n"));
+        assert_eq!(obs[0].1.pod.as_deref(), Some("r-test-2-first"));
+
+        // The first pod is gone: wait for the replacement...
+        let obs = observe_jobs(&jobs, std::slice::from_ref(&replacement), "stage");
+        assert_eq!(obs[0].1.state, JobState::Active, "the replacement still runs: wait for it");
+        // ...whose outputs then count.
+        let second = serde_json::json!({"terminated": {"exitCode": 0, "message": "out=second\n"}});
+        let replaced = pod_at("r-test-2", "second", 3, "Succeeded", second);
+        let obs = observe_jobs(&jobs, &[replaced], "stage");
+        assert_eq!((obs[0].1.state, obs[0].1.outputs.as_deref()), (JobState::Succeeded, Some("out=second\n")));
+        assert!(!obs[0].1.outputs_lost);
+
+        // No pod that succeeded is left at all: the outputs are lost, and said so.
+        let failed = pod_at("r-test-2", "second", 3, "Failed", serde_json::json!({"terminated": {"exitCode": 137}}));
+        let obs = observe_jobs(&jobs, &[failed], "stage");
+        assert_eq!(obs[0].1.state, JobState::Succeeded);
+        assert!(obs[0].1.outputs_lost);
+        assert!(observe_jobs(&jobs, &[], "stage")[0].1.outputs_lost);
     }
 
     #[test]

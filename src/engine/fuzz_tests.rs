@@ -173,6 +173,7 @@ fn job(with_outputs: bool) -> impl Strategy<Value = (String, u32, JobOutcome)> {
                 message,
                 pod: Some("pod".into()),
                 ready_addresses: vec!["10.0.0.1".into()],
+                outputs_lost: state == JobState::Succeeded && attempt % 2 == 0,
             };
             (stage, attempt, outcome)
         })

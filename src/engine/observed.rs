@@ -57,6 +57,9 @@ pub struct JobOutcome {
     pub pod: Option<String>,
     /// IPs of its running pods that are ready, by pod name (a service stage's addresses).
     pub ready_addresses: Vec<String>,
+    /// The Job succeeded, but the pod that succeeded is gone (it was deleted
+    /// while it ran) and no other pod succeeded: its outputs are unknown.
+    pub outputs_lost: bool,
 }
 
 /// One stage Job: its stage and attempt labels and what it says.

@@ -509,6 +509,10 @@ impl Planner<'_> {
 
     fn attempt_succeeded(&mut self, i: usize, job: &JobObservation) {
         let stage = &self.spec.stages[i];
+        if job.outcome.outputs_lost && !stage.outputs.is_empty() {
+            let why = format!("Job {} succeeded, but its pod is gone with the outputs it wrote", job.outcome.name);
+            return self.attempt_failed(i, Some(job), why);
+        }
         let outputs = match parse_outputs(job.outcome.outputs.as_deref().unwrap_or(""), &stage.outputs) {
             Ok(o) => o,
             Err(e) => return self.attempt_failed(i, Some(job), format!("bad outputs: {e}")),

@@ -3,6 +3,7 @@
 
 mod config;
 mod crds;
+mod faults;
 mod imagebuild;
 mod jobs;
 mod katainstall;

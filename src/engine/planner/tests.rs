@@ -1028,6 +1028,31 @@ fn a_timeout_of_years_is_an_invalid_spec_not_an_overflow() {
 }
 
 #[test]
+fn a_success_whose_outputs_are_lost_is_a_failed_attempt_and_retried() {
+    let mut sdk = stage("sdk", &[]);
+    sdk.outputs = vec!["version".into()];
+    sdk.retries = Some(1);
+    let mut sim = Sim::new(spec(vec![sdk, stage("test", &["sdk"])]));
+    sim.step();
+    sim.succeed("sdk");
+    sim.observed.jobs[0].outcome.outputs_lost = true;
+    sim.step();
+    assert_eq!(sim.phase("sdk"), StagePhase::Waiting, "retried");
+    let history = &sim.stage("sdk").history;
+    assert!(
+        history[0].message.as_deref().unwrap_or_default().contains("its pod is gone with the outputs"),
+        "{history:?}"
+    );
+    // A stage that declares no outputs has nothing to lose.
+    let mut sim = Sim::new(spec(vec![stage("a", &[])]));
+    sim.step();
+    sim.succeed("a");
+    sim.observed.jobs[0].outcome.outputs_lost = true;
+    sim.step();
+    assert_eq!(sim.phase("a"), StagePhase::Succeeded);
+}
+
+#[test]
 fn a_finally_stage_that_needs_a_service_runs_while_the_service_is_up() {
     // Collecting a test cluster's logs after the tests, whatever happened.
     let mut cluster = stage("cluster", &[]);
