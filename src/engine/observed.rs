@@ -22,6 +22,9 @@ pub struct Settings {
 pub struct RunView<'a> {
     /// `metadata.name`.
     pub name: &'a str,
+    /// `metadata.uid`: the run's children carry it in their owner
+    /// reference and (hashed) in their names.
+    pub uid: &'a str,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// `metadata.creationTimestamp`; the run's clock starts here.

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
 use super::dag::Graph;
 use super::duration::parse_duration;
-use super::launch::{launch, stage_timeout, workspace_claim_name, StageLaunch};
+use super::launch::{launch, stage_timeout, StageLaunch};
+use super::naming::workspace_claim_name;
 use super::observed::{group_order, JobObservation, JobState, Observed, RunView};
 use super::outputs::{is_skip, parse_outputs};
 use super::references::Referenced;
@@ -211,7 +212,7 @@ impl Planner<'_> {
         }
         if let Some(ws) = &self.spec.workspace {
             self.actions.push(Action::EnsureWorkspace {
-                claim: workspace_claim_name(self.run.name),
+                claim: workspace_claim_name(self.run.name, self.run.uid),
                 size: ws.size.clone(),
                 storage_class: ws.storage_class_name.clone(),
             });
@@ -769,7 +770,8 @@ impl Planner<'_> {
         }
         let entry = &self.status.stages[i];
         let attempt = entry.attempt + 1;
-        match launch(self.run.name, self.run.settings, self.spec, graph, &self.status.stages, i, attempt) {
+        match launch(self.run.name, self.run.uid, self.run.settings, self.spec, graph, &self.status.stages, i, attempt)
+        {
             Err(e) => {
                 let why = format!("cannot start: {e}");
                 self.stage_done(i, None, StagePhase::Failed, None, Some(&why));

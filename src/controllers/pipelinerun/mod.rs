@@ -101,11 +101,13 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     if run.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let uid = run.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let status = run.status.clone().unwrap_or_default();
     let annotations = run.annotations();
     let settings = ctx.base.config.settings_for(&ns);
     let view = RunView {
         name: &name,
+        uid: &uid,
         generation: run.metadata.generation,
         created: run.metadata.creation_timestamp.as_ref().map(from_k8s_time).unwrap_or_else(Utc::now),
         spec: &run.spec,
