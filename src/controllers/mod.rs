@@ -1,9 +1,11 @@
 //! The reconcilers: thin loops that observe the cluster, ask the engine what
 //! to do, apply it and write status.
 
+pub mod create;
 pub mod imagebuild;
 pub mod jobs;
 pub mod katainstall;
+pub mod ownership;
 pub mod pipelinerun;
 
 use std::sync::Arc;

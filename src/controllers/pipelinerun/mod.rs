@@ -30,6 +30,7 @@ use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_B
 use crate::engine::observed::{GroupMember, Observed, RunView};
 use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Note};
 use crate::engine::references::{image_build_state, kata_install_state, Referenced};
+use crate::engine::replan::{record_applied, replan};
 use crate::engine::stage_kind::{stage_kind, StageKind};
 use crate::resources::job::STAGE_CONTAINER;
 
@@ -118,25 +119,29 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     };
 
     // Observe: list straight from the API server (not a cache), so a Job
-    // created by the previous reconcile is always seen.
+    // created by the previous reconcile is always seen. The label narrows
+    // the list; the owner UID decides what is the run's.
     let selector = format!("{LABEL_RUN}={}", run_label(&name));
     let jobs = Api::<Job>::namespaced(client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
     let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
     let pods = pods_api.list(&ListParams::default().labels(&selector)).await?;
     let (image_builds, kata_installs) = observe_references(client, &ns, &run).await?;
+    let (stage_jobs, foreign_jobs) = observe::observe_stage_jobs(jobs.items, &pods.items, view.uid);
     let mut observed = Observed {
-        jobs: observe::observe_stage_jobs(&jobs.items, &pods.items),
+        jobs: stage_jobs,
         group: group_members(&ctx.runs, &run),
         logs: Default::default(),
         image_builds,
         kata_installs,
+        foreign_jobs,
+        refused: Default::default(),
     };
     explain_failures(client, &ns, &view, &mut observed).await;
     for job in logs_wanted(&view, &observed) {
-        let pod = pods.items.iter().find(|p| p.labels().get("job-name") == Some(&job));
+        let pod = observed.jobs.iter().find(|j| j.outcome.name == job).and_then(|j| j.outcome.pod.clone());
         if let Some(pod) = pod {
             let params = LogParams { container: Some(STAGE_CONTAINER.into()), ..Default::default() };
-            match pods_api.logs(&pod.name_any(), &params).await {
+            match pods_api.logs(&pod, &params).await {
                 Ok(log) => {
                     observed.logs.insert(job, log);
                 }
@@ -145,9 +150,21 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         }
     }
 
-    let plan = plan(&view, &observed, Utc::now());
-    if let apply::Outcome::Deleted = apply::apply(client, &run, &plan.actions).await? {
-        return Ok(Action::await_change());
+    let now = Utc::now();
+    let mut plan = plan(&view, &observed, now);
+    // A refused create fails its stage: plan again with the refusal, so
+    // fail-fast, gating and finally follow in this reconcile. Each round
+    // finishes a stage, so the rounds are bounded by the stages.
+    for round in 0.. {
+        let refused = match apply::apply(client, &run, &plan.actions).await? {
+            apply::Outcome::Deleted => return Ok(Action::await_change()),
+            apply::Outcome::Continue(refused) => refused,
+        };
+        if refused.is_empty() || round > run.spec.stages.len() {
+            break;
+        }
+        record_applied(&mut observed, &plan.actions, refused, now);
+        plan = replan(&view, &observed, plan, now);
     }
     if plan.status != status {
         write_status(client, &run, &plan.status).await?;

@@ -1,0 +1,137 @@
+//! Children belong to exactly one parent, and a refused write is a stage's
+//! failure: a run recreated after an orphaning delete runs Jobs of its own,
+//! and a Job the API server rejects fails its stage without wedging the
+//! runs queued behind it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::crds::install_crds;
+use crate::support::{client, job_pod_and_log, wait_for, Operator, TestNamespace};
+use gantry::api::pipelinerun::{RunPhase, StagePhase};
+use gantry::api::PipelineRun;
+
+async fn create(runs: &Api<PipelineRun>, name: &str, spec: serde_json::Value) -> PipelineRun {
+    let run: PipelineRun = serde_json::from_value(json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("a well-formed PipelineRun");
+    runs.create(&PostParams::default(), &run).await.expect("create PipelineRun")
+}
+
+async fn finished(runs: &Api<PipelineRun>, name: &str) -> PipelineRun {
+    wait_for(runs, name, 120, "the run to finish", |r: Option<&PipelineRun>| {
+        r.and_then(|r| r.status.as_ref()?.phase).is_some_and(RunPhase::is_finished)
+    })
+    .await
+}
+
+async fn jobs_labelled(client: &Client, ns: &str, run: &str) -> Vec<Job> {
+    let api = Api::<Job>::namespaced(client.clone(), ns);
+    api.list(&ListParams::default().labels(&format!("gantry.dev/run={run}"))).await.unwrap().items
+}
+
+fn versioned(version: &str) -> serde_json::Value {
+    json!({"stages": [{
+        "name": "sdk", "outputs": ["version"],
+        "run": {"image": "local/busybox:1", "command": ["sh", "-c", format!("echo \"version={version}\" >> \"$GANTRY_OUTPUTS\"; echo built {version}")]}
+    }]})
+}
+
+#[tokio::test]
+async fn a_run_recreated_after_an_orphaning_delete_runs_its_own_jobs_and_leaves_the_orphans_alone() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "orphan").await;
+    let _operator = Operator::for_pipelines(&ns.name);
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns.name);
+
+    let old_uid = create(&runs, "nightly", versioned("1")).await.uid().unwrap();
+    let old = finished(&runs, "nightly").await;
+    assert_eq!(old.status.as_ref().unwrap().phase, Some(RunPhase::Succeeded), "{:?}", old.status);
+    let orphans = jobs_labelled(&client, &ns.name, "nightly").await;
+    assert_eq!(orphans.len(), 1);
+
+    // kubectl delete --cascade=orphan: the garbage collector strips the
+    // Jobs' owner references and keeps them.
+    let orphaning = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..Default::default() };
+    runs.delete("nightly", &orphaning).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while runs.get_opt("nightly").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("the run is deleted");
+
+    let new_uid = create(&runs, "nightly", versioned("2")).await.uid().unwrap();
+    assert_ne!(new_uid, old_uid);
+    let new = finished(&runs, "nightly").await;
+    let status = new.status.clone().unwrap();
+    assert_eq!(status.phase, Some(RunPhase::Succeeded), "{status:?}");
+    assert_eq!(status.stages[0].outputs["version"], "2", "the new run's own output, not the orphan's");
+
+    let jobs = jobs_labelled(&client, &ns.name, "nightly").await;
+    assert_eq!(
+        jobs.len(),
+        2,
+        "the orphan and the new run's Job: {:?}",
+        jobs.iter().map(|j| j.name_any()).collect::<Vec<_>>()
+    );
+    let orphan = jobs.iter().find(|j| j.uid() == orphans[0].uid()).expect("the orphaned Job is still there");
+    assert!(orphan.metadata.deletion_timestamp.is_none(), "Gantry did not delete the orphan");
+    assert!(orphan.owner_references().is_empty(), "nobody adopted the orphan: {:?}", orphan.owner_references());
+    let mine = jobs.iter().find(|j| j.uid() != orphans[0].uid()).unwrap();
+    assert_ne!(mine.name_any(), orphan.name_any(), "names differ across a delete and recreate");
+    let owner = &mine.owner_references()[0];
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("PipelineRun", new_uid.as_str()));
+    assert_eq!(status.stages[0].job_name.as_deref(), Some(mine.name_any().as_str()));
+    let (_, log) = job_pod_and_log(&client, &ns.name, &mine.name_any()).await;
+    assert_eq!(log.trim(), "built 2", "the new Job really ran");
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_job_the_api_server_refuses_fails_its_stage_and_the_queue_moves_on() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "refused").await;
+    let _operator = Operator::for_pipelines(&ns.name);
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns.name);
+    let queued = json!({"group": "g", "policy": "Queue"});
+    let stage =
+        |name: &str| json!({"name": name, "run": {"image": "local/busybox:1", "command": ["sh", "-c", "echo ok"]}});
+    let mut bad = stage("build");
+    bad["serviceAccountName"] = json!("Bad_SA");
+    let mut after = stage("after");
+    after["needs"] = json!(["build"]);
+    create(&runs, "a-bad", json!({"concurrency": queued, "stages": [bad, after]})).await;
+    create(&runs, "b-next", json!({"concurrency": queued, "stages": [stage("build")]})).await;
+
+    let run = finished(&runs, "a-bad").await;
+    let status = run.status.clone().unwrap();
+    assert_eq!(status.phase, Some(RunPhase::Failed), "{status:?}");
+    let build = &status.stages[0];
+    assert_eq!(build.phase, StagePhase::Failed);
+    let message = build.message.clone().unwrap_or_default();
+    assert!(message.starts_with("JobRefused: "), "{message}");
+    assert!(message.contains("spec.template.spec.serviceAccountName"), "the server's field path: {message}");
+    assert_eq!(status.stages[1].phase, StagePhase::Cancelled, "what needs the refused stage does not run");
+
+    let events = Api::<Event>::namespaced(client.clone(), &ns.name).list(&ListParams::default()).await.unwrap();
+    let refused = events.items.iter().find(|e| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a-bad")
+            && e.reason.as_deref() == Some("JobRefused")
+    });
+    let note = refused.and_then(|e| e.note.clone()).expect("a JobRefused Event on the run");
+    assert!(note.contains("Bad_SA"), "{note}");
+
+    let next = finished(&runs, "b-next").await;
+    assert_eq!(next.status.unwrap().phase, Some(RunPhase::Succeeded), "the run queued behind it ran");
+    ns.delete().await;
+}
