@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -12,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
@@ -36,15 +36,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let builds = ctx.scoped_api::<ImageBuild>();
     let jobs = ctx.scoped_api::<Job>();
     info!("watching ImageBuilds");
+    let backoff = ctx.backoff.clone();
     Controller::new(builds, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(LABEL_IMAGE_BUILD))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!(error = %err, "ImageBuild reconcile failed");
+        .for_each(|result| {
+            match result {
+                Ok((build, _)) => backoff.succeeded(&build.to_string()),
+                Err(err) => debug!(error = %err, "ImageBuild reconcile failed"),
             }
+            std::future::ready(())
         })
         .await;
 }
@@ -154,8 +157,11 @@ async fn write_status(ctx: &Context, build: &ImageBuild, status: &ImageBuildStat
     Ok(())
 }
 
+/// Transient errors never fail a build: it is reconciled again, backing
+/// off per ImageBuild while the errors last.
 fn error_policy(build: Arc<ImageBuild>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed("imagebuild", &err.metric_reason());
-    warn!(name = %build.name_any(), error = %err, "ImageBuild reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let wait = ctx.backoff.failed(&ObjectRef::from_obj(&*build).to_string());
+    warn!(name = %build.name_any(), error = %err, retry_in = ?wait, "ImageBuild reconcile failed; retrying");
+    Action::requeue(wait)
 }

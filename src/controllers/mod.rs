@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod katainstall;
 pub mod ownership;
 pub mod pipelinerun;
+pub mod retry;
 
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ pub struct Context {
     pub operator_namespace: String,
     /// Reconcile only the KataInstalls matching this label selector.
     pub katainstall_selector: Option<String>,
+    /// Per-object backoff after failed reconciles.
+    pub backoff: Arc<retry::Backoff>,
 }
 
 impl Context {
@@ -90,6 +93,7 @@ impl Context {
                 .ok(),
             operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_string(),
             katainstall_selector: None,
+            backoff: Arc::default(),
         })
     }
 

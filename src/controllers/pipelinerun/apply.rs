@@ -30,7 +30,9 @@ pub enum Outcome {
     Deleted,
 }
 
-/// Applies `actions` for `run` in order.
+/// Applies `actions` for `run` in order, except `ClearRerunAnnotation`:
+/// the reconcile clears the annotation once the status that records the
+/// rerun is written, so a failed write never loses the request.
 pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Result<Outcome, Error> {
     let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let owner = controller_ref(run).ok_or(Error::MissingField("metadata.uid"))?;
@@ -65,10 +67,7 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
                     serde_json::json!({"metadata": {"annotations": {ANNOTATION_SUPERSEDED_BY: run.name_any()}}});
                 ok_if(runs.patch(older, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)?;
             }
-            Action::ClearRerunAnnotation => {
-                let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: null}}});
-                runs.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-            }
+            Action::ClearRerunAnnotation => {}
             Action::MarkImageUsed { build } => mark_used(client, &ns, build).await?,
             Action::DeleteRun => {
                 info!(run = %run.name_any(), "deleting finished run: ttlSecondsAfterFinished passed");
@@ -79,6 +78,14 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
     }
     mark_images_of_new_jobs_used(client, &ns, actions, &refused).await?;
     Ok(Outcome::Continue(refused))
+}
+
+/// Removes the `gantry.dev/rerun` annotation: the rerun it asked for is
+/// recorded in the status written before.
+pub async fn clear_rerun_annotation(client: &Client, run: &PipelineRun) -> Result<(), Error> {
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: null}}});
+    ok_if(runs.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
 }
 
 /// Bumps an ImageBuild's `lastUsed` (a merge patch of that one field: the

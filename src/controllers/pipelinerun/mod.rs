@@ -6,7 +6,6 @@ pub mod observe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -28,7 +27,7 @@ use crate::api::{ImageBuild, KataInstall, PipelineRun, FIELD_MANAGER};
 use crate::engine::conditions::from_k8s_time;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
 use crate::engine::observed::{GroupMember, Observed, RunView};
-use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Note};
+use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Action as PlanAction, Note};
 use crate::engine::references::{image_build_state, kata_install_state, Referenced};
 use crate::engine::replan::{record_applied, replan};
 use crate::engine::stage_kind::{stage_kind, StageKind};
@@ -62,14 +61,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             runs_waiting_for(&cache, None, k.name_any(), |s, n| s.kata_install.as_ref().is_some_and(|r| r.name == n))
         });
     ctx.metrics.watch_runs(controller.store());
+    let backoff = ctx.backoff.clone();
     let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
     info!("watching PipelineRuns");
     controller
         .run(reconcile, error_policy, run_ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!(error = %err, "PipelineRun reconcile failed");
+        .for_each(|result| {
+            match result {
+                Ok((run, _)) => backoff.succeeded(&run.to_string()),
+                Err(err) => debug!(error = %err, "PipelineRun reconcile failed"),
             }
+            std::future::ready(())
         })
         .await;
 }
@@ -152,6 +154,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
 
     let now = Utc::now();
     let mut plan = plan(&view, &observed, now);
+    let clear_rerun = plan.actions.contains(&PlanAction::ClearRerunAnnotation);
     // A refused create fails its stage: plan again with the refusal, so
     // fail-fast, gating and finally follow in this reconcile. Each round
     // finishes a stage, so the rounds are bounded by the stages.
@@ -168,6 +171,9 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     }
     if plan.status != status {
         write_status(client, &run, &plan.status).await?;
+    }
+    if clear_rerun {
+        apply::clear_rerun_annotation(client, &run).await?;
     }
     publish(&ctx.base, &*run, &plan.notes).await;
     if !run.spec.notify.is_empty() && !plan.notes.is_empty() {
@@ -288,8 +294,12 @@ async fn notify(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
     }
 }
 
+/// Transient errors (5xx, throttling, timeouts, connection errors, write
+/// conflicts) never fail a stage: the run is reconciled again, backing off
+/// per run while the errors last.
 fn error_policy(run: Arc<PipelineRun>, err: &Error, ctx: Arc<RunContext>) -> Action {
     ctx.base.metrics.reconcile_failed("pipelinerun", &err.metric_reason());
-    warn!(name = %run.name_any(), error = %err, "PipelineRun reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let wait = ctx.base.backoff.failed(&ObjectRef::from_obj(&*run).to_string());
+    warn!(name = %run.name_any(), error = %err, retry_in = ?wait, "PipelineRun reconcile failed; retrying");
+    Action::requeue(wait)
 }
