@@ -123,12 +123,22 @@ async fn a_job_the_api_server_refuses_fails_its_stage_and_the_queue_moves_on() {
     assert!(message.contains("spec.template.spec.serviceAccountName"), "the server's field path: {message}");
     assert_eq!(status.stages[1].phase, StagePhase::Cancelled, "what needs the refused stage does not run");
 
-    let events = Api::<Event>::namespaced(client.clone(), &ns.name).list(&ListParams::default()).await.unwrap();
-    let refused = events.items.iter().find(|e| {
-        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a-bad")
-            && e.reason.as_deref() == Some("JobRefused")
-    });
-    let note = refused.and_then(|e| e.note.clone()).expect("a JobRefused Event on the run");
+    // Events are published after the status is written: give them a moment.
+    let note = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let events = Api::<Event>::namespaced(client.clone(), &ns.name).list(&ListParams::default()).await.unwrap();
+            let refused = events.items.into_iter().find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a-bad")
+                    && e.reason.as_deref() == Some("JobRefused")
+            });
+            if let Some(note) = refused.and_then(|e| e.note) {
+                return note;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("a JobRefused Event on the run");
     assert!(note.contains("Bad_SA"), "{note}");
 
     let next = finished(&runs, "b-next").await;
