@@ -145,3 +145,44 @@ async fn a_job_the_api_server_refuses_fails_its_stage_and_the_queue_moves_on() {
     assert_eq!(next.status.unwrap().phase, Some(RunPhase::Succeeded), "the run queued behind it ran");
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn a_foreign_job_holding_a_stages_name_is_a_conflict_and_is_left_alone() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "conflict").await;
+    let _operator = Operator::for_pipelines(&ns.name);
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns.name);
+    let sh = |script: &str| json!({"image": "local/busybox:1", "command": ["sh", "-c", script]});
+    let spec = json!({"stages": [
+        {"name": "first", "run": sh("sleep 5")},
+        {"name": "second", "needs": ["first"], "run": sh("echo second")},
+    ]});
+    let uid = create(&runs, "held", spec).await.uid().unwrap();
+
+    // Someone else's Job (no labels, no owner) takes the name the second stage will want.
+    let name = gantry::engine::naming::job_name("held", &uid, "second", 1);
+    let foreign: Job = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "local/busybox:1", "command": ["true"]}]}}}
+    }))
+    .unwrap();
+    let jobs = Api::<Job>::namespaced(client.clone(), &ns.name);
+    let foreign_uid = jobs.create(&PostParams::default(), &foreign).await.unwrap().uid();
+
+    let run = finished(&runs, "held").await;
+    let status = run.status.clone().unwrap();
+    assert_eq!(status.phase, Some(RunPhase::Failed), "{status:?}");
+    assert_eq!(status.stages[0].phase, StagePhase::Succeeded);
+    let second = &status.stages[1];
+    assert_eq!(second.phase, StagePhase::Failed);
+    let message = second.message.clone().unwrap_or_default();
+    assert!(message.starts_with("JobConflict: "), "{message}");
+    assert!(message.contains(&format!("Job {name} already exists and belongs to someone else")), "{message}");
+    let job = jobs.get(&name).await.expect("the foreign Job is still there");
+    assert_eq!(job.uid(), foreign_uid, "not replaced");
+    assert!(job.metadata.deletion_timestamp.is_none() && job.owner_references().is_empty(), "not adopted or deleted");
+    assert!(job.labels().is_empty() || !job.labels().contains_key("gantry.dev/run"), "not relabelled");
+    ns.delete().await;
+}
