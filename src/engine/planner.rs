@@ -59,7 +59,9 @@ pub enum Action {
     EnsureWorkspace { claim: String, size: String, storage_class: Option<String> },
     /// Mark an older run of the group as superseded by this one.
     Supersede { run: String },
-    /// Remove the `gantry.dev/rerun` annotation (it has been handled).
+    /// Remove the `gantry.dev/rerun` annotation (it has been handled). The
+    /// controller does it only once the status recording the rerun is
+    /// written, so a failed write never loses the request.
     ClearRerunAnnotation,
     /// Delete the run itself (its TTL after finishing has passed).
     DeleteRun,
