@@ -186,3 +186,42 @@ async fn a_foreign_job_holding_a_stages_name_is_a_conflict_and_is_left_alone() {
     assert!(job.labels().is_empty() || !job.labels().contains_key("gantry.dev/run"), "not relabelled");
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn a_build_job_the_api_server_refuses_fails_the_build_once_without_a_retry_loop() {
+    use gantry::api::imagebuild::BuildPhase;
+    use gantry::api::ImageBuild;
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "refusedbuild").await;
+    let _operator = Operator::for_builds(&ns.name);
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), &ns.name);
+    let build: ImageBuild = serde_json::from_value(json!({
+        "apiVersion": "gantry.dev/v1alpha1", "kind": "ImageBuild", "metadata": {"name": "cache"},
+        "spec": {"output": "10.88.0.1:5000/refused", "serviceAccountName": "Bad_SA",
+                 "builder": {"image": "local/busybox:1", "command": ["true"]}}
+    }))
+    .unwrap();
+    builds.create(&PostParams::default(), &build).await.unwrap();
+    let failed = wait_for(&builds, "cache", 60, "the build to fail", |b: Option<&ImageBuild>| {
+        b.and_then(|b| b.status.as_ref()?.phase) == Some(BuildPhase::Failed)
+    })
+    .await;
+    let status = failed.status.unwrap();
+    assert_eq!(status.builds.len(), 1, "{status:?}");
+    let message = status.builds[0].message.clone().unwrap_or_default();
+    assert!(message.starts_with("JobRefused: "), "{message}");
+    assert!(message.contains("spec.template.spec.serviceAccountName"), "{message}");
+
+    // No retry loop: a while later there is still one failed build and no Job.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = builds.get("cache").await.unwrap().status.unwrap();
+    assert_eq!((status.builds.len(), status.phase), (1, Some(BuildPhase::Failed)));
+    assert!(Api::<Job>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    ns.delete().await;
+}
