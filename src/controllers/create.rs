@@ -20,11 +20,12 @@ use crate::engine::text::truncate;
 const MAX_REFUSAL_BYTES: usize = 600;
 
 /// Whether an API status code means the request will never succeed as it
-/// is: 4xx, except 408 (timeout), 409 (conflict, see [`create_child`]) and
-/// 429 (throttled). 400 BadRequest, 403 Forbidden (quota, Pod Security,
-/// admission webhooks), 404 (namespace gone) and 422 Invalid are permanent.
+/// is: 4xx, except 401 (the operator's own credentials, not the object),
+/// 408 (timeout), 409 (conflict, see [`create_child`]) and 429 (throttled).
+/// 400 BadRequest, 403 Forbidden (quota, Pod Security, admission webhooks),
+/// 404 (namespace gone) and 422 Invalid are permanent.
 pub fn is_permanent(code: u16) -> bool {
-    (400..500).contains(&code) && !matches!(code, 408 | 409 | 429)
+    (400..500).contains(&code) && !matches!(code, 401 | 408 | 409 | 429)
 }
 
 /// Creates `child`, controlled by `owner_uid`. `Ok(None)`: it exists now and
@@ -68,11 +69,11 @@ mod tests {
     use super::is_permanent;
 
     #[test]
-    fn client_errors_are_permanent_but_timeouts_conflicts_and_throttling_are_not() {
+    fn client_errors_are_permanent_but_expired_credentials_timeouts_conflicts_and_throttling_are_not() {
         for code in [400, 403, 404, 422] {
             assert!(is_permanent(code), "{code}");
         }
-        for code in [408, 409, 429, 500, 503, 504] {
+        for code in [401, 408, 409, 429, 500, 503, 504] {
             assert!(!is_permanent(code), "{code}");
         }
     }
