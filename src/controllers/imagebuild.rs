@@ -1,26 +1,33 @@
-//! The ImageBuild reconciler: observe the build Jobs, ask the build planner,
-//! create or delete Jobs, write status, publish Events.
+//! The ImageBuild reconciler: observe the build Jobs (those it controls,
+//! by UID), ask the build planner, create or delete Jobs, write status,
+//! publish Events. A Job the API server refuses fails its build.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::create::create_child;
 use super::jobs::observe_jobs;
+use super::ownership::split_by_owner;
 use super::{catch_panic, ok_if, panic_note, publish, Context, Error, Shutdown};
 use crate::api::imagebuild::ImageBuildStatus;
 use crate::api::{ImageBuild, FIELD_MANAGER};
-use crate::engine::build_planner::{plan_build, BuildAction, BuildJob, BuildView};
+use crate::engine::build_planner::{plan_build, BuildAction, BuildJob, BuildPlan, BuildView};
 use crate::engine::naming::{
     run_label, ANNOTATION_IMAGE, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_PRUNE, LABEL_SUFFIX,
 };
+use crate::engine::observed::Refusal;
+use crate::engine::replan::{record_applied_builds, replan_build};
 use crate::resources::build_job::{build_job, prune_job, BUILD_CONTAINER, PRUNE_CONTAINER};
 use crate::resources::controller_ref;
 
@@ -29,15 +36,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let builds = ctx.scoped_api::<ImageBuild>();
     let jobs = ctx.scoped_api::<Job>();
     info!("watching ImageBuilds");
+    let backoff = ctx.backoff.clone();
     Controller::new(builds, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(LABEL_IMAGE_BUILD))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile_catching_panics, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!(error = %err, "ImageBuild reconcile failed");
+        .for_each(|result| {
+            match result {
+                Ok((build, _)) => backoff.succeeded(&build.to_string()),
+                Err(err) => debug!(error = %err, "ImageBuild reconcile failed"),
             }
+            std::future::ready(())
         })
         .await;
 }
@@ -63,11 +73,14 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
     let jobs_api = Api::<Job>::namespaced(ctx.client.clone(), &ns);
     let jobs = jobs_api.list(&ListParams::default().labels(&selector)).await?;
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
+    let owner = controller_ref(&*build).ok_or(Error::MissingField("metadata.uid"))?;
+    // Jobs with this build's labels but another controller are not its own.
+    let (owned, _) = split_by_owner(jobs.items, &owner.uid);
     let (prune_jobs, build_jobs): (Vec<Job>, Vec<Job>) =
-        jobs.items.into_iter().partition(|j| j.labels().contains_key(LABEL_PRUNE));
+        owned.into_iter().partition(|j| j.labels().contains_key(LABEL_PRUNE));
     let builds = observe_jobs(&build_jobs, &pods.items, BUILD_CONTAINER).into_iter().map(|o| (o, false));
     let prunes = observe_jobs(&prune_jobs, &pods.items, PRUNE_CONTAINER).into_iter().map(|o| (o, true));
-    let observed: Vec<BuildJob> = builds
+    let mut observed: Vec<BuildJob> = builds
         .chain(prunes)
         .filter_map(|((job, o), prune)| {
             let (labels, annotations) = (job.labels(), job.annotations());
@@ -92,26 +105,15 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
         rebuild: build.annotations().get(ANNOTATION_REBUILD).map(String::as_str),
         settings: &settings,
     };
-    let plan = plan_build(&view, &observed, Utc::now());
-
-    let owner = controller_ref(&*build).ok_or(Error::MissingField("metadata.uid"))?;
-    for action in &plan.actions {
-        match action {
-            BuildAction::CreateJob(launch) => {
-                info!(build = %name, job = %launch.job_name, image = %launch.image, "starting build");
-                let job = build_job(launch, &build.spec, &ns, owner.clone());
-                ok_if(jobs_api.create(&PostParams::default(), &job).await, 409)?;
-            }
-            BuildAction::CreatePruneJob(launch) => {
-                info!(build = %name, job = %launch.job_name, image = %launch.image, "pruning obsolete image");
-                let job = prune_job(launch, &build.spec, &ns, owner.clone());
-                ok_if(jobs_api.create(&PostParams::default(), &job).await, 409)?;
-            }
-            BuildAction::DeleteJob { name: job } => {
-                let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-                ok_if(jobs_api.delete(job, &dp).await, 404)?;
-            }
-        }
+    let now = Utc::now();
+    let mut plan = plan_build(&view, &observed, now);
+    let refused = apply(&ctx, &build, &plan).await?;
+    if !refused.is_empty() {
+        // The refused build (or prune) fails with the server's message; a
+        // failed build is not retried by itself, so one more round settles it.
+        record_applied_builds(&mut observed, &plan.actions, &refused, now);
+        plan = replan_build(&view, &observed, plan, now);
+        apply(&ctx, &build, &plan).await?;
     }
     if plan.status != status {
         write_status(&ctx, &build, &plan.status).await?;
@@ -121,6 +123,37 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Creates and deletes the plan's Jobs; returns the creates the API server
+/// refused for good, by Job name.
+async fn apply(ctx: &Context, build: &ImageBuild, plan: &BuildPlan) -> Result<BTreeMap<String, Refusal>, Error> {
+    let (name, ns) = (build.name_any(), build.namespace().unwrap_or_default());
+    let owner = controller_ref(build).ok_or(Error::MissingField("metadata.uid"))?;
+    let jobs_api = Api::<Job>::namespaced(ctx.client.clone(), &ns);
+    let mut refused = BTreeMap::new();
+    for action in &plan.actions {
+        let (job_name, job) = match action {
+            BuildAction::CreateJob(launch) => {
+                info!(build = %name, job = %launch.job_name, image = %launch.image, "starting build");
+                (&launch.job_name, build_job(launch, &build.spec, &ns, owner.clone()))
+            }
+            BuildAction::CreatePruneJob(launch) => {
+                info!(build = %name, job = %launch.job_name, image = %launch.image, "pruning obsolete image");
+                (&launch.job_name, prune_job(launch, &build.spec, &ns, owner.clone()))
+            }
+            BuildAction::DeleteJob { name: job } => {
+                let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+                ok_if(jobs_api.delete(job, &dp).await, 404)?;
+                continue;
+            }
+        };
+        if let Some(refusal) = create_child(&jobs_api, &job, &owner.uid).await? {
+            warn!(build = %name, job = %job_name, why = %refusal.message, "build Job refused");
+            refused.insert(job_name.clone(), refusal);
+        }
+    }
+    Ok(refused)
 }
 
 /// Applies the status, except `lastUsed`: the PipelineRun controller owns
@@ -134,8 +167,11 @@ async fn write_status(ctx: &Context, build: &ImageBuild, status: &ImageBuildStat
     Ok(())
 }
 
+/// Transient errors never fail a build: it is reconciled again, backing
+/// off per ImageBuild while the errors last.
 fn error_policy(build: Arc<ImageBuild>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed("imagebuild", &err.metric_reason());
-    warn!(name = %build.name_any(), error = %err, "ImageBuild reconcile failed; retrying");
-    Action::requeue(err.backoff())
+    let wait = err.fixed_backoff().unwrap_or_else(|| ctx.backoff.failed(&ObjectRef::from_obj(&*build).to_string()));
+    warn!(name = %build.name_any(), error = %err, retry_in = ?wait, "ImageBuild reconcile failed; retrying");
+    Action::requeue(wait)
 }

@@ -1,6 +1,8 @@
 //! Reads a Job and its pods: finished or not, when, the main container's
 //! termination message (outputs) and, on failure, why, naming the pod and
 //! container. Pure; the pipeline and build controllers map labels on top.
+//! A pod belongs to the Job that is its controller (by UID), whatever its
+//! `job-name` label says.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::api::events::v1::Event;
 
+use super::ownership::controller_uid;
 use crate::engine::conditions::from_k8s_time;
 
 use crate::engine::observed::{JobOutcome, JobState};
@@ -18,15 +21,16 @@ use crate::engine::observed::{JobOutcome, JobState};
 pub fn observe_jobs<'a>(jobs: &'a [Job], pods: &[Pod], container: &str) -> Vec<(&'a Job, JobOutcome)> {
     let mut pods_by_job: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for pod in pods {
-        if let Some(job) = pod.metadata.labels.as_ref().and_then(|l| l.get("job-name")) {
-            pods_by_job.entry(job.as_str()).or_default().push(pod);
+        if let Some(job_uid) = controller_uid(&pod.metadata) {
+            pods_by_job.entry(job_uid).or_default().push(pod);
         }
     }
     jobs.iter()
         .filter_map(|job| {
             let name = job.metadata.name.clone()?;
             job.metadata.labels.as_ref()?; // not one of ours
-            let job_pods = pods_by_job.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let uid = job.metadata.uid.as_deref().unwrap_or_default();
+            let job_pods = pods_by_job.get(uid).map(Vec::as_slice).unwrap_or(&[]);
             Some((job, observe_job(job, name, job_pods, container)))
         })
         .collect()
@@ -179,7 +183,7 @@ mod tests {
 
     fn job(name: &str, condition: Option<(&str, &str)>) -> Job {
         let mut value = serde_json::json!({
-            "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z",
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "creationTimestamp": "2026-01-01T00:00:00Z",
                          "labels": {"gantry.dev/stage": "test", "gantry.dev/attempt": "2"}},
             "status": {}
         });
@@ -195,6 +199,8 @@ mod tests {
     fn pod(job: &str, state: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("{job}-abcde"), "labels": {"job-name": job},
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job,
+                                              "uid": format!("uid-{job}"), "controller": true}],
                          "creationTimestamp": "2026-01-01T00:00:01Z"},
             "status": {"containerStatuses": [{
                 "name": "stage", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
@@ -324,6 +330,16 @@ mod tests {
         let jobs = [job("r-db-1", None)];
         let obs: Vec<JobOutcome> = observe_jobs(&jobs, &pods, "stage").into_iter().map(|(_, o)| o).collect();
         assert_eq!(obs[0].ready_addresses, ["10.88.0.9", "10.88.0.7"]);
+    }
+
+    #[test]
+    fn a_pod_with_the_jobs_name_label_but_another_controller_is_not_the_jobs() {
+        let mut stray = pod("r-test-2", serde_json::json!({"terminated": {"exitCode": 0, "message": "v=old\n"}}));
+        stray.metadata.owner_references.as_mut().unwrap()[0].uid = "uid-of-an-older-job".into();
+        let jobs = [job("r-test-2", None)];
+        let obs: Vec<JobOutcome> = observe_jobs(&jobs, &[stray], "stage").into_iter().map(|(_, o)| o).collect();
+        assert_eq!(obs[0].pod, None);
+        assert_eq!(obs[0].outputs, None);
     }
 
     #[test]

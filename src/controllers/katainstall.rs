@@ -311,5 +311,5 @@ async fn write_status(ctx: &Context, name: &str, status: &KataInstallStatus) -> 
 fn error_policy(install: Arc<KataInstall>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed("katainstall", &err.metric_reason());
     warn!(name = %install.name_any(), error = %err, "KataInstall reconcile failed; retrying");
-    Action::requeue(err.backoff())
+    Action::requeue(err.fixed_backoff().unwrap_or(std::time::Duration::from_secs(5)))
 }

@@ -1,11 +1,14 @@
 //! The reconcilers: thin loops that observe the cluster, ask the engine what
 //! to do, apply it and write status.
 
+pub mod create;
 pub mod imagebuild;
 pub mod jobs;
 pub mod katainstall;
 pub mod logs;
+pub mod ownership;
 pub mod pipelinerun;
+pub mod retry;
 
 use std::sync::Arc;
 
@@ -22,9 +25,6 @@ pub const DEFAULT_OPERATOR_NAMESPACE: &str = "gantry-system";
 
 /// How long in-flight reconciles may run on after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// When a failed reconcile is tried again.
-pub const ERROR_BACKOFF: Duration = Duration::from_secs(5);
 
 /// When an object whose reconcile panicked is tried again: the same input
 /// would most likely panic again at once.
@@ -79,6 +79,8 @@ pub struct Context {
     pub operator_namespace: String,
     /// Reconcile only the KataInstalls matching this label selector.
     pub katainstall_selector: Option<String>,
+    /// Per-object backoff after failed reconciles.
+    pub backoff: Arc<retry::Backoff>,
 }
 
 impl Context {
@@ -96,6 +98,7 @@ impl Context {
                 .ok(),
             operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_string(),
             katainstall_selector: None,
+            backoff: Arc::default(),
         })
     }
 
@@ -194,11 +197,12 @@ impl Error {
         }
     }
 
-    /// When the object is tried again after this error.
-    pub fn backoff(&self) -> Duration {
+    /// When the object is tried again after this error, where that does
+    /// not depend on how often it failed before (see `retry`).
+    pub fn fixed_backoff(&self) -> Option<Duration> {
         match self {
-            Error::Panicked(_) => PANIC_BACKOFF,
-            _ => ERROR_BACKOFF,
+            Error::Panicked(_) => Some(PANIC_BACKOFF),
+            _ => None,
         }
     }
 }
@@ -343,7 +347,7 @@ mod tests {
             Err(e @ Error::Panicked(_)) => {
                 assert!(e.to_string().contains("DateTime + TimeDelta overflowed"), "{e}");
                 assert_eq!(e.metric_reason(), "panic");
-                assert_eq!(e.backoff(), PANIC_BACKOFF);
+                assert_eq!(e.fixed_backoff(), Some(PANIC_BACKOFF));
             }
             other => panic!("expected Panicked, got {other:?}"),
         }

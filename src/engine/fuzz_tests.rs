@@ -254,6 +254,7 @@ proptest! {
         };
         let view = RunView {
             name: "run",
+            uid: "0c5b1bd4-run",
             generation: Some(1),
             created,
             spec: &spec,

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 
 use super::dag::Graph;
 use super::duration::parse_duration;
-use super::naming::job_name;
+use super::naming::{job_name, workspace_claim_name};
 use super::observed::Settings;
 use super::substitute::{is_safe_output, references, render, Reference, RenderError};
 use crate::api::pipelinerun::{PipelineRunSpec, Stage, StageStatus};
@@ -116,17 +116,13 @@ fn check_outputs_are_data(
     Ok(())
 }
 
-/// The name of the run's workspace claim.
-pub fn workspace_claim_name(run: &str) -> String {
-    format!("{}-workspace", super::naming::run_label(run))
-}
-
-/// Renders stage `index` for `attempt`. `stages` holds the current status of
+/// Renders stage `index` of the run `run` (UID `run_uid`) for `attempt`. `stages` holds the current status of
 /// every stage (for upstream outputs). Fails when a referenced output was
 /// not written.
 #[allow(clippy::too_many_arguments)]
 pub fn launch(
     run: &str,
+    run_uid: &str,
     settings: &Settings,
     spec: &PipelineRunSpec,
     graph: &Graph,
@@ -178,7 +174,7 @@ pub fn launch(
         run: run.to_string(),
         stage: stage.name.clone(),
         attempt,
-        job_name: job_name(run, &stage.name, attempt),
+        job_name: job_name(run, run_uid, &stage.name, attempt),
         image: render(&image, lookup)?,
         command: render_all(&run_spec.command)?,
         args: render_all(&run_spec.args)?,
@@ -187,7 +183,7 @@ pub fn launch(
         resources: run_spec.resources.clone(),
         service_account_name: stage.service_account_name.clone().or_else(|| spec.defaults.service_account_name.clone()),
         timeout,
-        workspace_claim: spec.workspace.as_ref().map(|_| workspace_claim_name(run)),
+        workspace_claim: spec.workspace.as_ref().map(|_| workspace_claim_name(run, run_uid)),
         nested_virt: if stage.nested_virt { settings.nested_virt.clone() } else { None },
         service: stage.service.clone(),
     })

@@ -15,6 +15,7 @@ pub mod observed;
 pub mod outputs;
 pub mod planner;
 pub mod references;
+pub mod replan;
 pub mod stage_kind;
 pub mod substitute;
 pub mod tap;

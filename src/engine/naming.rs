@@ -33,11 +33,46 @@ pub const ANNOTATION_SUPERSEDED_BY: &str = "gantry.dev/superseded-by";
 /// with `job-name`, so Job names must fit too).
 const MAX_LABEL_VALUE: usize = 63;
 
-/// The Job of one attempt of one stage: `<run>-<stage>-<attempt>`, or when
-/// that is longer than 63 characters a truncated prefix plus a hash of the
-/// full name, so distinct (run, stage) pairs keep distinct names.
-pub fn job_name(run: &str, stage: &str, attempt: u32) -> String {
-    bounded_name(&format!("{run}-{stage}"), &format!("-{attempt}"))
+/// Characters of the owner tag on names that read in full.
+const TAG_LEN: usize = 5;
+/// Characters of the owner tag on names cut to fit: the readable part no
+/// longer tells them apart, so the hash carries more.
+const LONG_TAG_LEN: usize = 10;
+
+/// The Job of one attempt of one stage: `<run>-<stage>-<attempt>-<tag>`,
+/// where `<tag>` is a short hash of the run's UID, run name and stage name.
+/// The tag keeps Jobs of a deleted and recreated run of the same name apart
+/// (and `a-b`/`c` apart from `a`/`b-c`); when the name would pass 63
+/// characters, `<run>-<stage>` is cut and the tag is longer. Dots (allowed
+/// in run names) become `-`, so every Job name is a DNS-1123 label.
+pub fn job_name(run: &str, run_uid: &str, stage: &str, attempt: u32) -> String {
+    let hash = fnv1a(format!("{run_uid}\0{run}\0{stage}").as_bytes());
+    let readable = format!("{run}-{stage}").replace('.', "-");
+    let tail = format!("-{attempt}-{}", base36(hash, TAG_LEN));
+    if readable.len() + tail.len() <= MAX_LABEL_VALUE {
+        return format!("{readable}{tail}");
+    }
+    let tail = format!("-{attempt}-{}", base36(hash, LONG_TAG_LEN));
+    let keep = MAX_LABEL_VALUE.saturating_sub(tail.len()).min(readable.len());
+    format!("{}{tail}", readable[..keep].trim_end_matches('-'))
+}
+
+/// The run's workspace claim: `<run>-workspace-<tag>`, the tag a short hash
+/// of the run's UID so a recreated run never mounts its predecessor's claim.
+pub fn workspace_claim_name(run: &str, run_uid: &str) -> String {
+    let hash = fnv1a(format!("{run_uid}\0{run}").as_bytes());
+    format!("{}-workspace-{}", run_label(run), base36(hash, TAG_LEN))
+}
+
+/// The last `len` base-36 digits of `n` (lowercase, so DNS-safe).
+fn base36(mut n: u64, len: usize) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; len];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The Job of one build of an ImageBuild: `<build>-<suffix>`, shortened the
@@ -78,35 +113,61 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const UID: &str = "0b9c3a52-8d7e-4f1a-9c2b-5e6f7a8b9c0d";
+
     #[test]
-    fn short_names_read_plainly() {
-        assert_eq!(job_name("flatcar-main-42", "sdk", 1), "flatcar-main-42-sdk-1");
+    fn short_names_read_plainly_with_an_owner_tag() {
+        let name = job_name("flatcar-main-42", UID, "sdk", 1);
+        assert!(name.starts_with("flatcar-main-42-sdk-1-"), "{name}");
+        assert_eq!(name.len(), "flatcar-main-42-sdk-1-".len() + TAG_LEN);
     }
 
     #[test]
-    fn long_names_are_cut_and_hashed() {
+    fn a_recreated_run_of_the_same_name_gets_other_job_names() {
+        let other_uid = "7d1e0f44-0000-4000-8000-000000000001";
+        assert_ne!(job_name("nightly", UID, "sdk", 1), job_name("nightly", other_uid, "sdk", 1));
+        assert_ne!(workspace_claim_name("nightly", UID), workspace_claim_name("nightly", other_uid));
+    }
+
+    #[test]
+    fn coinciding_concatenations_get_distinct_names() {
+        assert_ne!(job_name("a-b", UID, "c", 1), job_name("a", UID, "b-c", 1));
+        assert_ne!(job_name("a.b", UID, "c", 1), job_name("a-b", UID, "c", 1));
+    }
+
+    #[test]
+    fn long_names_are_cut_and_carry_a_longer_tag() {
         let run = "a".repeat(60);
-        let name = job_name(&run, "packages", 3);
+        let name = job_name(&run, UID, "packages", 3);
         assert_eq!(name.len(), 63);
-        assert!(name.ends_with("-3"));
-        assert_ne!(name, job_name(&run, "packages-x", 3));
+        assert!(name.contains("-3-"), "{name}");
+        assert_eq!(name.rsplit('-').next().map(str::len), Some(LONG_TAG_LEN));
+        assert_ne!(name, job_name(&run, UID, "packages-x", 3));
+    }
+
+    #[test]
+    fn dotted_run_names_give_dns_labels() {
+        let name = job_name("release.v1.2", UID, "sdk", 1);
+        assert!(crate::engine::validate::is_dns_label(&name), "{name}");
     }
 
     proptest! {
         #[test]
-        fn job_names_are_labels_and_distinct(
-            run in "[a-z0-9]([a-z0-9-]{0,100}[a-z0-9])?",
+        fn job_names_are_labels_deterministic_and_distinct(
+            run in "[a-z0-9]([a-z0-9.-]{0,100}[a-z0-9])?",
             stage in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
             other in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
+            uid in "[0-9a-f-]{36}",
             attempt in 1u32..1000,
         ) {
-            let name = job_name(&run, &stage, attempt);
+            let name = job_name(&run, &uid, &stage, attempt);
             prop_assert!(name.len() <= 63);
             prop_assert!(crate::engine::validate::is_dns_label(&name), "{}", name);
-            prop_assert_eq!(&name, &job_name(&run, &stage, attempt));
-            prop_assert_ne!(&name, &job_name(&run, &stage, attempt + 1));
+            prop_assert_eq!(&name, &job_name(&run, &uid, &stage, attempt));
+            prop_assert_ne!(&name, &job_name(&run, &uid, &stage, attempt + 1));
+            prop_assert_ne!(&name, &job_name(&run, "another-uid", &stage, attempt));
             if other != stage {
-                prop_assert_ne!(name, job_name(&run, &other, attempt));
+                prop_assert_ne!(&name, &job_name(&run, &uid, &other, attempt));
             }
             prop_assert!(run_label(&run).len() <= 63);
         }

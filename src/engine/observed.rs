@@ -1,6 +1,6 @@
 //! What the controller observed in the cluster, handed to the planner.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
@@ -22,6 +22,9 @@ pub struct Settings {
 pub struct RunView<'a> {
     /// `metadata.name`.
     pub name: &'a str,
+    /// `metadata.uid`: the run's children carry it in their owner
+    /// reference and (hashed) in their names.
+    pub uid: &'a str,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// `metadata.creationTimestamp`; the run's clock starts here.
@@ -127,6 +130,25 @@ pub struct Observed {
     pub image_builds: BTreeMap<String, Referenced>,
     /// The KataInstalls `kataInstall` stages wait for, by name.
     pub kata_installs: BTreeMap<String, Referenced>,
+    /// Jobs that carry this run's labels but belong to another owner (an
+    /// orphan of an earlier run of the same name, or anyone's): never
+    /// observed as the run's, never adopted or deleted; a stage whose Job
+    /// name is taken by one fails with a conflict.
+    pub foreign_jobs: BTreeSet<String>,
+    /// Creates the API server refused for good in this reconcile, by object
+    /// name, with its message: the controller applies a plan, then plans
+    /// again with these so the refused stage fails (see [`Refusal`]).
+    pub refused: BTreeMap<String, Refusal>,
+}
+
+/// Why the API server would not create an object, as the planner is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The name is held by an object of another owner (a 409 on create),
+    /// rather than the object itself rejected (400, 403, 404, 422).
+    pub conflict: bool,
+    /// What the server said (it names the field), or who holds the name.
+    pub message: String,
 }
 
 impl Observed {

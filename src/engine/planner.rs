@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
 use super::dag::Graph;
 use super::duration::{later, later_by_secs, parse_duration};
-use super::launch::{launch, stage_timeout, workspace_claim_name, StageLaunch};
-use super::observed::{group_order, JobObservation, JobState, Observed, RunView};
+use super::launch::{launch, stage_timeout, StageLaunch};
+use super::naming::workspace_claim_name;
+use super::observed::{group_order, JobObservation, JobState, Observed, Refusal, RunView};
 use super::outputs::{is_skip, parse_outputs};
 use super::references::Referenced;
 use super::stage_kind::{stage_kind, StageKind};
@@ -58,7 +59,9 @@ pub enum Action {
     EnsureWorkspace { claim: String, size: String, storage_class: Option<String> },
     /// Mark an older run of the group as superseded by this one.
     Supersede { run: String },
-    /// Remove the `gantry.dev/rerun` annotation (it has been handled).
+    /// Remove the `gantry.dev/rerun` annotation (it has been handled). The
+    /// controller does it only once the status recording the rerun is
+    /// written, so a failed write never loses the request.
     ClearRerunAnnotation,
     /// Delete the run itself (its TTL after finishing has passed).
     DeleteRun,
@@ -99,6 +102,8 @@ pub struct Plan {
 enum Stop {
     Cancelled(String),
     TimedOut(String),
+    /// The API server would not create the run's workspace claim.
+    WorkspaceRefused(String),
 }
 
 /// Failed Jobs of the current attempt of stages not yet recorded as finished
@@ -209,9 +214,10 @@ impl Planner<'_> {
             self.expire_after_ttl();
             return;
         }
-        if let Some(ws) = &self.spec.workspace {
+        let claim = workspace_claim_name(self.run.name, self.run.uid);
+        if let Some(ws) = self.spec.workspace.as_ref().filter(|_| !self.observed.refused.contains_key(&claim)) {
             self.actions.push(Action::EnsureWorkspace {
-                claim: workspace_claim_name(self.run.name),
+                claim,
                 size: ws.size.clone(),
                 storage_class: ws.storage_class_name.clone(),
             });
@@ -315,7 +321,10 @@ impl Planner<'_> {
             match observed.job(&stage.name, attempt) {
                 None => {
                     let job = self.status.stages[i].job_name.clone().unwrap_or_default();
-                    self.attempt_failed(i, None, format!("Job {job} disappeared before it finished"));
+                    match observed.refused.get(&job) {
+                        Some(refusal) => self.refused(i, &job, refusal),
+                        None => self.attempt_failed(i, None, format!("Job {job} disappeared before it finished")),
+                    }
                 }
                 Some(job) => match job.outcome.state {
                     JobState::Active => {
@@ -578,6 +587,24 @@ impl Planner<'_> {
         entry.completion_time = Some(job.and_then(|j| j.outcome.finished).unwrap_or(self.now));
     }
 
+    /// The API server would not create the stage's Job `job`: the stage
+    /// fails at once (trying the same manifest again would fare no better),
+    /// and fail-fast, gating and finally treat it like any failed stage.
+    fn refused(&mut self, i: usize, job: &str, refusal: &Refusal) {
+        let reason = if refusal.conflict { "JobConflict" } else { "JobRefused" };
+        let why = super::replan::refusal_message(job, refusal);
+        self.record_attempt(i, None, StagePhase::Failed, Some(&why));
+        self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
+        let stage = self.spec.stages[i].name.clone();
+        self.notes.push(Note {
+            warning: true,
+            reason: reason.into(),
+            message: truncate(&format!("stage {stage}: {why}"), 1000),
+            stage: Some(stage),
+            job: Some(job.to_string()),
+        });
+    }
+
     fn attempt_failed(&mut self, i: usize, job: Option<&JobObservation>, why: String) {
         self.record_attempt(i, job, StagePhase::Failed, Some(&why));
         let stage = &self.spec.stages[i];
@@ -641,6 +668,10 @@ impl Planner<'_> {
         if let Some(newer) = self.run.superseded_by {
             return Some(Stop::Cancelled(format!("superseded by run {newer}")));
         }
+        let claim = workspace_claim_name(self.run.name, self.run.uid);
+        if let Some(refusal) = self.spec.workspace.as_ref().and(self.observed.refused.get(&claim)) {
+            return Some(Stop::WorkspaceRefused(format!("workspace claim {claim} not created: {}", refusal.message)));
+        }
         let (timeout, deadline) = self.run_deadline()?;
         (self.now >= deadline)
             .then(|| Stop::TimedOut(format!("run timed out after {}", super::duration::format_duration(timeout))))
@@ -655,7 +686,7 @@ impl Planner<'_> {
     /// Stops every unfinished stage, finally stages included.
     fn stop_all(&mut self, stop: &Stop) {
         let why = match stop {
-            Stop::Cancelled(m) | Stop::TimedOut(m) => m.clone(),
+            Stop::Cancelled(m) | Stop::TimedOut(m) | Stop::WorkspaceRefused(m) => m.clone(),
         };
         for i in 0..self.spec.stages.len() {
             self.cancel_stage(i, &why);
@@ -798,7 +829,8 @@ impl Planner<'_> {
         }
         let entry = &self.status.stages[i];
         let attempt = entry.attempt.saturating_add(1);
-        match launch(self.run.name, self.run.settings, self.spec, graph, &self.status.stages, i, attempt) {
+        match launch(self.run.name, self.run.uid, self.run.settings, self.spec, graph, &self.status.stages, i, attempt)
+        {
             Err(e) => {
                 let why = format!("cannot start: {e}");
                 self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
@@ -810,6 +842,10 @@ impl Planner<'_> {
                 }
                 entry.attempt = attempt;
                 entry.job_name = Some(l.job_name.clone());
+                if self.observed.foreign_jobs.contains(&l.job_name) {
+                    let refusal = Refusal { conflict: true, message: taken_message(&l.job_name) };
+                    return self.refused(i, &l.job_name, &refusal);
+                }
                 entry.phase = StagePhase::Running;
                 entry.retry_after = None;
                 entry.start_time.get_or_insert(self.now);
@@ -859,6 +895,7 @@ impl Planner<'_> {
         let (phase, reason, message) = match stop {
             Some(Stop::Cancelled(m)) => (RunPhase::Cancelled, "Cancelled", m),
             Some(Stop::TimedOut(m)) => (RunPhase::Failed, "TimedOut", m),
+            Some(Stop::WorkspaceRefused(m)) => (RunPhase::Failed, "WorkspaceRefused", m),
             None if !failed.is_empty() => {
                 let first = self.status.stages.iter().find(|s| s.name == failed[0]);
                 let detail = first.and_then(|s| s.message.clone()).unwrap_or_default();
@@ -976,6 +1013,15 @@ impl Readiness {
 
 fn is_gating(stage: &Stage) -> bool {
     stage.gating.unwrap_or(true)
+}
+
+/// Why a stage does not start when its Job's name is held by a Job that
+/// carries the run's labels but not its UID as controller.
+fn taken_message(job: &str) -> String {
+    format!(
+        "Job {job} already exists and belongs to someone else (its controller is not this run); \
+         Gantry neither adopts nor deletes it"
+    )
 }
 
 /// `base` seconds doubled for each retry after the first, capped.

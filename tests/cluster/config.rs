@@ -47,7 +47,8 @@ async fn the_operator_config_sets_nested_virt_policy_and_default_timeouts() {
     ok_runs.create(&PostParams::default(), &kvm_run("kvm")).await.unwrap();
     let run = finished(&ok_runs, "kvm").await;
     assert_eq!(run.status.as_ref().unwrap().phase, Some(RunPhase::Succeeded), "{:?}", run.status);
-    let (pod, log) = job_pod_and_log(&client, &allowed.name, "kvm-qemu-1").await;
+    let job = crate::support::stage_job(&client, &allowed.name, "kvm", "qemu", 1).await;
+    let (pod, log) = job_pod_and_log(&client, &allowed.name, &job).await;
     let spec = pod.spec.clone().unwrap();
     assert_eq!(spec.node_selector.unwrap()["kubernetes.io/hostname"], "localhost");
     assert!(spec.containers[0].security_context.is_none(), "not privileged");

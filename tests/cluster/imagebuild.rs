@@ -221,7 +221,8 @@ async fn a_pipeline_stage_waits_for_an_image_build_and_a_later_stage_runs_the_bu
     assert_eq!(status.stages[0].outputs["digest"], digest);
 
     // The later stage ran the image pulled from the registry.
-    let (pod, log) = job_pod_and_log(&client, &ns.name, "ci-use-1").await;
+    let job = crate::support::stage_job(&client, &ns.name, "ci", "use", 1).await;
+    let (pod, log) = job_pod_and_log(&client, &ns.name, &job).await;
     assert_eq!(log.lines().collect::<Vec<_>>(), ["built by gantry", digest.as_str()]);
     let image_id = pod.status.unwrap().container_statuses.unwrap()[0].image_id.clone();
     assert!(image_id.ends_with(&digest), "the kubelet ran {image_id}");

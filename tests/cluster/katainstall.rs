@@ -408,7 +408,8 @@ async fn kata_ci_chain_runs_green_as_one_pipeline() {
         assert!(used >= s.builds[0].completion_time.unwrap(), "{build} was used by its stage after it was built");
     }
 
-    let (_, log) = crate::support::job_pod_and_log(&client, &ns.name, "kata-ci-smoke-1").await;
+    let job = crate::support::stage_job(&client, &ns.name, "kata-ci", "smoke", 1).await;
+    let (_, log) = crate::support::job_pod_and_log(&client, &ns.name, &job).await;
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines[..2], ["kata installer", "runtime=kata-qemu"], "{log}");
     assert_eq!(lines.iter().filter(|l| l.starts_with("worker kata-ci-test-cluster-1-")).count(), 2, "{log}");

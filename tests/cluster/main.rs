@@ -11,6 +11,7 @@ mod leader;
 mod metrics;
 mod notify;
 mod operator;
+mod ownership;
 mod pipelinerun;
 mod registry;
 mod samples;

@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::crds::install_crds;
-use crate::support::{client, job_pod_and_log, kubeconfig_path, wait_for, Operator, TestNamespace};
+use crate::support::{client, job_pod_and_log, kubeconfig_path, stage_job, wait_for, Operator, TestNamespace};
 use gantry::api::pipelinerun::{RunPhase, StagePhase, StageStatus};
 use gantry::api::PipelineRun;
 
@@ -62,12 +62,26 @@ impl Bed {
         jobs
     }
 
-    async fn job_names(&self, run: &str) -> Vec<String> {
-        self.jobs(run).await.iter().map(|j| j.name_any()).collect()
+    /// `<stage>-<attempt>` of every Job of `run`, from their labels, sorted.
+    async fn attempts(&self, run: &str) -> Vec<String> {
+        let label = |j: &Job, key: &str| j.labels().get(key).cloned().unwrap_or_default();
+        let mut attempts: Vec<String> = self
+            .jobs(run)
+            .await
+            .iter()
+            .map(|j| format!("{}-{}", label(j, "gantry.dev/stage"), label(j, "gantry.dev/attempt")))
+            .collect();
+        attempts.sort();
+        attempts
     }
 
-    async fn log_of(&self, job: &str) -> String {
-        job_pod_and_log(&self.client, &self.ns.name, job).await.1
+    /// The Job name of `run`'s `stage` attempt `attempt`.
+    async fn job(&self, run: &str, stage: &str, attempt: u32) -> String {
+        stage_job(&self.client, &self.ns.name, run, stage, attempt).await
+    }
+
+    async fn log_of(&self, run: &str, stage: &str, attempt: u32) -> String {
+        job_pod_and_log(&self.client, &self.ns.name, &self.job(run, stage, attempt).await).await.1
     }
 
     async fn done(self) {
@@ -141,11 +155,11 @@ async fn a_six_stage_flatcar_chain_runs_end_to_end_passing_outputs() {
         assert_eq!(job.labels()["gantry.dev/attempt"], "1");
     }
     // The last stage read what the first ones wrote.
-    let log = bed.log_of(&format!("{name}-publish-1")).await;
+    let log = bed.log_of(&name, "publish", 1).await;
     assert_eq!(log.trim(), format!("publishing 3145.0.0 {digest}"));
-    let log = bed.log_of(&format!("{name}-packages-1")).await;
+    let log = bed.log_of(&name, "packages", 1).await;
     assert!(log.contains("building packages 3145.0.0 for amd64"), "{log}");
-    let log = bed.log_of(&format!("{name}-sdk-1")).await;
+    let log = bed.log_of(&name, "sdk", 1).await;
     assert!(
         log.contains("building SDK for main-3145.0.0-nightly-20220209-0139"),
         "source context reaches stages: {log}"
@@ -200,9 +214,9 @@ async fn fail_fast_stops_a_running_sibling_and_finally_still_runs() {
     assert_eq!(stage(&run, "report").phase, StagePhase::Succeeded);
     // The running sibling's Job is really gone (or going).
     let jobs = Api::<Job>::namespaced(bed.client.clone(), &bed.ns.name);
-    let systest = jobs.get_opt("fuel-systest-1").await.unwrap();
+    let systest = jobs.get_opt(&bed.job("fuel", "systest", 1).await).await.unwrap();
     assert!(systest.is_none_or(|j| j.metadata.deletion_timestamp.is_some()), "systest's Job was deleted");
-    assert!(!bed.job_names("fuel").await.contains(&"fuel-publish-1".to_string()));
+    assert!(!bed.attempts("fuel").await.contains(&"publish-1".to_string()));
     bed.done().await;
 }
 
@@ -227,7 +241,7 @@ async fn a_tap_test_that_fails_once_then_passes_makes_the_stage_pass() {
     assert_eq!((tests.passed, tests.failed), (3, 0));
     let history: Vec<(u32, StagePhase)> = kola.history.iter().map(|h| (h.attempt, h.phase)).collect();
     assert_eq!(history, [(1, StagePhase::Failed), (2, StagePhase::Succeeded)]);
-    assert_eq!(bed.job_names("kola").await, ["kola-kola-1", "kola-kola-2"]);
+    assert_eq!(bed.attempts("kola").await, ["kola-1", "kola-2"]);
     bed.done().await;
 }
 
@@ -258,11 +272,8 @@ async fn rerun_of_one_stage_reruns_it_and_downstream_only() {
     assert_eq!(stage(&run, "b").outputs["attempt"], "2");
     let b_history: Vec<u32> = stage(&run, "b").history.iter().map(|h| h.attempt).collect();
     assert_eq!(b_history, [1, 2], "earlier attempts stay visible");
-    assert_eq!(
-        bed.job_names("nightly").await,
-        ["nightly-a-1", "nightly-b-1", "nightly-b-2", "nightly-c-1", "nightly-c-2", "nightly-x-1"]
-    );
-    assert_eq!(bed.log_of("nightly-c-2").await.trim(), "c saw 2");
+    assert_eq!(bed.attempts("nightly").await, ["a-1", "b-1", "b-2", "c-1", "c-2", "x-1"]);
+    assert_eq!(bed.log_of("nightly", "c", 2).await.trim(), "c saw 2");
     bed.done().await;
 }
 
@@ -288,9 +299,9 @@ async fn an_operator_killed_mid_run_is_replaced_and_the_run_finishes_without_dup
     bed.operator = Some(Operator::for_pipelines(&bed.ns.name));
     let run = bed.finished("chain", 120).await;
     assert_eq!(phase(&run), Some(RunPhase::Succeeded), "{:?}", run.status);
-    assert_eq!(bed.job_names("chain").await, ["chain-s1-1", "chain-s2-1", "chain-s3-1"], "no Job made twice");
+    assert_eq!(bed.attempts("chain").await, ["s1-1", "s2-1", "s3-1"], "no Job made twice");
     assert_eq!(stage(&run, "s2").outputs["v"], "2", "the result of the stage that ran unobserved is kept");
-    assert_eq!(bed.log_of("chain-s3-1").await.trim(), "got 2");
+    assert_eq!(bed.log_of("chain", "s3", 1).await.trim(), "got 2");
     bed.done().await;
 }
 
@@ -343,7 +354,10 @@ async fn cancel_stops_a_running_run() {
     assert_eq!(phase(&run), Some(RunPhase::Cancelled));
     assert_eq!(condition(&run).1, "Cancelled");
     assert_eq!(stage(&run, "soak").phase, StagePhase::Cancelled);
-    let job = Api::<Job>::namespaced(bed.client.clone(), &bed.ns.name).get_opt("long-soak-1").await.unwrap();
+    let job = Api::<Job>::namespaced(bed.client.clone(), &bed.ns.name)
+        .get_opt(&bed.job("long", "soak", 1).await)
+        .await
+        .unwrap();
     assert!(job.is_none_or(|j| j.metadata.deletion_timestamp.is_some()), "the Job is deleted");
     bed.done().await;
 }
@@ -434,13 +448,14 @@ async fn a_service_stage_serves_its_dependents_then_is_torn_down() {
     assert!(web.message.as_deref().unwrap().starts_with("torn down"), "{web:?}");
     let addresses: Vec<&str> = web.outputs["addresses"].split(',').collect();
     assert_eq!(addresses.len(), 2, "{addresses:?}");
-    let log = bed.log_of("svc-fetch-1").await;
+    let log = bed.log_of("svc", "fetch", 1).await;
     let lines: BTreeSet<&str> = log.lines().collect();
     assert_eq!(lines.len(), 2, "both pods answered, each with its own page: {log}");
     assert!(lines.iter().all(|l| l.starts_with("hello from svc-web-1-")), "{log}");
     // Torn down: the service Job is gone (its pods with it).
+    let web_job = bed.job("svc", "web", 1).await;
     let deleted =
-        bed.jobs("svc").await.iter().all(|j| j.name_any() != "svc-web-1" || j.metadata.deletion_timestamp.is_some());
+        bed.jobs("svc").await.iter().all(|j| j.name_any() != web_job || j.metadata.deletion_timestamp.is_some());
     assert!(deleted, "the service Job is deleted");
     bed.done().await;
 }

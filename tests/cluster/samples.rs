@@ -10,7 +10,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::crds::install_crds;
-use crate::support::{client, job_pod_and_log, wait_for, Operator, TestNamespace};
+use crate::support::{client, job_pod_and_log, stage_job, wait_for, Operator, TestNamespace};
 use gantry::api::pipelinerun::{RunPhase, SkipReason, StagePhase};
 use gantry::api::PipelineRun;
 
@@ -138,12 +138,15 @@ async fn every_sample_runs_and_ends_as_documented() {
     let first = runs.get("main-build-1").await.unwrap().status.unwrap().completion_time.unwrap();
     let second = runs.get("main-build-2").await.unwrap().status.unwrap().start_time.unwrap();
     assert!(second >= first, "the queued run started only after the first finished");
-    let (_, log) = job_pod_and_log(&client, &ns.name, "scripts-checkout-check-1").await;
+    let job = stage_job(&client, &ns.name, "scripts-checkout", "check", 1).await;
+    let (_, log) = job_pod_and_log(&client, &ns.name, &job).await;
     assert_eq!(log.trim(), "workspace has main-3145.0.0", "the second stage read the first one's file");
-    let (_, log) = job_pod_and_log(&client, &ns.name, "kata-test-cluster-conformance-1").await;
+    let job = stage_job(&client, &ns.name, "kata-test-cluster", "conformance", 1).await;
+    let (_, log) = job_pod_and_log(&client, &ns.name, &job).await;
     assert_eq!(log.lines().filter(|l| l.ends_with(" ready")).count(), 3, "all three nodes answered: {log}");
     let jobs = Api::<Job>::namespaced(client.clone(), &ns.name);
-    assert!(jobs.get_opt("fedora-atomic-docs-1").await.unwrap().is_none(), "skipped stages make no Job");
+    let docs = stage_job(&client, &ns.name, "fedora-atomic", "docs", 1).await;
+    assert!(jobs.get_opt(&docs).await.unwrap().is_none(), "skipped stages make no Job");
 
     ns.delete().await;
     let _ = pvs.delete("gantry-sample-workspace", &DeleteParams::default()).await;

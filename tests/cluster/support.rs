@@ -80,6 +80,14 @@ pub fn operator_config_file(ns: &str, yaml: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// The name of the Job of `stage`'s `attempt` of the PipelineRun `run` in
+/// `ns` (its name carries a hash of the run's UID).
+pub async fn stage_job(client: &Client, ns: &str, run: &str, stage: &str, attempt: u32) -> String {
+    let runs = Api::<gantry::api::PipelineRun>::namespaced(client.clone(), ns);
+    let uid = runs.get(run).await.expect("get the run").metadata.uid.expect("a run has a uid");
+    gantry::engine::naming::job_name(run, &uid, stage, attempt)
+}
+
 /// The pod of the never-retried Job `job` in `ns`, and its log.
 pub async fn job_pod_and_log(client: &Client, ns: &str, job: &str) -> (Pod, String) {
     let pods = Api::<Pod>::namespaced(client.clone(), ns);

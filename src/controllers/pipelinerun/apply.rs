@@ -1,32 +1,42 @@
 //! Carries out the planner's actions. Every action is idempotent: creating
-//! what exists or deleting what is gone is not an error, so a reconcile
-//! that is retried (or an operator that restarted) converges.
+//! what exists (and is the run's) or deleting what is gone is not an error,
+//! so a reconcile that is retried (or an operator that restarted)
+//! converges. A create the API server refuses for good does not stop the
+//! others: it is handed back for the planner to fail its stage.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::{Api, Client, ResourceExt};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::{ImageBuild, PipelineRun};
+use crate::controllers::create::create_child;
 use crate::controllers::{ok_if, Error};
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
+use crate::engine::observed::Refusal;
 use crate::engine::planner::Action;
 use crate::engine::references::builds_with_image;
 use crate::resources::{controller_ref, job::stage_job, workspace::workspace_claim};
 
 /// What the reconcile should do after applying.
 pub enum Outcome {
-    /// Go on: write status.
-    Continue,
+    /// Go on: write status. The creates the API server refused for good,
+    /// by object name (empty when all went through).
+    Continue(BTreeMap<String, Refusal>),
     /// The run was deleted (TTL); nothing more to write.
     Deleted,
 }
 
-/// Applies `actions` for `run` in order.
+/// Applies `actions` for `run` in order, except `ClearRerunAnnotation`:
+/// the reconcile clears the annotation once the status that records the
+/// rerun is written, so a failed write never loses the request.
 pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Result<Outcome, Error> {
     let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let owner = controller_ref(run).ok_or(Error::MissingField("metadata.uid"))?;
+    let mut refused = BTreeMap::new();
     let jobs = Api::<Job>::namespaced(client.clone(), &ns);
     let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns);
     for action in actions {
@@ -34,7 +44,10 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
             Action::CreateJob(launch) => {
                 let job = stage_job(launch, &ns, owner.clone());
                 info!(run = %run.name_any(), job = %launch.job_name, "creating stage Job");
-                ok_if(jobs.create(&PostParams::default(), &job).await, 409)?;
+                if let Some(refusal) = create_child(&jobs, &job, &owner.uid).await? {
+                    warn!(run = %run.name_any(), job = %launch.job_name, why = %refusal.message, "stage Job refused");
+                    refused.insert(launch.job_name.clone(), refusal);
+                }
             }
             Action::DeleteJob { name } => {
                 let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
@@ -44,17 +57,17 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
             Action::EnsureWorkspace { claim, size, storage_class } => {
                 let pvc = workspace_claim(claim, &run.name_any(), &ns, size, storage_class.as_deref(), owner.clone());
                 let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
-                ok_if(claims.create(&PostParams::default(), &pvc).await, 409)?;
+                if let Some(refusal) = create_child(&claims, &pvc, &owner.uid).await? {
+                    warn!(run = %run.name_any(), claim = %claim, why = %refusal.message, "workspace claim refused");
+                    refused.insert(claim.clone(), refusal);
+                }
             }
             Action::Supersede { run: older } => {
                 let patch =
                     serde_json::json!({"metadata": {"annotations": {ANNOTATION_SUPERSEDED_BY: run.name_any()}}});
                 ok_if(runs.patch(older, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)?;
             }
-            Action::ClearRerunAnnotation => {
-                let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: null}}});
-                runs.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-            }
+            Action::ClearRerunAnnotation => {}
             Action::MarkImageUsed { build } => mark_used(client, &ns, build).await?,
             Action::DeleteRun => {
                 info!(run = %run.name_any(), "deleting finished run: ttlSecondsAfterFinished passed");
@@ -63,8 +76,16 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
             }
         }
     }
-    mark_images_of_new_jobs_used(client, &ns, actions).await?;
-    Ok(Outcome::Continue)
+    mark_images_of_new_jobs_used(client, &ns, actions, &refused).await?;
+    Ok(Outcome::Continue(refused))
+}
+
+/// Removes the `gantry.dev/rerun` annotation: the rerun it asked for is
+/// recorded in the status written before.
+pub async fn clear_rerun_annotation(client: &Client, run: &PipelineRun) -> Result<(), Error> {
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: null}}});
+    ok_if(runs.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
 }
 
 /// Bumps an ImageBuild's `lastUsed` (a merge patch of that one field: the
@@ -76,11 +97,16 @@ async fn mark_used(client: &Client, ns: &str, build: &str) -> Result<(), Error> 
 }
 
 /// A stage Job that runs an ImageBuild's latest image uses that build.
-async fn mark_images_of_new_jobs_used(client: &Client, ns: &str, actions: &[Action]) -> Result<(), Error> {
+async fn mark_images_of_new_jobs_used(
+    client: &Client,
+    ns: &str,
+    actions: &[Action],
+    refused: &BTreeMap<String, Refusal>,
+) -> Result<(), Error> {
     let images: Vec<&str> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::CreateJob(launch) => Some(launch.image.as_str()),
+            Action::CreateJob(launch) if !refused.contains_key(&launch.job_name) => Some(launch.image.as_str()),
             _ => None,
         })
         .collect();

@@ -29,8 +29,9 @@ use crate::engine::conditions::from_k8s_time;
 use crate::engine::internal_error::failed_by_internal_error;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
 use crate::engine::observed::{GroupMember, Observed, RunView};
-use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Note};
+use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Action as PlanAction, Note};
 use crate::engine::references::{image_build_state, kata_install_state, Referenced};
+use crate::engine::replan::{record_applied, replan};
 use crate::engine::stage_kind::{stage_kind, StageKind};
 use crate::resources::job::STAGE_CONTAINER;
 
@@ -62,14 +63,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             runs_waiting_for(&cache, None, k.name_any(), |s, n| s.kata_install.as_ref().is_some_and(|r| r.name == n))
         });
     ctx.metrics.watch_runs(controller.store());
+    let backoff = ctx.backoff.clone();
     let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
     info!("watching PipelineRuns");
     controller
         .run(reconcile_catching_panics, error_policy, run_ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!(error = %err, "PipelineRun reconcile failed");
+        .for_each(|result| {
+            match result {
+                Ok((run, _)) => backoff.succeeded(&run.to_string()),
+                Err(err) => debug!(error = %err, "PipelineRun reconcile failed"),
             }
+            std::future::ready(())
         })
         .await;
 }
@@ -119,11 +123,13 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     if run.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let uid = run.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let status = run.status.clone().unwrap_or_default();
     let annotations = run.annotations();
     let settings = ctx.base.config.settings_for(&ns);
     let view = RunView {
         name: &name,
+        uid: &uid,
         generation: run.metadata.generation,
         created: run.metadata.creation_timestamp.as_ref().map(from_k8s_time).unwrap_or_else(Utc::now),
         spec: &run.spec,
@@ -134,25 +140,29 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     };
 
     // Observe: list straight from the API server (not a cache), so a Job
-    // created by the previous reconcile is always seen.
+    // created by the previous reconcile is always seen. The label narrows
+    // the list; the owner UID decides what is the run's.
     let selector = format!("{LABEL_RUN}={}", run_label(&name));
     let jobs = Api::<Job>::namespaced(client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
     let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
     let pods = pods_api.list(&ListParams::default().labels(&selector)).await?;
     let (image_builds, kata_installs) = observe_references(client, &ns, &run).await?;
+    let (stage_jobs, foreign_jobs) = observe::observe_stage_jobs(jobs.items, &pods.items, view.uid);
     let mut observed = Observed {
-        jobs: observe::observe_stage_jobs(&jobs.items, &pods.items),
+        jobs: stage_jobs,
         group: group_members(&ctx.runs, &run),
         logs: Default::default(),
         logs_cut: Default::default(),
         image_builds,
         kata_installs,
+        foreign_jobs,
+        refused: Default::default(),
     };
     explain_failures(client, &ns, &view, &mut observed).await;
     for job in logs_wanted(&view, &observed) {
-        let pod = pods.items.iter().find(|p| p.labels().get("job-name") == Some(&job));
+        let pod = observed.jobs.iter().find(|j| j.outcome.name == job).and_then(|j| j.outcome.pod.clone());
         if let Some(pod) = pod {
-            match read_log_tail(&pods_api, &pod.name_any(), STAGE_CONTAINER).await {
+            match read_log_tail(&pods_api, &pod, STAGE_CONTAINER).await {
                 Ok(tail) => {
                     if tail.cut {
                         observed.logs_cut.insert(job.clone());
@@ -164,12 +174,28 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         }
     }
 
-    let plan = plan(&view, &observed, Utc::now());
-    if let apply::Outcome::Deleted = apply::apply(client, &run, &plan.actions).await? {
-        return Ok(Action::await_change());
+    let now = Utc::now();
+    let mut plan = plan(&view, &observed, now);
+    let clear_rerun = plan.actions.contains(&PlanAction::ClearRerunAnnotation);
+    // A refused create fails its stage: plan again with the refusal, so
+    // fail-fast, gating and finally follow in this reconcile. Each round
+    // finishes a stage, so the rounds are bounded by the stages.
+    for round in 0.. {
+        let refused = match apply::apply(client, &run, &plan.actions).await? {
+            apply::Outcome::Deleted => return Ok(Action::await_change()),
+            apply::Outcome::Continue(refused) => refused,
+        };
+        if refused.is_empty() || round > run.spec.stages.len() {
+            break;
+        }
+        record_applied(&mut observed, &plan.actions, refused, now);
+        plan = replan(&view, &observed, plan, now);
     }
     if plan.status != status {
         write_status(client, &run, &plan.status).await?;
+    }
+    if clear_rerun {
+        apply::clear_rerun_annotation(client, &run).await?;
     }
     publish(&ctx.base, &*run, &plan.notes).await;
     if !run.spec.notify.is_empty() && !plan.notes.is_empty() {
@@ -290,8 +316,12 @@ async fn notify(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
     }
 }
 
+/// Transient errors (5xx, throttling, timeouts, connection errors, write
+/// conflicts) never fail a stage: the run is reconciled again, backing off
+/// per run while the errors last.
 fn error_policy(run: Arc<PipelineRun>, err: &Error, ctx: Arc<RunContext>) -> Action {
     ctx.base.metrics.reconcile_failed("pipelinerun", &err.metric_reason());
-    warn!(name = %run.name_any(), error = %err, "PipelineRun reconcile failed; retrying");
-    Action::requeue(err.backoff())
+    let wait = err.fixed_backoff().unwrap_or_else(|| ctx.base.backoff.failed(&ObjectRef::from_obj(&*run).to_string()));
+    warn!(name = %run.name_any(), error = %err, retry_in = ?wait, "PipelineRun reconcile failed; retrying");
+    Action::requeue(wait)
 }

@@ -216,6 +216,7 @@ impl World {
     fn reconcile(&mut self) -> Plan {
         let view = RunView {
             name: "run",
+            uid: "0c5b1bd4-run",
             generation: Some(1),
             created: t0(),
             spec: &self.spec,

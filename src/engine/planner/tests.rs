@@ -12,6 +12,14 @@ use crate::api::pipelinerun::{Concurrency, Param};
 use crate::engine::observed::{GroupMember, JobOutcome, Settings};
 use crate::engine::references::Referenced;
 
+/// The simulated run's `metadata.uid`.
+const UID: &str = "4a1c2e7b-0d3f-4e5a-8b9c-1d2e3f4a5b6c";
+
+/// The Job the planner names for `stage`'s `attempt` of the simulated run.
+fn job(stage: &str, attempt: u32) -> String {
+    crate::engine::naming::job_name("run", UID, stage, attempt)
+}
+
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
@@ -64,6 +72,7 @@ impl Sim {
     fn step(&mut self) -> &Plan {
         let view = RunView {
             name: "run",
+            uid: UID,
             generation: Some(1),
             created: t0(),
             spec: &self.spec,
@@ -188,7 +197,7 @@ fn stages_run_in_dependency_order_and_the_run_succeeds() {
     assert_eq!(sim.condition(), ("True".into(), "Succeeded".into()));
     assert_eq!(sim.status.progress.as_deref(), Some("4/4"));
     assert!(sim.status.completion_time.is_some());
-    assert_eq!(sim.created_jobs, ["run-a-1", "run-b-1", "run-c-1", "run-d-1"]);
+    assert_eq!(sim.created_jobs, [job("a", 1), job("b", 1), job("c", 1), job("d", 1)]);
     // A finished run plans nothing more.
     let plan = sim.step().clone();
     assert!(plan.actions.is_empty());
@@ -246,7 +255,7 @@ fn a_missing_output_fails_the_consumer_without_creating_its_job() {
     sim.step();
     assert_eq!(sim.phase("packages"), StagePhase::Failed);
     assert!(sim.stage("packages").message.as_deref().unwrap().contains("$(stages.sdk.outputs.image) has no value"));
-    assert_eq!(sim.created_jobs, ["run-sdk-1"]);
+    assert_eq!(sim.created_jobs, [job("sdk", 1)]);
     assert_eq!(sim.status.phase, Some(RunPhase::Failed));
 }
 
@@ -266,7 +275,7 @@ fn a_stage_reporting_skip_skips_its_dependents_but_the_run_succeeds() {
     assert_eq!(sim.phase("publish"), StagePhase::Skipped);
     assert_eq!(sim.stage("publish").skip_reason, Some(SkipReason::Upstream));
     assert_eq!(sim.status.phase, Some(RunPhase::Succeeded));
-    assert_eq!(sim.created_jobs, ["run-changes-1", "run-lint-1"]);
+    assert_eq!(sim.created_jobs, [job("changes", 1), job("lint", 1)]);
 }
 
 #[test]
@@ -311,7 +320,7 @@ fn a_failed_attempt_is_retried_with_backoff_and_history_is_kept() {
     sim.fail("test");
     sim.step();
     assert_eq!(sim.phase("test"), StagePhase::Failed, "2 retries used up");
-    assert_eq!(sim.created_jobs, ["run-test-1", "run-test-2", "run-test-3"]);
+    assert_eq!(sim.created_jobs, [job("test", 1), job("test", 2), job("test", 3)]);
     let history: Vec<u32> = sim.stage("test").history.iter().map(|h| h.attempt).collect();
     assert_eq!(history, [1, 2, 3]);
     assert_eq!(sim.status.phase, Some(RunPhase::Failed));
@@ -330,6 +339,7 @@ fn a_failure_whose_pods_are_gone_is_explained_once_before_it_is_recorded() {
     let wanted = |sim: &Sim| {
         let view = RunView {
             name: "run",
+            uid: UID,
             generation: Some(1),
             created: t0(),
             spec: &sim.spec,
@@ -340,7 +350,7 @@ fn a_failure_whose_pods_are_gone_is_explained_once_before_it_is_recorded() {
         };
         failures_to_explain(&view, &sim.observed)
     };
-    assert_eq!(wanted(&sim), ["run-pull-1"]);
+    assert_eq!(wanted(&sim), [self::job("pull", 1)]);
     let job = sim.observed.jobs.iter_mut().find(|j| j.stage == "pull").unwrap();
     job.outcome.message.as_mut().unwrap().push_str("; last pod event: Failed: Failed to pull image");
     sim.step();
@@ -358,10 +368,11 @@ fn tap_results_merge_across_attempts_a_test_passing_once_passes() {
     let mut sim = Sim::new(spec(vec![kola]));
     sim.step();
     sim.fail("kola");
-    sim.observed.logs.insert("run-kola-1".into(), "1..3\nok 1 - boot\nnot ok 2 - network\nok 3 - update\n".into());
+    sim.observed.logs.insert(job("kola", 1), "1..3\nok 1 - boot\nnot ok 2 - network\nok 3 - update\n".into());
     let view_status = sim.status.clone();
     let view = RunView {
         name: "run",
+        uid: UID,
         generation: Some(1),
         created: t0(),
         spec: &sim.spec,
@@ -370,14 +381,14 @@ fn tap_results_merge_across_attempts_a_test_passing_once_passes() {
         superseded_by: None,
         settings: &sim.settings,
     };
-    assert_eq!(logs_wanted(&view, &sim.observed), ["run-kola-1"]);
+    assert_eq!(logs_wanted(&view, &sim.observed), [job("kola", 1)]);
     sim.step();
     assert_eq!(sim.phase("kola"), StagePhase::Waiting);
     assert_eq!(sim.stage("kola").tests.as_ref().unwrap().failed, 1);
     sim.advance(1);
     sim.step();
     sim.fail("kola"); // the rerun of the failed test exits non-zero for another reason...
-    sim.observed.logs.insert("run-kola-2".into(), "1..1\nok 1 - network\n".into());
+    sim.observed.logs.insert(job("kola", 2), "1..1\nok 1 - network\n".into());
     sim.step();
     // ...but every test has passed in some attempt, so the stage passes.
     assert_eq!(sim.phase("kola"), StagePhase::Succeeded);
@@ -393,7 +404,7 @@ fn tap_failures_in_every_attempt_fail_the_stage_naming_the_test() {
     let mut sim = Sim::new(spec(vec![kola]));
     sim.step();
     sim.succeed("kola"); // exit 0, but the TAP says otherwise
-    sim.observed.logs.insert("run-kola-1".into(), "1..2\nok 1 - boot\nnot ok 2 - network\n".into());
+    sim.observed.logs.insert(job("kola", 1), "1..2\nok 1 - boot\nnot ok 2 - network\n".into());
     sim.step();
     assert_eq!(sim.phase("kola"), StagePhase::Failed);
     let tests = sim.stage("kola").tests.clone().unwrap();
@@ -408,8 +419,8 @@ fn a_tap_verdict_from_a_cut_log_says_the_log_was_cut() {
     sim.step();
     sim.succeed("kola");
     // Tests 1 to 4 were in the part of the log the operator did not read.
-    sim.observed.logs.insert("run-kola-1".into(), "ok 5 - boot\n1..5\n".into());
-    sim.observed.logs_cut.insert("run-kola-1".into());
+    sim.observed.logs.insert(job("kola", 1), "ok 5 - boot\n1..5\n".into());
+    sim.observed.logs_cut.insert(job("kola", 1));
     sim.step();
     assert_eq!(sim.phase("kola"), StagePhase::Failed);
     let message = sim.stage("kola").message.clone().unwrap_or_default();
@@ -435,7 +446,7 @@ fn fail_fast_cancels_running_siblings_and_pending_stages_but_runs_finally() {
     sim.step();
     assert_eq!(sim.phase("build"), StagePhase::Failed);
     assert_eq!(sim.phase("systest"), StagePhase::Cancelled, "the running sibling is stopped");
-    assert_eq!(sim.deleted_jobs, ["run-systest-1"]);
+    assert_eq!(sim.deleted_jobs, [job("systest", 1)]);
     assert_eq!(sim.phase("publish"), StagePhase::Cancelled);
     assert!(sim.stage("systest").message.as_deref().unwrap().contains("fail-fast: stage build failed"));
     assert_eq!(sim.running(), ["report"], "finally stages still run");
@@ -495,7 +506,7 @@ fn cancel_stops_every_job_and_ends_cancelled() {
     sim.step();
     sim.spec.cancel = true;
     sim.step();
-    assert_eq!(sim.deleted_jobs, ["run-a-1", "run-b-1"]);
+    assert_eq!(sim.deleted_jobs, [job("a", 1), job("b", 1)]);
     for s in ["a", "b", "c", "report"] {
         assert_eq!(sim.phase(s), StagePhase::Cancelled, "{s}");
     }
@@ -514,7 +525,7 @@ fn the_run_timeout_counts_from_creation_and_covers_pending_time() {
     sim.step();
     assert_eq!(sim.status.phase, Some(RunPhase::Failed));
     assert_eq!(sim.condition(), ("False".into(), "TimedOut".into()));
-    assert_eq!(sim.deleted_jobs, ["run-a-1"]);
+    assert_eq!(sim.deleted_jobs, [job("a", 1)]);
 }
 
 #[test]
@@ -530,7 +541,7 @@ fn a_stage_stuck_pending_past_its_timeout_is_stopped_by_the_operator_clock() {
     sim.advance(30);
     sim.step();
     assert_eq!(sim.phase("a"), StagePhase::Failed);
-    assert_eq!(sim.deleted_jobs, ["run-a-1"]);
+    assert_eq!(sim.deleted_jobs, [job("a", 1)]);
     assert!(sim.stage("a").message.as_deref().unwrap().contains("timed out after 1m"));
 }
 
@@ -590,9 +601,35 @@ fn rerun_resets_the_stage_and_downstream_keeping_earlier_attempts() {
     sim.succeed("c");
     sim.step();
     assert_eq!(sim.status.phase, Some(RunPhase::Succeeded));
-    assert_eq!(sim.created_jobs, ["run-a-1", "run-b-1", "run-x-1", "run-c-1", "run-b-2", "run-c-2"]);
+    assert_eq!(sim.created_jobs, [job("a", 1), job("b", 1), job("x", 1), job("c", 1), job("b", 2), job("c", 2)]);
     let history: Vec<u32> = sim.stage("b").history.iter().map(|h| h.attempt).collect();
     assert_eq!(history, [1, 2], "earlier attempts stay visible");
+}
+
+#[test]
+fn a_rerun_whose_status_write_failed_is_not_lost_and_makes_no_second_job() {
+    let mut sim = Sim::new(spec(vec![stage("a", &[]), stage("b", &["a"])]));
+    sim.step();
+    sim.succeed("a");
+    sim.step();
+    sim.succeed("b");
+    sim.step();
+    let finished = sim.status.clone();
+    sim.rerun = Some("b".into());
+    sim.step();
+    assert_eq!(sim.created_jobs.last(), Some(&job("b", 2)));
+    // The status write failed, so the controller kept the annotation (it
+    // clears it only after the write): the next reconcile sees both again.
+    sim.status = finished;
+    sim.rerun = Some("b".into());
+    sim.step(); // panics if b's second Job were created twice
+    assert_eq!(sim.running(), ["b"], "the rerun still happens");
+    assert_eq!(sim.stage("b").attempt, 2, "the Job created before the lost write is adopted");
+    assert!(sim.rerun.is_none());
+    sim.succeed("b");
+    sim.step();
+    assert_eq!(sim.status.phase, Some(RunPhase::Succeeded));
+    assert_eq!(sim.created_jobs, [job("a", 1), job("b", 1), job("b", 2)]);
 }
 
 #[test]
@@ -603,7 +640,7 @@ fn rerun_of_a_running_run_or_unknown_stage_is_ignored_with_a_warning() {
     sim.step();
     assert!(sim.rerun.is_none());
     assert!(sim.notes.iter().any(|n| n.reason == "RerunIgnored" && n.warning));
-    assert_eq!(sim.created_jobs, ["run-a-1"]);
+    assert_eq!(sim.created_jobs, [job("a", 1)]);
     sim.succeed("a");
     sim.step();
     sim.rerun = Some("nope".into());
@@ -619,13 +656,13 @@ fn a_lost_status_write_never_creates_a_second_job() {
     // The operator crashed after creating the Job but before writing status.
     sim.status = PipelineRunStatus::default();
     sim.step();
-    assert_eq!(sim.created_jobs, ["run-a-1"], "the existing Job is adopted");
+    assert_eq!(sim.created_jobs, [job("a", 1)], "the existing Job is adopted");
     assert_eq!(sim.phase("a"), StagePhase::Running);
     sim.succeed("a");
     sim.status = PipelineRunStatus::default();
     sim.step();
     assert_eq!(sim.phase("a"), StagePhase::Succeeded, "the result is not lost");
-    assert_eq!(sim.created_jobs, ["run-a-1", "run-b-1"]);
+    assert_eq!(sim.created_jobs, [job("a", 1), job("b", 1)]);
 }
 
 #[test]
@@ -689,7 +726,7 @@ fn queue_waits_for_older_runs_of_the_group() {
     sim.observed.group[0].finished = true;
     sim.step();
     assert_eq!(sim.status.phase, Some(RunPhase::Running), "the newer run does not block an older one");
-    assert_eq!(sim.created_jobs, ["run-a-1"]);
+    assert_eq!(sim.created_jobs, [job("a", 1)]);
 }
 
 #[test]
@@ -931,7 +968,7 @@ fn a_service_serves_its_dependents_and_is_torn_down_after_the_last() {
     assert_eq!(sim.running(), ["cluster", "conformance"], "still needed by conformance");
     sim.fail("conformance");
     sim.step();
-    assert_eq!(sim.deleted_jobs, ["run-cluster-1"], "torn down after its last dependent");
+    assert_eq!(sim.deleted_jobs, [job("cluster", 1)], "torn down after its last dependent");
     assert_eq!(sim.phase("cluster"), StagePhase::Succeeded);
     assert_eq!(sim.status.phase, Some(RunPhase::Failed), "conformance failed");
 }
@@ -953,7 +990,7 @@ fn a_service_that_dies_fails_and_a_cancelled_run_tears_it_down() {
     sim.step();
     sim.spec.cancel = true;
     sim.step();
-    assert_eq!(sim.deleted_jobs, ["run-cluster-1", "run-e2e-1"]);
+    assert_eq!(sim.deleted_jobs, [job("cluster", 1), job("e2e", 1)]);
     assert_eq!(sim.status.phase, Some(RunPhase::Cancelled));
 }
 
@@ -1071,7 +1108,7 @@ fn a_finally_stage_that_needs_a_service_runs_while_the_service_is_up() {
     assert_eq!(sim.launches()[0].args, ["10.0.0.1"]);
     sim.succeed("collect-logs");
     sim.step();
-    assert_eq!(sim.deleted_jobs, ["run-cluster-1"], "torn down after the finally stage");
+    assert_eq!(sim.deleted_jobs, [job("cluster", 1)], "torn down after the finally stage");
     assert_eq!(sim.phase("cluster"), StagePhase::Succeeded);
     assert_eq!(sim.status.phase, Some(RunPhase::Failed), "e2e failed");
 }
