@@ -114,10 +114,11 @@ fn installed_in_cluster_it_runs_pipelines_with_least_privilege_and_hands_over_le
         !now.is_empty() && now != first
     });
     eventually("the run to succeed", 180, || run_phase("gantry-install-test", "handover") == "Succeeded");
-    let jobs = kubectl(&["-n", "gantry-install-test", "get", "jobs", "-l", "gantry.dev/run=handover", "-o", "name"]);
+    let attempts = r#"jsonpath={range .items[*]}{.metadata.labels.gantry\.dev/stage}-{.metadata.labels.gantry\.dev/attempt}{"\n"}{end}"#;
+    let jobs = kubectl(&["-n", "gantry-install-test", "get", "jobs", "-l", "gantry.dev/run=handover", "-o", attempts]);
     let mut jobs: Vec<&str> = jobs.lines().collect();
     jobs.sort();
-    assert_eq!(jobs, ["job.batch/handover-after-1", "job.batch/handover-long-1"], "no Job made twice");
+    assert_eq!(jobs, ["after-1", "long-1"], "no Job made twice (stage-attempt of each Job)");
 
     kubectl(&["delete", "namespace", "gantry-install-test", "--wait=false"]);
     kubectl(&["-n", NS, "scale", "deployment/gantry", "--replicas=0"]);
