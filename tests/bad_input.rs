@@ -9,44 +9,15 @@
 //!
 //! Runs after `tests/cluster` (see `make e2e`), like `tests/install.rs`.
 
-use std::process::Command;
+mod kubectl;
+
+use kubectl::{eventually, fresh_namespace, kubectl, kubectl_raw};
+
 use std::time::{Duration, Instant};
 
 const OPERATOR_NS: &str = "gantry-system";
 const BAD_NS: &str = "gantry-bad-tenant";
 const GOOD_NS: &str = "gantry-good-tenant";
-
-fn kubeconfig() -> String {
-    std::env::var("KUBECONFIG").unwrap_or_else(|_| {
-        let dir = std::env::var("GANTRY_E2E_DIR").unwrap_or_else(|_| "/var/lib/gantry-e2e".into());
-        format!("{dir}/kubeconfig")
-    })
-}
-
-fn kubectl_raw(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig()).output().expect("run kubectl");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn kubectl(args: &[&str]) -> String {
-    let (ok, out, err) = kubectl_raw(args);
-    assert!(ok, "kubectl {args:?} failed: {err}");
-    out
-}
-
-fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn fresh_namespace(name: &str) {
-    let _ = kubectl_raw(&["delete", "namespace", name, "--wait=true", "--timeout=120s"]);
-    kubectl(&["create", "namespace", name]);
-    eventually("the default ServiceAccount", 60, || kubectl_raw(&["-n", name, "get", "sa", "default"]).0);
-}
 
 /// One corpus file: its path, the field its error names, its kind and name.
 struct Case {

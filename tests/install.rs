@@ -6,38 +6,12 @@
 //! Runs after `tests/cluster` (see `make e2e`): an operator watching every
 //! namespace would also reconcile the runs of those tests.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod kubectl;
+
+use kubectl::{eventually, fresh_namespace, kubectl, kubectl_raw};
 
 const NS: &str = "gantry-system";
 const SA: &str = "system:serviceaccount:gantry-system:gantry";
-
-fn kubeconfig() -> String {
-    std::env::var("KUBECONFIG").unwrap_or_else(|_| {
-        let dir = std::env::var("GANTRY_E2E_DIR").unwrap_or_else(|_| "/var/lib/gantry-e2e".into());
-        format!("{dir}/kubeconfig")
-    })
-}
-
-/// Runs kubectl; returns (success, stdout, stderr).
-fn kubectl_raw(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig()).output().expect("run kubectl");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn kubectl(args: &[&str]) -> String {
-    let (ok, out, err) = kubectl_raw(args);
-    assert!(ok, "kubectl {args:?} failed: {err}");
-    out
-}
-
-fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 fn can_i(args: &[&str]) -> bool {
     let mut full = vec!["auth", "can-i"];
@@ -53,12 +27,6 @@ fn leader() -> String {
 
 fn run_phase(ns: &str, run: &str) -> String {
     kubectl_raw(&["-n", ns, "get", "pipelinerun", run, "-o", "jsonpath={.status.phase}"]).1
-}
-
-fn fresh_namespace(name: &str) {
-    let _ = kubectl_raw(&["delete", "namespace", name, "--wait=true", "--timeout=120s"]);
-    kubectl(&["create", "namespace", name]);
-    eventually("the default ServiceAccount", 60, || kubectl_raw(&["-n", name, "get", "sa", "default"]).0);
 }
 
 #[test]
