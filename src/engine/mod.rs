@@ -4,6 +4,7 @@
 pub mod build_planner;
 pub mod conditions;
 pub mod dag;
+pub mod destinations;
 pub mod duration;
 pub mod imagebuild;
 pub mod kata;

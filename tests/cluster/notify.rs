@@ -10,7 +10,7 @@ use kube::Api;
 use serde_json::Value;
 
 use crate::crds::install_crds;
-use crate::support::{client, wait_for, Operator, TestNamespace};
+use crate::support::{client, operator_config_file, wait_for, Operator, TestNamespace};
 use gantry::api::pipelinerun::RunPhase;
 use gantry::api::PipelineRun;
 
@@ -29,7 +29,10 @@ async fn every_transition_is_sent_as_a_cloudevent() {
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::create(&client, "notify").await;
-    let _operator = Operator::for_pipelines(&ns.name);
+    // The receiver is a pod: inside the cluster's pod range, which the
+    // default policy refuses, so the admin allows that range explicitly.
+    let config = operator_config_file(&ns.name, "notify: {allowedDestinations: [10.88.0.0/16]}\n");
+    let _operator = Operator::for_pipelines_with(&ns.name, &["--config", &config]);
 
     let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
     let receiver: Pod = serde_json::from_value(serde_json::json!({
