@@ -11,6 +11,7 @@ pub mod kata;
 pub mod launch;
 pub mod naming;
 pub mod observed;
+pub mod outbox;
 pub mod outputs;
 pub mod planner;
 pub mod references;

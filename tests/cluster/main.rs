@@ -11,6 +11,7 @@ mod metrics;
 mod notify;
 mod operator;
 mod pipelinerun;
+mod receiver;
 mod registry;
 mod samples;
 mod soak;

@@ -2,6 +2,7 @@
 //! planner, apply its actions, write status, publish Events.
 
 mod apply;
+mod notifications;
 pub mod observe;
 
 use std::collections::BTreeMap;
@@ -28,17 +29,22 @@ use crate::api::{ImageBuild, KataInstall, PipelineRun, FIELD_MANAGER};
 use crate::engine::conditions::from_k8s_time;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
 use crate::engine::observed::{GroupMember, Observed, RunView};
-use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Note};
+use crate::engine::planner::{failures_to_explain, logs_wanted, plan};
 use crate::engine::references::{image_build_state, kata_install_state, Referenced};
 use crate::engine::stage_kind::{stage_kind, StageKind};
+use crate::notify::delivery::Deliveries;
 use crate::resources::job::STAGE_CONTAINER;
 
-/// The reconciler's state: the shared context plus the cache of runs (for
-/// concurrency groups).
+/// The reconciler's state: the shared context, the cache of runs (for
+/// concurrency groups) and the CloudEvent delivery task.
 struct RunContext {
     base: Arc<Context>,
     runs: Store<PipelineRun>,
+    deliveries: Arc<Deliveries>,
 }
+
+/// How often the delivery task forgets runs that were deleted.
+const FORGET_DELETED_RUNS_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the PipelineRun controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
@@ -61,7 +67,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             runs_waiting_for(&cache, None, k.name_any(), |s, n| s.kata_install.as_ref().is_some_and(|r| r.name == n))
         });
     ctx.metrics.watch_runs(controller.store());
-    let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
+    // Deliveries run beside the reconciles and wake the run they delivered
+    // for, so the next status records the acknowledgement.
+    let (deliveries, woken) = Deliveries::new(ctx.notifier.clone(), ctx.metrics.clone());
+    let woken = futures::stream::unfold(woken, |mut woken| async move {
+        let run = woken.recv().await?;
+        Some((ObjectRef::<PipelineRun>::new(&run.name).within(&run.namespace), woken))
+    });
+    let controller = controller.reconcile_on(woken);
+    let forget = tokio::spawn(forget_deleted_runs(deliveries.clone(), controller.store()));
+    let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store(), deliveries });
     info!("watching PipelineRuns");
     controller
         .run(reconcile, error_policy, run_ctx)
@@ -71,6 +86,22 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             }
         })
         .await;
+    forget.abort();
+}
+
+/// Keeps the delivery task's memory to runs that exist.
+async fn forget_deleted_runs(deliveries: Arc<Deliveries>, cache: Store<PipelineRun>) {
+    let mut every = tokio::time::interval(FORGET_DELETED_RUNS_EVERY);
+    loop {
+        every.tick().await;
+        if cache.is_empty() {
+            continue; // not listed yet, or truly empty: nothing is lost by waiting
+        }
+        deliveries.retain_runs(|key| {
+            let cached = cache.get(&ObjectRef::new(&key.name).within(&key.namespace));
+            cached.is_some_and(|run| run.uid().as_deref() == Some(key.uid.as_str()))
+        });
+    }
 }
 
 /// Adds the last Warning Event of their pods to failed Jobs whose pods are
@@ -143,7 +174,10 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         }
     }
 
-    let plan = plan(&view, &observed, Utc::now());
+    let now = Utc::now();
+    let mut plan = plan(&view, &observed, now);
+    let notify_warnings =
+        notifications::record(&run, &mut plan.status, &plan.notes, &settings.notify, &ctx.deliveries, now);
     if let apply::Outcome::Deleted = apply::apply(client, &run, &plan.actions).await? {
         return Ok(Action::await_change());
     }
@@ -151,12 +185,11 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         write_status(client, &run, &plan.status).await?;
     }
     publish(&ctx.base, &*run, &plan.notes).await;
-    if !run.spec.notify.is_empty() && !plan.notes.is_empty() {
-        let mut updated = (*run).clone();
-        updated.status = Some(plan.status.clone());
-        notify(&ctx.base, &updated, &plan.notes).await;
-    }
-    Ok(match plan.requeue_after {
+    publish(&ctx.base, &*run, &notify_warnings).await;
+    // Only now that the status records them are the transitions sent.
+    let handover = notifications::hand_over(&run, &plan.status, &ctx.deliveries);
+    publish(&ctx.base, &*run, &handover.notes).await;
+    Ok(match [plan.requeue_after, handover.recheck].into_iter().flatten().min() {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
@@ -242,31 +275,6 @@ async fn write_status(client: &kube::Client, run: &PipelineRun, status: &Pipelin
     });
     api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
-}
-
-/// Sends a CloudEvent per transition to every `spec.notify` endpoint, after
-/// the status that records the transitions was written. Best effort: a
-/// failed delivery is logged and reported as a Warning Event.
-async fn notify(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
-    let now = Utc::now();
-    for target in &run.spec.notify {
-        let mut failure = None;
-        for note in notes {
-            let event = crate::resources::cloudevent::pipeline_event(run, note, now);
-            let result = match &ctx.notifier {
-                Some(notifier) => notifier.send(&target.url, &event).await,
-                None => Err("the operator found no TLS root certificates".to_string()),
-            };
-            if let Err(e) = result {
-                failure = Some(e);
-            }
-        }
-        if let Some(why) = failure {
-            warn!(run = %run.name_any(), url = %target.url, error = %why, "notification failed");
-            let note = Note { warning: true, reason: "NotifyFailed".into(), message: why, stage: None, job: None };
-            publish(ctx, run, std::slice::from_ref(&note)).await;
-        }
-    }
 }
 
 fn error_policy(run: Arc<PipelineRun>, err: &Error, ctx: Arc<RunContext>) -> Action {

@@ -1,0 +1,89 @@
+//! The reconciler's side of `spec.notify`: before the status is written,
+//! record the plan's transitions in the run's outbox and fold in what the
+//! delivery task reported; after it is written, hand the delivery task
+//! what each target still lacks. Nothing here waits for a target.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hyper::body::Bytes;
+use kube::ResourceExt;
+
+use crate::api::pipelinerun::PipelineRunStatus;
+use crate::api::PipelineRun;
+use crate::engine::destinations::DestinationPolicy;
+use crate::engine::outbox::{accepted_targets, next_outbox, unacknowledged, warnings, Progress};
+use crate::engine::planner::Note;
+use crate::notify::delivery::{Deliveries, RunKey, QUEUE_CAPACITY};
+use crate::resources::cloudevent::pipeline_event;
+
+/// How soon a run with unacknowledged events is looked at again without
+/// news from the delivery task (a lost wake-up, a queue that was full).
+pub const RECHECK: Duration = Duration::from_secs(30);
+
+/// The run as the delivery task knows it.
+pub fn run_key(run: &PipelineRun) -> Option<RunKey> {
+    Some(RunKey { namespace: run.namespace()?, name: run.name_any(), uid: run.uid()? })
+}
+
+/// Sets `status.notifications` for this reconcile: `notes` recorded as new
+/// transitions, acknowledgements and failures folded in. Returns the
+/// Warning Events that calls for (a target failing, given up, dropped events).
+pub fn record(
+    run: &PipelineRun,
+    status: &mut PipelineRunStatus,
+    notes: &[Note],
+    policy: &DestinationPolicy,
+    deliveries: &Deliveries,
+    now: DateTime<Utc>,
+) -> Vec<Note> {
+    let targets = accepted_targets(&run.spec.notify, policy);
+    let key = run_key(run);
+    let before = status.notifications.take();
+    status.notifications = next_outbox(before.as_ref(), &targets, notes, status.progress.as_deref(), now, |url| {
+        key.as_ref().and_then(|k| deliveries.progress(k, url))
+    });
+    warnings(before.as_ref(), status.notifications.as_ref())
+}
+
+/// What handing the outbox over did.
+pub struct Handover {
+    /// Warning Events to publish (a target's queue is full).
+    pub notes: Vec<Note>,
+    /// When to look again although nothing changed: while any target has
+    /// not acknowledged everything.
+    pub recheck: Option<Duration>,
+}
+
+/// Queues, for every target, the events of the written `status` it has not
+/// acknowledged (each once; the delivery task skips what is queued already).
+pub fn hand_over(run: &PipelineRun, status: &PipelineRunStatus, deliveries: &Arc<Deliveries>) -> Handover {
+    let mut handover = Handover { notes: Vec::new(), recheck: None };
+    let (Some(outbox), Some(key)) = (&status.notifications, run_key(run)) else { return handover };
+    let todo = unacknowledged(outbox);
+    if todo.is_empty() {
+        return handover;
+    }
+    // The event carries the run's identity, spec values and the recorded transition.
+    let mut run = run.clone();
+    run.status = None;
+    for (url, events) in todo {
+        let recorded = outbox.targets.iter().find(|t| t.url == url).map(Progress::from).unwrap_or_default();
+        let body = |e: &_| Bytes::from(serde_json::to_vec(&pipeline_event(&run, e)).unwrap_or_default());
+        let offer = deliveries.enqueue(&key, url, &recorded, &events, body);
+        if offer.newly_full {
+            handover.notes.push(Note {
+                warning: true,
+                reason: "NotifyQueueFull".into(),
+                message: format!(
+                    "{url}: its queue is full ({QUEUE_CAPACITY} events); the rest stay in status.notifications and are sent later"
+                ),
+                stage: None,
+                job: None,
+            });
+        }
+        handover.recheck = Some(RECHECK);
+    }
+    handover
+}
