@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
 use tokio::sync::mpsc;
@@ -43,6 +43,8 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A target's task ends after this long without events.
 pub const IDLE_EXIT: Duration = Duration::from_secs(60);
+/// How long a cached status older than the one written is waited out.
+pub const STALE_PATIENCE: Duration = Duration::from_secs(30);
 /// Runs waiting to be woken after a delivery; beyond, wake-ups are dropped
 /// (the reconciler looks again by itself while anything is unacknowledged).
 const WAKE_CAPACITY: usize = 1024;
@@ -79,6 +81,8 @@ struct Lane {
 struct State {
     lanes: HashMap<(RunKey, String), Lane>,
     queues: HashMap<String, mpsc::Sender<Item>>,
+    /// The newest outbox sequence this process wrote per run, and when.
+    written: HashMap<RunKey, (u64, Instant)>,
 }
 
 /// What [`Deliveries::enqueue`] did.
@@ -195,9 +199,39 @@ impl Deliveries {
         Some(queue)
     }
 
+    /// Remembers that the status written for `run` holds outbox `sequence`.
+    pub fn written(&self, run: &RunKey, sequence: u64) {
+        let mut state = self.state();
+        let newest = state.written.entry(run.clone()).or_insert((0, Instant::now()));
+        if sequence > newest.0 {
+            *newest = (sequence, Instant::now());
+        }
+    }
+
+    /// Whether a status with outbox `sequence` is older than one this
+    /// process wrote: a cached copy that has not caught up yet. Planning
+    /// from it would number other transitions with sequences that targets
+    /// already acknowledged, so they would never be sent. After
+    /// [`STALE_PATIENCE`] the older status is taken as it is (someone
+    /// edited it), so a run is never stuck.
+    pub fn is_stale(&self, run: &RunKey, sequence: u64) -> bool {
+        let mut state = self.state();
+        let Some((newest, at)) = state.written.get(run).copied() else { return false };
+        if sequence >= newest {
+            return false;
+        }
+        if at.elapsed() < STALE_PATIENCE {
+            return true;
+        }
+        state.written.remove(run);
+        false
+    }
+
     /// Forgets the runs `exists` says are gone.
     pub fn retain_runs(&self, exists: impl Fn(&RunKey) -> bool) {
-        self.state().lanes.retain(|(run, _), _| exists(run));
+        let mut state = self.state();
+        state.lanes.retain(|(run, _), _| exists(run));
+        state.written.retain(|run, _| exists(run));
     }
 
     /// A target's task: deliver its queue in order; end when idle.
@@ -351,6 +385,20 @@ mod tests {
         assert!(progress.last_error.unwrap().contains("127.0.0.1 is not an allowed"));
         deliveries.retain_runs(|_| false);
         assert_eq!(deliveries.progress(&run(), url), None, "gone runs are forgotten");
+    }
+
+    #[test]
+    fn a_status_older_than_the_one_written_is_stale() {
+        let (deliveries, _woken) = Deliveries::new(None, Arc::default());
+        assert!(!deliveries.is_stale(&run(), 0), "nothing written yet: a restarted operator trusts its cache");
+        deliveries.written(&run(), 4);
+        deliveries.written(&run(), 2);
+        assert!(deliveries.is_stale(&run(), 3));
+        assert!(!deliveries.is_stale(&run(), 4) && !deliveries.is_stale(&run(), 5));
+        let other = RunKey { uid: "u2".into(), ..run() };
+        assert!(!deliveries.is_stale(&other, 0), "a run created again is another run");
+        deliveries.retain_runs(|_| false);
+        assert!(!deliveries.is_stale(&run(), 3));
     }
 
     use crate::engine::destinations::DestinationPolicy;

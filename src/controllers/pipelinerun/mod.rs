@@ -132,6 +132,10 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     if run.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    if notifications::is_stale(&run, &ctx.deliveries) {
+        debug!(run = %name, "cached status is older than the one written; looking again shortly");
+        return Ok(Action::requeue(notifications::STALE_RECHECK));
+    }
     let status = run.status.clone().unwrap_or_default();
     let annotations = run.annotations();
     let settings = ctx.base.config.settings_for(&ns);
@@ -182,7 +186,8 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         return Ok(Action::await_change());
     }
     if plan.status != status {
-        write_status(client, &run, &plan.status).await?;
+        let stored = write_status(client, &run, &plan.status).await?;
+        notifications::written(&plan.status, &stored, &ctx.deliveries);
     }
     publish(&ctx.base, &*run, &plan.notes).await;
     publish(&ctx.base, &*run, &notify_warnings).await;
@@ -266,15 +271,19 @@ fn group_members(cache: &Store<PipelineRun>, run: &PipelineRun) -> Vec<GroupMemb
         .collect()
 }
 
-async fn write_status(client: &kube::Client, run: &PipelineRun, status: &PipelineRunStatus) -> Result<(), Error> {
+/// Applies `status`; returns the run as the API server stored it.
+async fn write_status(
+    client: &kube::Client,
+    run: &PipelineRun,
+    status: &PipelineRunStatus,
+) -> Result<PipelineRun, Error> {
     let api = Api::<PipelineRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": "gantry.dev/v1alpha1",
         "kind": "PipelineRun",
         "status": status,
     });
-    api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-    Ok(())
+    Ok(api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?)
 }
 
 fn error_policy(run: Arc<PipelineRun>, err: &Error, ctx: Arc<RunContext>) -> Action {

@@ -3,12 +3,14 @@
 //! delivery task reported; after it is written, hand the delivery task
 //! what each target still lacks. Nothing here waits for a target.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hyper::body::Bytes;
 use kube::ResourceExt;
+use tracing::warn;
 
 use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::PipelineRun;
@@ -26,6 +28,35 @@ pub const RECHECK: Duration = Duration::from_secs(30);
 pub fn run_key(run: &PipelineRun) -> Option<RunKey> {
     Some(RunKey { namespace: run.namespace()?, name: run.name_any(), uid: run.uid()? })
 }
+
+/// How soon a run whose cached status is older than the one written is
+/// looked at again (the watch normally delivers the newer one first).
+pub const STALE_RECHECK: Duration = Duration::from_millis(500);
+
+/// Whether `run` comes from a cache that has not seen the outbox this
+/// process last wrote for it: the reconcile must wait, or it would number
+/// transitions again.
+pub fn is_stale(run: &PipelineRun, deliveries: &Deliveries) -> bool {
+    let sequence = run.status.as_ref().and_then(|s| s.notifications.as_ref()).map_or(0, |n| n.sequence);
+    run_key(run).is_some_and(|key| deliveries.is_stale(&key, sequence))
+}
+
+/// Remembers the outbox of the status just written, as the API server
+/// stored it (see [`is_stale`]). A CRD older than the operator prunes
+/// `status.notifications`: then there is nothing to wait for (and
+/// notifications are unreliable until the CRDs are updated).
+pub fn written(sent: &PipelineRunStatus, stored: &PipelineRun, deliveries: &Deliveries) {
+    let outbox = stored.status.as_ref().and_then(|s| s.notifications.as_ref());
+    if let (Some(key), Some(outbox)) = (run_key(stored), outbox) {
+        deliveries.written(&key, outbox.sequence);
+    } else if sent.notifications.is_some() && !PRUNED_WARNED.swap(true, Ordering::Relaxed) {
+        warn!(
+            "the API server dropped status.notifications: the PipelineRun CRD is older than the operator; apply crds/"
+        );
+    }
+}
+
+static PRUNED_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Sets `status.notifications` for this reconcile: `notes` recorded as new
 /// transitions, acknowledgements and failures folded in. Returns the
