@@ -66,7 +66,9 @@ pub struct PipelineRunSpec {
     /// Set to true to stop every stage; the run ends Cancelled.
     #[serde(default)]
     pub cancel: bool,
-    /// Endpoints that receive a CloudEvent on every run and stage transition.
+    /// Endpoints that receive a CloudEvent on every run and stage transition,
+    /// at least once and in order; at most 5 unless the operator's admin
+    /// says otherwise, each where the admin's destination policy allows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifyTarget>,
 }
@@ -237,7 +239,9 @@ pub enum ConcurrencyPolicy {
 /// Where to send CloudEvents about the run.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct NotifyTarget {
-    /// HTTP endpoint that receives a structured-mode CloudEvent per transition.
+    /// HTTP(S) endpoint that receives a structured-mode CloudEvent per
+    /// transition. Loopback, link-local and in-cluster addresses are refused
+    /// unless the operator's admin allows them.
     pub url: String,
 }
 

@@ -271,7 +271,10 @@ fn group_members(cache: &Store<PipelineRun>, run: &PipelineRun) -> Vec<GroupMemb
         .collect()
 }
 
-/// Applies `status`; returns the run as the API server stored it.
+/// Applies `status`; returns the run as the API server stored it. The
+/// reconciler is the only writer of status, the notification outbox
+/// included: the delivery task reports acknowledgements through memory and
+/// a wake-up, so this full apply never sets them back (see `engine::outbox`).
 async fn write_status(
     client: &kube::Client,
     run: &PipelineRun,
