@@ -18,7 +18,8 @@
 //!
 //! Memory is bounded: [`QUEUE_CAPACITY`] events per target, at most
 //! [`MAX_TARGET_QUEUES`] targets with a queue at once (an idle queue goes
-//! away after [`IDLE_EXIT`]), and progress only for runs that exist.
+//! away after [`IDLE_EXIT`]), and progress (and, where the CRD lacks
+//! `status.notifications`, outboxes) only for runs that exist.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +30,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{Notifier, SendError, REQUEST_TIMEOUT};
-use crate::api::pipelinerun::PendingNotification;
+use crate::api::pipelinerun::{NotificationStatus, PendingNotification};
 use crate::engine::outbox::{Progress, MAX_FAILURES};
 use crate::metrics::Metrics;
 
@@ -83,6 +84,9 @@ struct State {
     queues: HashMap<String, mpsc::Sender<Item>>,
     /// The newest outbox sequence this process wrote per run, and when.
     written: HashMap<RunKey, (u64, Instant)>,
+    /// Outboxes the API server dropped (a CRD older than the operator),
+    /// kept here so that notifications go on while this process lives.
+    unpersisted: HashMap<RunKey, NotificationStatus>,
 }
 
 /// What [`Deliveries::enqueue`] did.
@@ -227,11 +231,26 @@ impl Deliveries {
         false
     }
 
+    /// Keeps (`Some`) or forgets (`None`) the outbox the API server did not store for `run`.
+    pub fn set_unpersisted(&self, run: &RunKey, outbox: Option<NotificationStatus>) {
+        let mut state = self.state();
+        match outbox {
+            Some(outbox) => state.unpersisted.insert(run.clone(), outbox),
+            None => state.unpersisted.remove(run),
+        };
+    }
+
+    /// The outbox the API server did not store for `run`, if any.
+    pub fn unpersisted(&self, run: &RunKey) -> Option<NotificationStatus> {
+        self.state().unpersisted.get(run).cloned()
+    }
+
     /// Forgets the runs `exists` says are gone.
     pub fn retain_runs(&self, exists: impl Fn(&RunKey) -> bool) {
         let mut state = self.state();
         state.lanes.retain(|(run, _), _| exists(run));
         state.written.retain(|run, _| exists(run));
+        state.unpersisted.retain(|run, _| exists(run));
     }
 
     /// A target's task: deliver its queue in order; end when idle.

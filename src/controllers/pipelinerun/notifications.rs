@@ -46,13 +46,19 @@ pub fn is_stale(run: &PipelineRun, deliveries: &Deliveries) -> bool {
 /// `status.notifications`: then there is nothing to wait for (and
 /// notifications are unreliable until the CRDs are updated).
 pub fn written(sent: &PipelineRunStatus, stored: &PipelineRun, deliveries: &Deliveries) {
-    let outbox = stored.status.as_ref().and_then(|s| s.notifications.as_ref());
-    if let (Some(key), Some(outbox)) = (run_key(stored), outbox) {
-        deliveries.written(&key, outbox.sequence);
-    } else if sent.notifications.is_some() && !PRUNED_WARNED.swap(true, Ordering::Relaxed) {
-        warn!(
-            "the API server dropped status.notifications: the PipelineRun CRD is older than the operator; apply crds/"
-        );
+    let Some(key) = run_key(stored) else { return };
+    match stored.status.as_ref().and_then(|s| s.notifications.as_ref()) {
+        Some(outbox) => {
+            deliveries.written(&key, outbox.sequence);
+            deliveries.set_unpersisted(&key, None);
+        }
+        None if sent.notifications.is_some() => {
+            if !PRUNED_WARNED.swap(true, Ordering::Relaxed) {
+                warn!("the API server dropped status.notifications: the PipelineRun CRD is older than the operator; apply crds/ (until then, undelivered notifications do not survive a restart)");
+            }
+            deliveries.set_unpersisted(&key, sent.notifications.clone());
+        }
+        None => deliveries.set_unpersisted(&key, None),
     }
 }
 
@@ -71,7 +77,7 @@ pub fn record(
 ) -> Vec<Note> {
     let targets = accepted_targets(&run.spec.notify, policy);
     let key = run_key(run);
-    let before = status.notifications.take();
+    let before = status.notifications.take().or_else(|| key.as_ref().and_then(|k| deliveries.unpersisted(k)));
     status.notifications = next_outbox(before.as_ref(), &targets, notes, status.progress.as_deref(), now, |url| {
         key.as_ref().and_then(|k| deliveries.progress(k, url))
     });
@@ -117,4 +123,50 @@ pub fn hand_over(run: &PipelineRun, status: &PipelineRunStatus, deliveries: &Arc
         handover.recheck = Some(RECHECK);
     }
     handover
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> PipelineRun {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun",
+            "metadata": {"name": "nightly", "namespace": "ci", "uid": "u1"},
+            "spec": {"stages": [{"name": "a"}], "notify": [{"url": "https://results.example/"}]}
+        }))
+        .unwrap()
+    }
+
+    fn note(reason: &str) -> Note {
+        Note { warning: false, reason: reason.into(), message: String::new(), stage: None, job: None }
+    }
+
+    #[test]
+    fn an_outbox_the_api_server_dropped_is_carried_on_in_memory() {
+        let (deliveries, _woken) = Deliveries::new(None, Arc::default());
+        let policy = DestinationPolicy::default();
+        let mut first = PipelineRunStatus::default();
+        record(&run(), &mut first, &[note("RunRunning")], &policy, &deliveries, Utc::now());
+        assert_eq!(first.notifications.as_ref().unwrap().sequence, 1);
+        // An old CRD prunes the field: the stored run (and the next cached one) has none.
+        written(&first, &run(), &deliveries);
+        assert!(!is_stale(&run(), &deliveries));
+        let mut second = PipelineRunStatus::default();
+        record(&run(), &mut second, &[note("RunSucceeded")], &policy, &deliveries, Utc::now());
+        let outbox = second.notifications.unwrap();
+        assert_eq!(outbox.sequence, 2, "numbering goes on");
+        assert_eq!(outbox.pending.iter().map(|p| p.sequence).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_cached_run_behind_the_stored_outbox_is_stale() {
+        let (deliveries, _woken) = Deliveries::new(None, Arc::default());
+        let mut status = PipelineRunStatus::default();
+        record(&run(), &mut status, &[note("RunRunning")], &DestinationPolicy::default(), &deliveries, Utc::now());
+        let stored = PipelineRun { status: Some(status.clone()), ..run() };
+        written(&status, &stored, &deliveries);
+        assert!(is_stale(&run(), &deliveries), "the cache still shows no outbox");
+        assert!(!is_stale(&stored, &deliveries));
+    }
 }
