@@ -15,7 +15,21 @@
 //!   privileged: true            # the real kata-deploy rewrites containerd's config and restarts it
 //!   hostPID: true
 //!   hostPaths: [/etc/containerd, /etc/crio]   # besides /opt/kata, always mounted
+//! notify:                       # where PipelineRuns' `spec.notify` may send CloudEvents
+//!   maxTargets: 5               # targets per run (default 5)
+//!   internalCIDRs: [10.96.0.0/12, 10.244.0.0/16]   # the cluster's service and pod ranges
+//!   allowedDestinations: [resultsdb.ci.svc.cluster.local, '*.results.example', 10.88.0.1/32]
+//!   allowPublic: true           # anything outside the refused ranges (default true)
 //! ```
+//!
+//! `notify`: loopback, link-local (169.254/16, fe80::/10), unspecified,
+//! multicast and broadcast addresses are always refused, and so is
+//! everything in `internalCIDRs`, which defaults to every private range
+//! (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) because the cluster's
+//! service and pod ranges are among them on nearly every cluster; set it to
+//! those ranges to open the rest. `allowedDestinations` (host names,
+//! `*.domain`, IPs, CIDRs) are allowed even inside refused ranges. See
+//! `crate::engine::destinations`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +38,7 @@ use anyhow::Context as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::engine::destinations::DestinationPolicy;
 use crate::engine::duration::{parse_duration, parse_duration_at_most, MAX_TIMEOUT};
 use crate::engine::launch::NestedVirtPlacement;
 use crate::engine::observed::Settings;
@@ -47,6 +62,9 @@ pub struct OperatorConfig {
     /// What the KataInstall installer may do on the host besides writing `/opt/kata`.
     #[serde(default)]
     pub kata_installer: KataInstallerHostAccess,
+    /// Where `spec.notify` may send CloudEvents, and how many targets a run may have.
+    #[serde(default)]
+    pub notify: DestinationPolicy,
 }
 
 /// Host access granted to the KataInstall installer DaemonSet. By default it
@@ -168,6 +186,7 @@ impl OperatorConfig {
                     NestedVirtMode::HostPath => None,
                 },
             }),
+            notify: self.notify.clone(),
         }
     }
 }
@@ -182,6 +201,8 @@ mod tests {
         assert_eq!(config, OperatorConfig::default());
         assert!(!config.nested_virt_allowed("default"));
         assert_eq!(config.nested_virt.node_selector["feature.node.kubernetes.io/cpu-cpuid.VMX"], "true");
+        let notify = config.settings_for("default").notify;
+        assert!(notify.check_url("http://169.254.169.254/").is_err() && notify.check_url("http://10.96.0.1/").is_err());
     }
 
     #[test]
@@ -206,6 +227,12 @@ mod tests {
         let kata = &config.kata_installer;
         assert!(kata.privileged && kata.host_pid);
         assert_eq!(kata.host_paths, ["/etc/containerd", "/etc/crio"]);
+        let notify = &config.settings_for("ci").notify;
+        assert_eq!(notify.max_targets, 5);
+        assert!(notify.check_url("http://10.1.2.3/").is_ok(), "outside the cluster's ranges");
+        assert!(notify.check_url("http://10.244.0.9/").is_err(), "a pod");
+        assert!(notify.check_url("http://10.88.0.1:8080/").is_ok(), "allowed explicitly");
+        assert!(notify.host_listed("resultsdb.ci.svc.cluster.local"));
     }
 
     #[test]
@@ -234,5 +261,7 @@ mod tests {
         assert!(format!("{timeout:#}").contains("defaultStageTimeout"), "{timeout:#}");
         let mode = OperatorConfig::parse("nestedVirt: {mode: Privileged}").unwrap_err();
         assert!(format!("{mode:#}").contains("Privileged"), "{mode:#}");
+        let cidr = OperatorConfig::parse("notify: {internalCIDRs: [10.96.0.0/33]}").unwrap_err();
+        assert!(format!("{cidr:#}").contains("10.96.0.0/33"), "{cidr:#}");
     }
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics: reconciles, errors by reason, reconcile durations,
-//! reconciles in flight, and PipelineRuns and stages by phase (counted from
-//! the controller's cache when scraped, so deleted runs drop out).
+//! reconciles in flight, notification tries by result, and PipelineRuns and
+//! stages by phase (counted from the controller's cache when scraped, so
+//! deleted runs drop out).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -38,6 +39,13 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// Labels of a notification counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `delivered`, `failed`, `refused` (by the destination policy), `gave_up` or `queue_full`.
+    pub result: String,
+}
+
 /// Every metric Gantry exports.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +55,7 @@ pub struct Metrics {
     in_flight: Family<KindLabels, Gauge>,
     runs: Family<PhaseLabels, Gauge>,
     stages: Family<PhaseLabels, Gauge>,
+    notifications: Family<ResultLabels, Counter>,
     run_cache: OnceLock<Store<PipelineRun>>,
 }
 
@@ -67,7 +76,23 @@ impl Default for Metrics {
         registry.register("reconciles_in_flight", "Reconciles running now, by kind", in_flight.clone());
         registry.register("pipelineruns", "PipelineRuns by phase", runs.clone());
         registry.register("pipelinerun_stages", "Stages of all PipelineRuns by phase", stages.clone());
-        Metrics { registry, reconciles, errors, durations, in_flight, runs, stages, run_cache: OnceLock::new() }
+        let notifications = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "CloudEvent deliveries to spec.notify targets: tries by result, give-ups and full queues",
+            notifications.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            durations,
+            in_flight,
+            runs,
+            stages,
+            notifications,
+            run_cache: OnceLock::new(),
+        }
     }
 }
 
@@ -97,6 +122,11 @@ impl Metrics {
     /// Counts a failed reconcile.
     pub fn reconcile_failed(&self, kind: &str, reason: &str) {
         self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), reason: reason.to_string() }).inc();
+    }
+
+    /// Counts a notification try (or give-up, or refused enqueue) by `result`.
+    pub fn notification(&self, result: &str) {
+        self.notifications.get_or_create(&ResultLabels { result: result.to_string() }).inc();
     }
 
     /// Lets scrapes count PipelineRuns and stages from the controller's cache.
@@ -146,5 +176,9 @@ mod tests {
         );
         assert!(text.contains("gantry_reconcile_duration_seconds_count{kind=\"pipelinerun\"} 2"), "{text}");
         assert!(text.contains("gantry_reconciles_in_flight{kind=\"pipelinerun\"} 0"), "{text}");
+        metrics.notification("delivered");
+        metrics.notification("delivered");
+        let text = metrics.render();
+        assert!(text.contains("gantry_notifications_total{result=\"delivered\"} 2"), "{text}");
     }
 }

@@ -67,7 +67,9 @@ pub struct PipelineRunSpec {
     /// Set to true to stop every stage; the run ends Cancelled.
     #[serde(default)]
     pub cancel: bool,
-    /// Endpoints that receive a CloudEvent on every run and stage transition.
+    /// Endpoints that receive a CloudEvent on every run and stage transition,
+    /// at least once and in order; at most 5 unless the operator's admin
+    /// says otherwise, each where the admin's destination policy allows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifyTarget>,
 }
@@ -248,7 +250,9 @@ pub enum ConcurrencyPolicy {
 /// Where to send CloudEvents about the run.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct NotifyTarget {
-    /// HTTP endpoint that receives a structured-mode CloudEvent per transition.
+    /// HTTP(S) endpoint that receives a structured-mode CloudEvent per
+    /// transition. Loopback, link-local and in-cluster addresses are refused
+    /// unless the operator's admin allows them.
     pub url: String,
 }
 
@@ -284,6 +288,83 @@ pub struct PipelineRunStatus {
     /// One entry per stage, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageStatus>,
+    /// CloudEvent delivery to `spec.notify`: the transitions not yet
+    /// acknowledged by every target, and how far each target got. Kept so
+    /// that an operator that restarts sends what was not acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationStatus>,
+}
+
+/// The outbox of a run's CloudEvents.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationStatus {
+    /// The sequence number of the newest transition (the first is 1).
+    #[serde(default)]
+    pub sequence: u64,
+    /// Transitions some target has not acknowledged yet, oldest first (at most 100).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingNotification>,
+    /// Transitions dropped from a full outbox before every target acknowledged them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+    /// One entry per accepted `spec.notify` target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<NotifyTargetStatus>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One transition waiting in the outbox: what its CloudEvent says.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingNotification {
+    /// Its place in the run's sequence of transitions.
+    pub sequence: u64,
+    /// The Event reason, e.g. `StageFailed`; it gives the CloudEvent type.
+    pub reason: String,
+    /// The stage it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// The Job of the attempt it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Human-readable text (truncated).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Whether it is bad news (a Warning Event).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
+    /// When it happened.
+    pub time: DateTime<Utc>,
+    /// The run's progress then, e.g. `3/7`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+}
+
+/// How far one `spec.notify` target got.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyTargetStatus {
+    /// The target's URL.
+    pub url: String,
+    /// The sequence number of the newest transition it acknowledged (or that
+    /// was dropped before it could); 0: none.
+    #[serde(default)]
+    pub delivered: u64,
+    /// Failed tries since its last acknowledgement; at 12 the operator gives
+    /// up on this target for this run.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub failures: u32,
+    /// Why the last try failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The phase of a run.

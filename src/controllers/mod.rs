@@ -71,7 +71,8 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The admin-owned configuration.
     pub config: Arc<crate::config::OperatorConfig>,
-    /// Sends CloudEvents to `spec.notify` endpoints (None: no TLS roots found).
+    /// Sends CloudEvents to `spec.notify` endpoints where the admin's policy
+    /// allows (None: no TLS roots found).
     pub notifier: Option<crate::notify::Notifier>,
     /// Publishes Kubernetes Events about the objects being reconciled.
     pub recorder: Recorder,
@@ -92,10 +93,10 @@ impl Context {
             client,
             namespace,
             metrics: Arc::default(),
-            config: Arc::new(config),
-            notifier: crate::notify::Notifier::new()
+            notifier: crate::notify::Notifier::new(config.notify.clone())
                 .inspect_err(|e| warn!(error = %e, "no TLS root certificates: notifications are disabled"))
                 .ok(),
+            config: Arc::new(config),
             operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_string(),
             katainstall_selector: None,
             backoff: Arc::default(),

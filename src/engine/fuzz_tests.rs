@@ -264,7 +264,7 @@ proptest! {
             settings: &settings,
         };
         let planned = plan(&view, &observed, now);
-        if validate(&spec, nested_virt).is_err() {
+        if validate(&spec, nested_virt, &settings.notify).is_err() {
             prop_assert!(!planned.actions.iter().any(|a| matches!(a, Action::CreateJob(_))), "a Job for an invalid spec");
         }
         let bytes = serde_json::to_vec(&planned.status).map(|v| v.len()).unwrap_or(0);

@@ -4,6 +4,7 @@
 pub mod build_planner;
 pub mod conditions;
 pub mod dag;
+pub mod destinations;
 pub mod duration;
 pub mod imagebuild;
 pub mod internal_error;
@@ -12,6 +13,7 @@ pub mod launch;
 pub mod log_tail;
 pub mod naming;
 pub mod observed;
+pub mod outbox;
 pub mod outputs;
 pub mod planner;
 pub mod references;

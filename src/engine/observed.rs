@@ -14,6 +14,8 @@ pub struct Settings {
     pub default_stage_timeout: Option<std::time::Duration>,
     /// How stages get virtualization; `None`: not allowed in this namespace.
     pub nested_virt: Option<crate::engine::launch::NestedVirtPlacement>,
+    /// Where `spec.notify` may send CloudEvents, and how many targets a run may have.
+    pub notify: crate::engine::destinations::DestinationPolicy,
 }
 
 /// The run being planned: its identity, spec, last written status and the

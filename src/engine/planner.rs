@@ -159,7 +159,7 @@ pub fn plan(run: &RunView, observed: &Observed, now: DateTime<Utc>) -> Plan {
         wake_at: Vec::new(),
     };
     planner.status.observed_generation = run.generation;
-    match validate(run.spec, run.settings.nested_virt.is_some()) {
+    match validate(run.spec, run.settings.nested_virt.is_some(), &run.settings.notify) {
         Err(e) => planner.invalid(e),
         Ok(graph) => planner.reconcile(&graph),
     }

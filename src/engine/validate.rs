@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::dag::{Graph, GraphError};
+use super::destinations::DestinationPolicy;
 use super::duration::{format_duration, parse_duration_at_most, MAX_TIMEOUT};
 use super::stage_kind::{
     provides_output, stage_kind, StageKind, IMAGE_BUILD_OUTPUTS, KATA_INSTALL_OUTPUTS, SERVICE_OUTPUTS,
@@ -72,9 +73,15 @@ fn is_identifier(s: &str) -> bool {
 
 /// Checks the whole spec; `Ok` means the planner may create Jobs for it.
 /// `nested_virt_allowed`: whether the operator's policy lets this run's
-/// namespace ask for nested virtualization.
-pub fn validate(spec: &PipelineRunSpec, nested_virt_allowed: bool) -> Result<Graph, SpecError> {
+/// namespace ask for nested virtualization; `destinations`: where
+/// `spec.notify` may point.
+pub fn validate(
+    spec: &PipelineRunSpec,
+    nested_virt_allowed: bool,
+    destinations: &DestinationPolicy,
+) -> Result<Graph, SpecError> {
     check_run_fields(spec)?;
+    check_notify(spec, destinations)?;
     let mut seen = HashSet::new();
     for stage in &spec.stages {
         if !is_dns_label(&stage.name) {
@@ -148,10 +155,25 @@ fn check_run_fields(spec: &PipelineRunSpec) -> Result<(), SpecError> {
             return Err(err("spec.concurrency.group", "must be 1-63 letters, digits, '_' or '-'"));
         }
     }
+    Ok(())
+}
+
+/// At most the admin's number of targets, each an http(s) URL the
+/// destination policy allows (IP literals are checked here, names again
+/// when they are resolved).
+fn check_notify(spec: &PipelineRunSpec, destinations: &DestinationPolicy) -> Result<(), SpecError> {
+    if spec.notify.len() > destinations.max_targets {
+        return Err(err(
+            "spec.notify",
+            format!(
+                "{} targets; at most {} are allowed (the operator's notify policy)",
+                spec.notify.len(),
+                destinations.max_targets
+            ),
+        ));
+    }
     for (i, target) in spec.notify.iter().enumerate() {
-        if !(target.url.starts_with("http://") || target.url.starts_with("https://")) {
-            return Err(err(format!("spec.notify[{i}].url"), "must be an http:// or https:// URL"));
-        }
+        destinations.check_url(&target.url).map_err(|e| err(format!("spec.notify[{i}].url"), e))?;
     }
     Ok(())
 }
@@ -406,11 +428,11 @@ mod tests {
     }
 
     fn check(stages: Vec<Stage>) -> Result<Graph, SpecError> {
-        validate(&PipelineRunSpec { stages, ..Default::default() }, false)
+        validate(&PipelineRunSpec { stages, ..Default::default() }, false, &DestinationPolicy::default())
     }
 
     fn error_of(spec: PipelineRunSpec) -> String {
-        validate(&spec, false).expect_err("invalid").to_string()
+        validate(&spec, false, &DestinationPolicy::default()).expect_err("invalid").to_string()
     }
 
     fn with_arg(name: &str, needs: &[&str], arg: &str) -> Stage {
@@ -429,7 +451,7 @@ mod tests {
             timeout: Some("2h".into()),
             ..Default::default()
         };
-        assert!(validate(&spec, false).is_ok());
+        assert!(validate(&spec, false, &DestinationPolicy::default()).is_ok());
     }
 
     #[test]
@@ -513,7 +535,7 @@ mod tests {
         virt.nested_virt = true;
         assert!(check(vec![virt.clone()]).unwrap_err().to_string().contains("spec.stages[a].nestedVirt: nested virt"));
         let allowed = PipelineRunSpec { stages: vec![virt], ..Default::default() };
-        assert!(validate(&allowed, true).is_ok(), "allowed where the policy says so");
+        assert!(validate(&allowed, true, &DestinationPolicy::default()).is_ok(), "allowed where the policy says so");
 
         let mut build = stage("a", &[]);
         build.image_build = Some(ObjectRef { name: "x".into() });
@@ -561,5 +583,28 @@ mod tests {
 
         let huge = with_arg("a", &[], &"x".repeat(MAX_STAGE_TEXT_BYTES + 1));
         assert!(check(vec![huge]).unwrap_err().to_string().contains("spec.stages[a].run: "));
+    }
+
+    #[test]
+    fn notify_targets_follow_the_operators_destination_policy() {
+        let with_targets = |urls: &[&str]| PipelineRunSpec {
+            stages: vec![stage("a", &[])],
+            notify: urls.iter().map(|u| crate::api::pipelinerun::NotifyTarget { url: u.to_string() }).collect(),
+            ..Default::default()
+        };
+        let policy = DestinationPolicy::default();
+        let first = |urls: &[&str]| validate(&with_targets(urls), false, &policy).unwrap_err();
+        assert!(validate(&with_targets(&["https://resultsdb.example/api"]), false, &policy).is_ok());
+        let metadata = first(&["http://169.254.169.254/latest/meta-data"]);
+        assert_eq!(metadata.field, "spec.notify[0].url");
+        assert!(metadata.message.contains("169.254.169.254 is not an allowed"), "{metadata}");
+        assert_eq!(first(&["https://ok.example/", "http://127.0.0.1:1/"]).field, "spec.notify[1].url");
+        assert_eq!(first(&["ftp://x.example/"]).message, "must be an http:// or https:// URL");
+        let six = ["https://a.example/"; 6];
+        let too_many = first(&six);
+        assert_eq!(too_many.field, "spec.notify");
+        assert!(too_many.message.starts_with("6 targets; at most 5"), "{too_many}");
+        let lab: DestinationPolicy = serde_yaml::from_str("allowedDestinations: [127.0.0.1]").unwrap();
+        assert!(validate(&with_targets(&["http://127.0.0.1:1/"]), false, &lab).is_ok(), "allowed explicitly");
     }
 }

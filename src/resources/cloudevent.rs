@@ -1,12 +1,11 @@
 //! CloudEvents (structured mode, JSON) for PipelineRun transitions, sent to
 //! `spec.notify` endpoints such as ResultsDB. Pure.
 
-use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
+use crate::api::pipelinerun::PendingNotification;
 use crate::api::PipelineRun;
-use crate::engine::planner::Note;
 
 /// The content type of a structured-mode CloudEvent.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -29,11 +28,11 @@ pub fn event_type(reason: &str) -> String {
     format!("dev.gantry.{scope}.{words}")
 }
 
-/// The event for one transition of `run`. Its `id` is the same for the same
-/// transition, so receivers can drop repeats.
-pub fn pipeline_event(run: &PipelineRun, note: &Note, now: DateTime<Utc>) -> Value {
+/// The event for one recorded transition of `run`. Its `id` is the same
+/// for the same transition, so receivers can drop repeats (an operator
+/// that restarted sends what was not acknowledged again).
+pub fn pipeline_event(run: &PipelineRun, note: &PendingNotification) -> Value {
     let ns = run.namespace().unwrap_or_default();
-    let status = run.status.as_ref();
     let attempt = note.job.as_deref().and_then(|j| j.rsplit('-').next()).unwrap_or("0");
     let id = format!(
         "{}/{}/{}/{}",
@@ -47,7 +46,7 @@ pub fn pipeline_event(run: &PipelineRun, note: &Note, now: DateTime<Utc>) -> Val
         "type": event_type(&note.reason),
         "source": format!("/apis/gantry.dev/v1alpha1/namespaces/{ns}/pipelineruns/{}", run.name_any()),
         "id": id,
-        "time": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "time": note.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "subject": note.stage.clone().unwrap_or_else(|| run.name_any()),
         "datacontenttype": "application/json",
         "data": {
@@ -60,7 +59,8 @@ pub fn pipeline_event(run: &PipelineRun, note: &Note, now: DateTime<Utc>) -> Val
             "warning": note.warning,
             "source": run.spec.source,
             "params": run.spec.params,
-            "progress": status.and_then(|s| s.progress.clone()),
+            "progress": note.progress,
+            "sequence": note.sequence,
         }
     })
 }
@@ -85,22 +85,27 @@ mod tests {
             "spec": {"stages": [{"name": "kola"}], "params": [{"name": "arch", "value": "arm64"}]}
         }))
         .unwrap();
-        let note = Note {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-21T15:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let note = PendingNotification {
+            sequence: 4,
             warning: true,
             reason: "StageFailed".into(),
             message: "stage kola attempt 2: 1 test(s) failed".into(),
             stage: Some("kola".into()),
             job: Some("nightly-kola-2".into()),
+            time: now,
+            progress: Some("1/3".into()),
         };
-        let now = DateTime::parse_from_rfc3339("2026-11-21T15:00:00Z").unwrap().with_timezone(&Utc);
-        let event = pipeline_event(&run, &note, now);
+        let event = pipeline_event(&run, &note);
         assert_eq!(event["specversion"], "1.0");
         assert_eq!(event["type"], "dev.gantry.pipelinerun.stage.failed");
         assert_eq!(event["source"], "/apis/gantry.dev/v1alpha1/namespaces/ci/pipelineruns/nightly");
         assert_eq!(event["id"], "u1/StageFailed/kola/2");
         assert_eq!(event["subject"], "kola");
         assert_eq!(event["data"]["params"][0]["value"], "arm64");
-        assert_eq!(event["time"], "2026-11-21T15:00:00.000Z");
-        assert_eq!(pipeline_event(&run, &note, now + chrono::Duration::seconds(5))["id"], event["id"]);
+        assert_eq!(event["time"], "2026-11-21T15:00:00.000Z", "when it happened, not when it was sent");
+        assert_eq!(event["data"]["progress"], "1/3");
+        assert_eq!(event["data"]["sequence"], 4);
+        assert_eq!(pipeline_event(&run, &note), event, "a resent event is the same event");
     }
 }

@@ -13,6 +13,7 @@ mod notify;
 mod operator;
 mod ownership;
 mod pipelinerun;
+mod receiver;
 mod registry;
 mod samples;
 mod soak;

@@ -2,10 +2,12 @@
 //! planner, apply its actions, write status, publish Events.
 
 mod apply;
+mod notifications;
 pub mod observe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -29,18 +31,23 @@ use crate::engine::conditions::from_k8s_time;
 use crate::engine::internal_error::failed_by_internal_error;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
 use crate::engine::observed::{GroupMember, Observed, RunView};
-use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Action as PlanAction, Note};
+use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Action as PlanAction};
 use crate::engine::references::{image_build_state, kata_install_state, Referenced};
 use crate::engine::replan::{record_applied, replan};
 use crate::engine::stage_kind::{stage_kind, StageKind};
+use crate::notify::delivery::Deliveries;
 use crate::resources::job::STAGE_CONTAINER;
 
-/// The reconciler's state: the shared context plus the cache of runs (for
-/// concurrency groups).
+/// The reconciler's state: the shared context, the cache of runs (for
+/// concurrency groups) and the CloudEvent delivery task.
 struct RunContext {
     base: Arc<Context>,
     runs: Store<PipelineRun>,
+    deliveries: Arc<Deliveries>,
 }
+
+/// How often the delivery task forgets runs that were deleted.
+const FORGET_DELETED_RUNS_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the PipelineRun controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
@@ -63,8 +70,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             runs_waiting_for(&cache, None, k.name_any(), |s, n| s.kata_install.as_ref().is_some_and(|r| r.name == n))
         });
     ctx.metrics.watch_runs(controller.store());
+    // Deliveries run beside the reconciles and wake the run they delivered
+    // for, so the next status records the acknowledgement.
+    let (deliveries, woken) = Deliveries::new(ctx.notifier.clone(), ctx.metrics.clone());
+    let woken = futures::stream::unfold(woken, |mut woken| async move {
+        let run = woken.recv().await?;
+        Some((ObjectRef::<PipelineRun>::new(&run.name).within(&run.namespace), woken))
+    });
+    let controller = controller.reconcile_on(woken);
+    let forget = tokio::spawn(forget_deleted_runs(deliveries.clone(), controller.store()));
     let backoff = ctx.backoff.clone();
-    let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store() });
+    let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store(), deliveries });
     info!("watching PipelineRuns");
     controller
         .run(reconcile_catching_panics, error_policy, run_ctx)
@@ -76,6 +92,22 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             std::future::ready(())
         })
         .await;
+    forget.abort();
+}
+
+/// Keeps the delivery task's memory to runs that exist.
+async fn forget_deleted_runs(deliveries: Arc<Deliveries>, cache: Store<PipelineRun>) {
+    let mut every = tokio::time::interval(FORGET_DELETED_RUNS_EVERY);
+    loop {
+        every.tick().await;
+        if cache.is_empty() {
+            continue; // not listed yet, or truly empty: nothing is lost by waiting
+        }
+        deliveries.retain_runs(|key| {
+            let cached = cache.get(&ObjectRef::new(&key.name).within(&key.namespace));
+            cached.is_some_and(|run| run.uid().as_deref() == Some(key.uid.as_str()))
+        });
+    }
 }
 
 /// Adds the last Warning Event of their pods to failed Jobs whose pods are
@@ -124,6 +156,10 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         return Ok(Action::await_change());
     }
     let uid = run.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    if notifications::is_stale(&run, &ctx.deliveries) {
+        debug!(run = %name, "cached status is older than the one written; looking again shortly");
+        return Ok(Action::requeue(notifications::STALE_RECHECK));
+    }
     let status = run.status.clone().unwrap_or_default();
     let annotations = run.annotations();
     let settings = ctx.base.config.settings_for(&ns);
@@ -191,19 +227,21 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
         record_applied(&mut observed, &plan.actions, refused, now);
         plan = replan(&view, &observed, plan, now);
     }
+    let notify_warnings =
+        notifications::record(&run, &mut plan.status, &plan.notes, &settings.notify, &ctx.deliveries, now);
     if plan.status != status {
-        write_status(client, &run, &plan.status).await?;
+        let stored = write_status(client, &run, &plan.status).await?;
+        notifications::written(&plan.status, &stored, &ctx.deliveries);
     }
     if clear_rerun {
         apply::clear_rerun_annotation(client, &run).await?;
     }
     publish(&ctx.base, &*run, &plan.notes).await;
-    if !run.spec.notify.is_empty() && !plan.notes.is_empty() {
-        let mut updated = (*run).clone();
-        updated.status = Some(plan.status.clone());
-        notify(&ctx.base, &updated, &plan.notes).await;
-    }
-    Ok(match plan.requeue_after {
+    publish(&ctx.base, &*run, &notify_warnings).await;
+    // Only now that the status records them are the transitions sent.
+    let handover = notifications::hand_over(&run, &plan.status, &ctx.deliveries);
+    publish(&ctx.base, &*run, &handover.notes).await;
+    Ok(match [plan.requeue_after, handover.recheck].into_iter().flatten().min() {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
@@ -280,40 +318,22 @@ fn group_members(cache: &Store<PipelineRun>, run: &PipelineRun) -> Vec<GroupMemb
         .collect()
 }
 
-async fn write_status(client: &kube::Client, run: &PipelineRun, status: &PipelineRunStatus) -> Result<(), Error> {
+/// Applies `status`; returns the run as the API server stored it. The
+/// reconciler is the only writer of status, the notification outbox
+/// included: the delivery task reports acknowledgements through memory and
+/// a wake-up, so this full apply never sets them back (see `engine::outbox`).
+async fn write_status(
+    client: &kube::Client,
+    run: &PipelineRun,
+    status: &PipelineRunStatus,
+) -> Result<PipelineRun, Error> {
     let api = Api::<PipelineRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": "gantry.dev/v1alpha1",
         "kind": "PipelineRun",
         "status": status,
     });
-    api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-    Ok(())
-}
-
-/// Sends a CloudEvent per transition to every `spec.notify` endpoint, after
-/// the status that records the transitions was written. Best effort: a
-/// failed delivery is logged and reported as a Warning Event.
-async fn notify(ctx: &Context, run: &PipelineRun, notes: &[Note]) {
-    let now = Utc::now();
-    for target in &run.spec.notify {
-        let mut failure = None;
-        for note in notes {
-            let event = crate::resources::cloudevent::pipeline_event(run, note, now);
-            let result = match &ctx.notifier {
-                Some(notifier) => notifier.send(&target.url, &event).await,
-                None => Err("the operator found no TLS root certificates".to_string()),
-            };
-            if let Err(e) = result {
-                failure = Some(e);
-            }
-        }
-        if let Some(why) = failure {
-            warn!(run = %run.name_any(), url = %target.url, error = %why, "notification failed");
-            let note = Note { warning: true, reason: "NotifyFailed".into(), message: why, stage: None, job: None };
-            publish(ctx, run, std::slice::from_ref(&note)).await;
-        }
-    }
+    Ok(api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?)
 }
 
 /// Transient errors (5xx, throttling, timeouts, connection errors, write
