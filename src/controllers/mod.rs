@@ -170,6 +170,9 @@ pub enum Error {
     /// An object lacked something every object has (name, namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
+    /// An object of the name Gantry would write exists and is someone else's.
+    #[error("{0} exists and is not Gantry's: left alone")]
+    NotOwned(String),
 }
 
 impl Error {
@@ -179,6 +182,7 @@ impl Error {
             Error::Kube(kube::Error::Api(status)) => format!("kube_api_{}", status.code),
             Error::Kube(_) => "kube_client".into(),
             Error::MissingField(_) => "missing_field".into(),
+            Error::NotOwned(_) => "not_owned".into(),
         }
     }
 }
