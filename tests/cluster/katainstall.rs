@@ -451,6 +451,7 @@ async fn a_second_katainstall_on_the_same_node_waits_in_conflict_until_the_first
     let without_smoke = |name: &str, shim: &str| {
         let mut install = kata_install(name, &ns.name, &[shim], None);
         install.spec.smoke_test.enabled = Some(false);
+        install.spec.overhead.retain(|overhead_shim, _| overhead_shim == shim);
         install
     };
 
@@ -530,6 +531,7 @@ async fn a_runtime_class_gantry_did_not_create_is_a_conflict_and_left_alone() {
     let installs = Api::<KataInstall>::all(client.clone());
     let mut install = kata_install(&name, &ns.name, &["fc"], None);
     install.spec.smoke_test.enabled = Some(false);
+    install.spec.overhead.clear();
     installs.create(&PostParams::default(), &install).await.unwrap();
 
     let blocked = wait_for(&installs, &name, 60, "Installed=Conflict", |k| conflict_message(k).is_some()).await;
