@@ -53,10 +53,11 @@ pub struct LeaseConfig {
 
 impl LeaseConfig {
     /// The timing for `--lease-seconds` (at least 3): the renew deadline is
-    /// two thirds of the lease, renewals come every fifth of it.
+    /// two thirds of the lease; renewals come every eighth of it, so that
+    /// several can be tried (and take their time) within the deadline.
     pub fn new(namespace: String, name: String, identity: String, lease_seconds: u64) -> Self {
         let duration = Duration::from_secs(lease_seconds.max(3));
-        Self { namespace, name, identity, duration, renew_deadline: duration * 2 / 3, retry_period: duration / 5 }
+        Self { namespace, name, identity, duration, renew_deadline: duration * 2 / 3, retry_period: duration / 8 }
     }
 }
 
@@ -97,25 +98,28 @@ pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
     observer: Observer,
+    /// The Lease as this replica last wrote it: a renewal is then one
+    /// write (a conflict says someone else wrote since).
+    last_written: std::sync::Mutex<Option<Lease>>,
 }
 
 impl Elector {
     /// An elector for the Lease `cfg` names.
     pub fn new(client: Client, cfg: LeaseConfig) -> Self {
-        Self { api: Api::namespaced(client, &cfg.namespace), cfg, observer: Observer::default() }
+        let api = Api::namespaced(client, &cfg.namespace);
+        Self { api, cfg, observer: Observer::default(), last_written: std::sync::Mutex::new(None) }
     }
 
     /// Waits until this replica holds the lease; then `hold` must run.
     pub async fn acquire(&mut self) -> Tenure {
         info!(lease = %self.cfg.name, identity = %self.cfg.identity, "waiting to become leader");
         loop {
-            let started = Instant::now();
             let wait = match self.try_acquire().await {
-                Ok(None) => {
+                Ok(Ok(sent)) => {
                     info!(lease = %self.cfg.name, identity = %self.cfg.identity, "became leader");
-                    return Tenure::starting(started, self.cfg.renew_deadline);
+                    return Tenure::starting(sent, self.cfg.renew_deadline);
                 }
-                Ok(Some(wait)) => wait,
+                Ok(Err(wait)) => wait,
                 Err(e) => {
                     warn!(error = %e, "cannot read or write the lease; retrying");
                     self.cfg.retry_period
@@ -125,13 +129,15 @@ impl Elector {
         }
     }
 
-    /// One look at the Lease, and a claim when due. `None`: we hold it now;
-    /// else how long to wait at most before looking again.
-    async fn try_acquire(&mut self) -> Result<Option<Duration>, kube::Error> {
+    /// One look at the Lease, and a claim when due. `Ok`: we hold it now,
+    /// by a write sent at that instant; else how long to wait at most before
+    /// looking again.
+    async fn try_acquire(&mut self) -> Result<Result<Instant, Duration>, kube::Error> {
         let current = self.api.get_opt(&self.cfg.name).await?;
         let record = current.as_ref().map(|l| record_of(l, self.cfg.duration));
-        let written = match self.observer.decide(record.as_ref(), &self.cfg.identity, Instant::now()) {
-            Decision::WaitFor(wait) => return Ok(Some(wait)),
+        let sent = Instant::now();
+        let written = match self.observer.decide(record.as_ref(), &self.cfg.identity, sent) {
+            Decision::WaitFor(wait) => return Ok(Err(wait)),
             Decision::Create => {
                 let lease = Lease {
                     metadata: ObjectMeta { name: Some(self.cfg.name.clone()), ..Default::default() },
@@ -146,9 +152,12 @@ impl Elector {
             }
         };
         match written {
-            Ok(_) => Ok(None),
+            Ok(lease) => {
+                *self.last_written.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(lease);
+                Ok(Ok(sent))
+            }
             // Someone else wrote first: look again at once.
-            Err(e) if is_conflict(&e) => Ok(Some(Duration::ZERO)),
+            Err(e) if is_conflict(&e) => Ok(Err(Duration::ZERO)),
             Err(e) => Err(e),
         }
     }
@@ -161,7 +170,16 @@ impl Elector {
         lost
     }
 
+    /// One renewal: a write over the Lease as we last wrote it; when that
+    /// conflicts, a fresh read, which says whether it is still ours.
     async fn renew_once(&self) -> Renewal {
+        let cached = self.last_written.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(lease) = cached {
+            match self.write_renewal(lease).await {
+                Err(e) if is_conflict(&e) => {}
+                other => return other.unwrap_or_else(|e| Renewal::Failed(e.to_string())),
+            }
+        }
         let current = match self.api.get_opt(&self.cfg.name).await {
             Ok(Some(lease)) => lease,
             // A candidate may create it anew at once.
@@ -172,12 +190,16 @@ impl Elector {
         if holder != self.cfg.identity {
             return Renewal::Lost(format!("held by {holder:?} now"));
         }
-        let mut lease = current.clone();
-        lease.spec = Some(claimed(current.spec.as_ref(), &self.cfg, Utc::now()));
-        match self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await {
-            Ok(_) => Renewal::Renewed,
-            Err(e) => Renewal::Failed(e.to_string()),
-        }
+        self.write_renewal(current).await.unwrap_or_else(|e| Renewal::Failed(e.to_string()))
+    }
+
+    /// Writes `lease` renewed (at its resourceVersion) and keeps the result.
+    async fn write_renewal(&self, mut lease: Lease) -> Result<Renewal, kube::Error> {
+        lease.spec = Some(claimed(lease.spec.as_ref(), &self.cfg, Utc::now()));
+        let sent = Instant::now();
+        let written = self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await?;
+        *self.last_written.lock().unwrap_or_else(|e| e.into_inner()) = Some(written);
+        Ok(Renewal::Renewed(sent))
     }
 
     /// Gives the lease up so a standby replica takes over at once.
@@ -215,7 +237,7 @@ mod tests {
         let cfg = cfg();
         assert_eq!(
             (cfg.duration, cfg.renew_deadline, cfg.retry_period),
-            (Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(3))
+            (Duration::from_secs(15), Duration::from_secs(10), Duration::from_millis(1875))
         );
         let short = LeaseConfig::new("ns".into(), "l".into(), "a".into(), 1);
         assert_eq!(short.duration, Duration::from_secs(3), "at least 3 s");

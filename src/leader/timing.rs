@@ -103,8 +103,9 @@ impl Tenure {
 /// How one renewal attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Renewal {
-    /// The Lease is ours for another lease duration.
-    Renewed,
+    /// The Lease is ours for another lease duration, by a write sent at
+    /// this instant (candidates cannot have seen it any earlier).
+    Renewed(Instant),
     /// Someone else holds it, or it is gone: stop leading at once.
     Lost(String),
     /// The attempt failed (API error, write conflict); try again.
@@ -132,13 +133,12 @@ where
     let deadline = tenure.deadline;
     loop {
         tokio::time::sleep(every.min(tenure.left(Instant::now()))).await;
-        let started = Instant::now();
-        let left = tenure.left(started);
+        let left = tenure.left(Instant::now());
         if left.is_zero() {
             return Lost::NotRenewed(deadline);
         }
         match tokio::time::timeout(left, renew()).await {
-            Ok(Renewal::Renewed) => tenure.renewed(started),
+            Ok(Renewal::Renewed(sent)) => tenure.renewed(sent),
             Ok(Renewal::Lost(why)) => return Lost::TakenOver(why),
             Ok(Renewal::Failed(why)) => warn!(error = %why, left = ?left, "lease renewal failed; retrying"),
             // An attempt still running at the deadline could not help.
@@ -244,7 +244,8 @@ mod tests {
     #[tokio::test]
     async fn the_deadline_counts_from_the_last_renewal_that_succeeded() {
         // Three renewals succeed (the last starts at about 300 ms), then none.
-        let (lost, after) = stops(|n| if n < 3 { Renewal::Renewed } else { Renewal::Failed("timeout".into()) }).await;
+        let (lost, after) =
+            stops(|n| if n < 3 { Renewal::Renewed(Instant::now()) } else { Renewal::Failed("timeout".into()) }).await;
         assert_eq!(lost, Lost::NotRenewed(DEADLINE));
         let last_success = EVERY * 3;
         assert!(after >= last_success + DEADLINE, "{after:?}");
@@ -257,7 +258,7 @@ mod tests {
         let lost = keep_renewing(
             || async {
                 std::future::pending::<()>().await;
-                Renewal::Renewed
+                Renewal::Renewed(Instant::now())
             },
             Tenure::starting(started, DEADLINE),
             EVERY,
@@ -276,7 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_leader_that_renews_keeps_leading() {
-        let outcome = tokio::time::timeout(LEASE * 3, stops(|_| Renewal::Renewed)).await;
+        let outcome = tokio::time::timeout(LEASE * 3, stops(|_| Renewal::Renewed(Instant::now()))).await;
         assert!(outcome.is_err(), "still leading after three lease durations: {outcome:?}");
     }
 }

@@ -243,6 +243,13 @@ impl Operator {
         None
     }
 
+    /// Sends SIGTERM, as the kubelet does to a pod being stopped.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+    }
+
     /// Kills the operator at once (SIGKILL), as a crash would.
     pub fn crash(mut self) {
         let _ = self.child.kill();
