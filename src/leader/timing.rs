@@ -6,7 +6,7 @@
 //! resourceVersion, which every write changes) it has seen unchanged for a
 //! whole lease duration, counted from when *it* first saw that record; the
 //! holder stops leading when it has not renewed for the renew deadline,
-//! counted from when *it* started its last successful renewal. The deadline
+//! counted from when *it* sent its last successful renewal. The deadline
 //! is shorter than the lease duration, so the holder has stopped before any
 //! candidate can have seen its last record for a lease duration.
 
@@ -89,7 +89,7 @@ impl Tenure {
         Self { renewed_at: at, deadline }
     }
 
-    /// A renewal that started at `at` succeeded.
+    /// A renewal sent at `at` succeeded.
     pub fn renewed(&mut self, at: Instant) {
         self.renewed_at = self.renewed_at.max(at);
     }
