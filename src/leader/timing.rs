@@ -255,15 +255,14 @@ mod tests {
     #[tokio::test]
     async fn a_renewal_that_hangs_does_not_hold_the_leader_past_the_deadline() {
         let started = Instant::now();
-        let lost = keep_renewing(
-            || async {
-                std::future::pending::<()>().await;
-                Renewal::Renewed(Instant::now())
-            },
-            Tenure::starting(started, DEADLINE),
-            EVERY,
-        )
-        .await;
+        let hanging = || async {
+            std::future::pending::<()>().await;
+            Renewal::Renewed(Instant::now())
+        };
+        // Bounded, so that a loop that waits on the renewal fails rather than hangs.
+        let lost = tokio::time::timeout(LEASE * 2, keep_renewing(hanging, Tenure::starting(started, DEADLINE), EVERY))
+            .await
+            .expect("stopped by the deadline");
         assert_eq!(lost, Lost::NotRenewed(DEADLINE));
         assert!(started.elapsed() < LEASE, "{:?}", started.elapsed());
     }
