@@ -44,7 +44,8 @@ enum Command {
         /// Namespace of the leader Lease (default: the pod's namespace).
         #[arg(long, env = "POD_NAMESPACE")]
         lease_namespace: Option<String>,
-        /// Seconds a leader's lease lasts without renewal.
+        /// Seconds a leader's lease lasts without renewal (at least 3); a leader
+        /// that could not renew for two thirds of it stops.
         #[arg(long, default_value_t = 15)]
         lease_seconds: u64,
         /// The operator's own namespace: KataInstall's installer DaemonSets and smoke test run there.
@@ -94,13 +95,9 @@ async fn main() -> anyhow::Result<()> {
             let leader = match (leader_elect, lease_namespace) {
                 (false, _) => None,
                 (true, None) => anyhow::bail!("--leader-elect needs --lease-namespace (or POD_NAMESPACE)"),
-                (true, Some(lease_namespace)) => Some(gantry::leader::LeaseConfig {
-                    namespace: lease_namespace,
-                    name: lease_name,
-                    identity: identity(),
-                    duration: std::time::Duration::from_secs(lease_seconds.max(3)),
-                    renew_every: std::time::Duration::from_secs((lease_seconds / 3).max(1)),
-                }),
+                (true, Some(lease_namespace)) => {
+                    Some(gantry::leader::LeaseConfig::new(lease_namespace, lease_name, identity(), lease_seconds))
+                }
             };
             controllers::run(
                 client,

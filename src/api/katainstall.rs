@@ -11,7 +11,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Kata Containers installed on the selected nodes: an installer DaemonSet,
-/// per-node progress, one RuntimeClass per shim and a smoke test.
+/// per-node progress, one RuntimeClass per shim and a smoke test. Two
+/// KataInstalls that share a node or a shim do not both install: the later
+/// one (by creationTimestamp, then name) waits in `Conflict`.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "gantry.dev",
@@ -36,12 +38,16 @@ pub struct KataInstallSpec {
     /// installed once `/opt/kata/bin/containerd-shim-kata-v2` exists (and
     /// as cleaned once it is gone).
     pub installer_image: String,
-    /// The shims to install, e.g. `qemu`, `clh`, `fc`.
+    /// The shims to install, e.g. `qemu`, `clh`, `fc`. Each gets the
+    /// RuntimeClass `kata-<shim>`, so no other KataInstall may list it, and
+    /// an existing `kata-<shim>` that is not this KataInstall's (by its
+    /// ownerReference's UID) is a `Conflict`, never taken over.
     pub shims: Vec<String>,
     /// The shim the smoke test uses; the first of `shims` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_shim: Option<String>,
-    /// Nodes to install on; all nodes when empty.
+    /// Nodes to install on; all nodes when empty. A node that an earlier
+    /// KataInstall selects too is a `Conflict`: this one installs nowhere.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
     /// Pod overhead per shim, e.g. `{qemu: {memory: 160Mi, cpu: 250m}}`.
@@ -82,7 +88,9 @@ pub struct KataInstallStatus {
     /// Installing, Installed, Degraded or Uninstalling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<KataPhase>,
-    /// `Installed` and `Verified`.
+    /// `Installed` and `Verified`; both False with reason `Conflict` while
+    /// an earlier KataInstall shares a node or shim, or a RuntimeClass
+    /// `kata-<shim>` is someone else's (nothing is created meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Nodes selected.
@@ -130,7 +138,7 @@ pub enum KataPhase {
     Installing,
     /// Installed on every selected node.
     Installed,
-    /// Failed on some node, or the smoke test failed.
+    /// Failed on some node, the smoke test failed, the spec is invalid or in conflict.
     Degraded,
     /// Being removed.
     Uninstalling,

@@ -5,7 +5,8 @@
 //! KataInstall is cluster-scoped and its DaemonSets, pods and Jobs live in
 //! the operator's namespace, so `owns()` cannot map them back (it looks the
 //! owner up in the child's namespace): they carry `gantry.dev/kata-install`
-//! and are mapped by that label. Node changes wake every KataInstall.
+//! and are mapped by that label. Node changes wake every KataInstall, and so
+//! do changes to any KataInstall or RuntimeClass (a conflict may clear).
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -28,14 +29,14 @@ use super::{catch_panic, ok_if, panic_note, to_event, Context, Error, Shutdown};
 use crate::api::katainstall::KataInstallStatus;
 use crate::api::{KataInstall, FIELD_MANAGER};
 use crate::engine::kata::{
-    plan_kata, pod_state, InstallerPod, KataAction, KataObserved, KataView, NodeInfo, NodeMark, PodState, Role,
-    SmokeClient, SmokeServer, FINALIZER, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
+    plan_kata, pod_state, InstallerPod, KataAction, KataObserved, KataView, NodeInfo, NodeMark, OtherInstall, PodState,
+    Role, SmokeClient, SmokeServer, FINALIZER, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
     MARKED_FOR_CLEANUP, NODE_RUNTIME_LABEL,
 };
 use crate::resources::controller_ref;
 use crate::resources::kata::{
-    daemonset_name, installer_daemonset, runtime_class, smoke_client_job, smoke_client_name, smoke_server_name,
-    smoke_server_pod,
+    daemonset_name, installer_daemonset, is_owned_by, runtime_class, smoke_client_job, smoke_client_name,
+    smoke_server_name, smoke_server_pod,
 };
 
 /// Runs the KataInstall controller until `shutdown` resolves.
@@ -51,13 +52,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     info!(namespace = %ns, selector = ?ctx.katainstall_selector, "watching KataInstalls");
     let controller = Controller::new(installs, install_watch);
     let store = controller.store();
+    let every_install = move || store.state().iter().map(|install| ObjectRef::from_obj(&**install)).collect::<Vec<_>>();
+    let (wake_on_node, wake_on_install, wake_on_class) = (every_install.clone(), every_install.clone(), every_install);
     controller
         .watches(Api::<DaemonSet>::namespaced(client.clone(), &ns), children(), by_label)
         .watches(Api::<Pod>::namespaced(client.clone(), &ns), children(), by_label)
         .watches(Api::<Job>::namespaced(client.clone(), &ns), children(), by_label)
-        .watches(Api::<Node>::all(client), watcher::Config::default(), move |_node| {
-            store.state().iter().map(|install| ObjectRef::from_obj(&**install)).collect::<Vec<_>>()
+        .watches(Api::<Node>::all(client.clone()), watcher::Config::default(), move |_: Node| wake_on_node())
+        // Every KataInstall, whatever the selector: one going away may end another's conflict.
+        .watches(Api::<KataInstall>::all(client.clone()), watcher::Config::default(), move |_: KataInstall| {
+            wake_on_install()
         })
+        .watches(Api::<RuntimeClass>::all(client), watcher::Config::default(), move |_: RuntimeClass| wake_on_class())
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile_catching_panics, error_policy, ctx)
@@ -93,7 +99,9 @@ fn pod_node(pod: &Pod) -> Option<String> {
         .find_map(|f| (f.key == "metadata.name").then(|| f.values.as_ref()?.first().cloned()).flatten())
 }
 
-async fn observe(ctx: &Context, name: &str) -> Result<KataObserved, Error> {
+async fn observe(ctx: &Context, install: &KataInstall) -> Result<KataObserved, Error> {
+    let name = install.name_any();
+    let uid = install.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let ns = &ctx.operator_namespace;
     let selector = format!("{LABEL_KATA_INSTALL}={name}");
     let lp = ListParams::default().labels(&selector);
@@ -102,7 +110,8 @@ async fn observe(ctx: &Context, name: &str) -> Result<KataObserved, Error> {
     let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), ns).list(&lp).await?;
     let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await?;
     let jobs = Api::<Job>::namespaced(client.clone(), ns).list(&lp).await?;
-    let classes = Api::<RuntimeClass>::all(client).list(&lp).await?;
+    let classes = Api::<RuntimeClass>::all(client.clone()).list(&ListParams::default()).await?;
+    let installs = Api::<KataInstall>::all(client).list(&ListParams::default()).await?;
 
     let mut observed = KataObserved::default();
     for node in nodes.items {
@@ -121,7 +130,18 @@ async fn observe(ctx: &Context, name: &str) -> Result<KataObserved, Error> {
         observed.daemon_sets.insert(role, ds.labels().get(LABEL_KATA_CONFIG).cloned());
     }
     for class in &classes.items {
-        observed.runtime_classes.insert(class.name_any(), class.labels().get(LABEL_KATA_CONFIG).cloned());
+        if is_owned_by(&class.metadata, &uid) {
+            observed.runtime_classes.insert(class.name_any(), class.labels().get(LABEL_KATA_CONFIG).cloned());
+        } else {
+            observed.foreign_runtime_classes.insert(class.name_any());
+        }
+    }
+    for other in installs.items.into_iter().filter(|other| other.uid().as_deref() != Some(uid.as_str())) {
+        observed.other_installs.push(OtherInstall {
+            name: other.name_any(),
+            created: other.metadata.creation_timestamp.as_ref().map(crate::engine::conditions::from_k8s_time),
+            spec: other.spec,
+        });
     }
     let mut client_pods: Vec<&Pod> = Vec::new();
     for pod in &pods.items {
@@ -179,11 +199,12 @@ async fn reconcile_catching_panics(install: Arc<KataInstall>, ctx: Arc<Context>)
 async fn reconcile(install: Arc<KataInstall>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started("katainstall");
     let name = install.name_any();
-    let observed = observe(&ctx, &name).await?;
+    let observed = observe(&ctx, &install).await?;
     let status = install.status.clone().unwrap_or_default();
     let view = KataView {
         name: &name,
         generation: install.metadata.generation.unwrap_or(1),
+        created: install.metadata.creation_timestamp.as_ref().map(crate::engine::conditions::from_k8s_time),
         spec: &install.spec,
         status: &status,
         deleting_since: install.metadata.deletion_timestamp.as_ref().map(crate::engine::conditions::from_k8s_time),
@@ -270,13 +291,13 @@ async fn apply(
             ok_if(result, 404)?;
         }
         KataAction::ApplyRuntimeClass { shim, config } => {
-            let class = runtime_class(&name, &install.spec, shim, config, owner);
-            let class_name = class.metadata.name.clone().unwrap_or_default();
-            info!(install = %name, runtime_class = %class_name, "applying RuntimeClass");
-            Api::<RuntimeClass>::all(client).patch(&class_name, &ssa, &Patch::Apply(&class)).await?;
+            let owner = owner.ok_or(Error::MissingField("metadata.uid"))?;
+            let class = runtime_class(&name, &install.spec, shim, config, Some(owner));
+            info!(install = %name, runtime_class = ?class.metadata.name, "applying RuntimeClass");
+            apply_owned_runtime_class(Api::all(client), class, install).await?;
         }
         KataAction::DeleteRuntimeClass { name: class } => {
-            ok_if(Api::<RuntimeClass>::all(client).delete(class, &DeleteParams::default()).await, 404)?;
+            delete_owned_runtime_class(Api::all(client), class, install).await?;
         }
         KataAction::CreateSmokeServer { key } => {
             let pod = smoke_server_pod(&name, ns, &install.spec, key, owner);
@@ -299,6 +320,46 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// Creates `class`, or updates it when it is this KataInstall's (by UID):
+/// a RuntimeClass someone else made is never taken over. Both writes fail
+/// rather than overwrite one made or changed since it was looked at.
+async fn apply_owned_runtime_class(
+    api: Api<RuntimeClass>,
+    mut class: RuntimeClass,
+    install: &KataInstall,
+) -> Result<(), Error> {
+    let class_name = class.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    match api.get_opt(&class_name).await? {
+        None => {
+            api.create(&PostParams::default(), &class).await?;
+        }
+        Some(existing) if is_owned_by(&existing.metadata, &install.uid().unwrap_or_default()) => {
+            class.metadata.resource_version = existing.metadata.resource_version;
+            api.replace(&class_name, &PostParams::default(), &class).await?;
+        }
+        Some(_) => return Err(Error::NotOwned(format!("RuntimeClass {class_name}"))),
+    }
+    Ok(())
+}
+
+/// Deletes `class` if it is this KataInstall's (by UID, checked by the API
+/// server as a precondition); leaves anyone else's alone.
+async fn delete_owned_runtime_class(api: Api<RuntimeClass>, class: &str, install: &KataInstall) -> Result<(), Error> {
+    let Some(existing) = api.get_opt(class).await? else { return Ok(()) };
+    let uid = install.uid().unwrap_or_default();
+    if !is_owned_by(&existing.metadata, &uid) {
+        warn!(install = %install.name_any(), runtime_class = %class, "not deleting a RuntimeClass this KataInstall does not own");
+        return Ok(());
+    }
+    let preconditions = Preconditions { uid: existing.uid(), resource_version: None };
+    let params = DeleteParams { preconditions: Some(preconditions), ..Default::default() };
+    // 409: it was replaced by another object of that name since.
+    match api.delete(class, &params).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        result => ok_if(result, 404),
+    }
 }
 
 async fn write_status(ctx: &Context, name: &str, status: &KataInstallStatus) -> Result<(), Error> {

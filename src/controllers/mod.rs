@@ -185,6 +185,9 @@ pub enum Error {
     /// The reconcile panicked (a bug); caught so that only this object is affected.
     #[error("reconcile panicked: {0}")]
     Panicked(String),
+    /// An object of the name Gantry would write exists and is someone else's.
+    #[error("{0} exists and is not Gantry's: left alone")]
+    NotOwned(String),
 }
 
 impl Error {
@@ -195,6 +198,7 @@ impl Error {
             Error::Kube(_) => "kube_client".into(),
             Error::MissingField(_) => "missing_field".into(),
             Error::Panicked(_) => "panic".into(),
+            Error::NotOwned(_) => "not_owned".into(),
         }
     }
 
@@ -284,9 +288,11 @@ pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
     // waiting for the lease is ready too (it can take over at any time).
     ctx.client.apiserver_version().await?;
     health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(lease) = &scope.leader {
+    let mut elector = scope.leader.clone().map(|cfg| crate::leader::Elector::new(ctx.client.clone(), cfg));
+    let mut tenure = None;
+    if let Some(elector) = &mut elector {
         tokio::select! {
-            _ = crate::leader::acquire(&ctx.client, lease) => {},
+            won = elector.acquire() => tenure = Some(won),
             _ = shutdown_handle(&rx) => return Ok(()),
         }
     }
@@ -319,20 +325,22 @@ pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
         shutdown_handle(&rx).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
+    // Renewed while the controllers run and while they shut down; the
+    // renew deadline ends it before another replica may take over.
     let lease_lost = async {
-        match &scope.leader {
-            Some(lease) => crate::leader::hold(&ctx.client, lease).await,
-            None => std::future::pending().await,
+        match (&elector, tenure) {
+            (Some(elector), Some(tenure)) => elector.hold(tenure).await,
+            _ => std::future::pending().await,
         }
     };
     tokio::select! {
         _ = controllers => info!("stopped"),
         _ = grace_over => warn!("stopped: in-flight reconciles did not finish within {SHUTDOWN_GRACE:?}"),
-        // Another replica may be reconciling already: stop at once.
-        _ = lease_lost => anyhow::bail!("lost the leader lease; exiting so a restart rejoins as a candidate"),
+        // Another replica may be reconciling soon: stop at once.
+        lost = lease_lost => anyhow::bail!("lost the leader lease ({lost}); exiting so a restart rejoins as a candidate"),
     }
-    if let Some(lease) = &scope.leader {
-        crate::leader::release(&ctx.client, lease).await;
+    if let Some(elector) = &elector {
+        elector.release().await;
     }
     Ok(())
 }

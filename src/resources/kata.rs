@@ -197,8 +197,16 @@ fn not_while_cleaning_up() -> Affinity {
     }
 }
 
+/// Whether an object is the KataInstall with UID `install_uid`'s: its
+/// owner references name that KataInstall. Labels say nothing here, since
+/// anyone can copy them; the UID is the KataInstall's alone.
+pub fn is_owned_by(meta: &ObjectMeta, install_uid: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|o| o.kind == "KataInstall" && o.uid == install_uid)
+}
+
 /// The RuntimeClass `kata-<shim>`: handler `kata-<shim>`, the spec's pod
-/// overhead for that shim, scheduled onto nodes labelled installed.
+/// overhead for that shim, scheduled onto nodes labelled installed. `owner`
+/// (the KataInstall, cluster-scoped like it) is what marks it as Gantry's.
 pub fn runtime_class(
     install: &str,
     spec: &KataInstallSpec,
@@ -463,6 +471,26 @@ mod tests {
         assert_eq!(selector, BTreeMap::from([(NODE_RUNTIME_LABEL.to_string(), "true".to_string())]));
         assert_eq!(rc.metadata.labels.unwrap()[LABEL_KATA_INSTALL], "kata");
         assert!(runtime_class("kata", &spec(), "clh", "h2", None).overhead.is_none());
+    }
+
+    #[test]
+    fn a_runtime_class_is_gantrys_only_through_the_kata_installs_uid() {
+        let owner = OwnerReference {
+            api_version: "gantry.dev/v1alpha1".into(),
+            kind: "KataInstall".into(),
+            name: "kata".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let ours = runtime_class("kata", &spec(), "qemu", "h1", Some(owner.clone()));
+        assert!(is_owned_by(&ours.metadata, "uid-1"));
+        assert!(!is_owned_by(&ours.metadata, "uid-2"), "a KataInstall of the same name made anew");
+        let labelled_only = runtime_class("kata", &spec(), "qemu", "h1", None);
+        assert!(!is_owned_by(&labelled_only.metadata, "uid-1"), "labels are no proof");
+        let other_kind = OwnerReference { kind: "Deployment".into(), ..owner };
+        let foreign = ObjectMeta { owner_references: Some(vec![other_kind]), ..Default::default() };
+        assert!(!is_owned_by(&foreign, "uid-1"));
     }
 
     #[test]

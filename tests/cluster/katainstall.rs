@@ -2,8 +2,10 @@
 //! `local/kata-installer:1` (e2e/images/kata-installer.sh): install, node
 //! label, RuntimeClass, smoke test and `Verified`; a node joining and
 //! leaving; a node leaving the selector cleaned up; a failing installer; deletion cleaning every node; a refused
-//! spec; the host access an admin grants the installer. The node and its
-//! labels are shared, so the tests that touch them hold `NODE_LOCK`.
+//! spec; the host access an admin grants the installer; a second KataInstall
+//! on the same node and a RuntimeClass Gantry did not create, both in
+//! `Conflict`. The node and its labels are shared, so the tests that touch
+//! them hold `NODE_LOCK`.
 
 use std::time::Duration;
 
@@ -416,6 +418,141 @@ async fn kata_ci_chain_runs_green_as_one_pipeline() {
 
     installs.delete(&kata, &DeleteParams::default()).await.unwrap();
     wait_gone(&installs, &kata, 120).await;
+    label_node(&client, NODE, None).await;
+    ns.delete().await;
+}
+
+fn conflict_message(install: Option<&KataInstall>) -> Option<String> {
+    let (status, reason, message) = condition(install?, "Installed")?;
+    (status == "False" && reason == "Conflict").then_some(message)
+}
+
+async fn event_reasons(client: &Client, ns: &str) -> Vec<String> {
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns);
+    events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect()
+}
+
+/// Two KataInstalls selecting the one node: the later one is in Conflict and
+/// creates nothing while the earlier one installs; once the earlier one is
+/// deleted (and has cleaned up), the later one installs.
+#[tokio::test]
+async fn a_second_katainstall_on_the_same_node_waits_in_conflict_until_the_first_is_gone() {
+    let _lock = NODE_LOCK.lock().await;
+    let client = client().await;
+    crate::crds::install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "kata-two").await;
+    let _guard = NodeGuard { ns: ns.name.clone(), fake_node: None };
+    let _ = std::fs::remove_file(MARKER);
+    let _operator = Operator::for_kata(&ns.name);
+    label_node(&client, NODE, Some(&ns.name)).await;
+    let installs = Api::<KataInstall>::all(client.clone());
+    let classes = Api::<RuntimeClass>::all(client.clone());
+    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), &ns.name);
+    let (first, second) = (format!("{}-first", ns.name), format!("{}-second", ns.name));
+    let without_smoke = |name: &str, shim: &str| {
+        let mut install = kata_install(name, &ns.name, &[shim], None);
+        install.spec.smoke_test.enabled = Some(false);
+        install.spec.overhead.retain(|overhead_shim, _| overhead_shim == shim);
+        install
+    };
+
+    installs.create(&PostParams::default(), &without_smoke(&first, "qemu")).await.unwrap();
+    wait_for(&installs, &first, 120, "the first Installed=True", |k| {
+        k.and_then(|k| condition(k, "Installed")).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    // Another shim, so that only the node is shared.
+    installs.create(&PostParams::default(), &without_smoke(&second, "clh")).await.unwrap();
+    let blocked = wait_for(&installs, &second, 60, "the second in Conflict", |k| conflict_message(k).is_some()).await;
+    let message = conflict_message(Some(&blocked)).unwrap();
+    assert!(message.contains(NODE) && message.contains(&first), "names the node and the earlier one: {message}");
+    assert_eq!(condition(&blocked, "Verified").unwrap().1, "Conflict");
+    assert_eq!(blocked.status.as_ref().unwrap().phase, Some(KataPhase::Degraded));
+    assert!(blocked.finalizers().is_empty(), "no finalizer: nothing to clean up");
+    // Give it a few reconciles' time to (wrongly) create something.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(daemon_sets.get_opt(&format!("{second}-install")).await.unwrap().is_none(), "no DaemonSet");
+    assert!(classes.get_opt("kata-clh").await.unwrap().is_none(), "no RuntimeClass");
+    let node = Api::<Node>::all(client.clone()).get(NODE).await.unwrap();
+    assert_eq!(node.annotations().get("gantry.dev/kata-install"), Some(&first), "the node is still the first's");
+    assert!(event_reasons(&client, &ns.name).await.iter().any(|r| r == "Conflict"), "a Conflict Event");
+    let first_now = installs.get(&first).await.unwrap();
+    assert_eq!(condition(&first_now, "Installed").unwrap().0, "True", "the earlier one is unaffected");
+
+    installs.delete(&first, &DeleteParams::default()).await.unwrap();
+    wait_gone(&installs, &first, 120).await;
+    let installed = wait_for(&installs, &second, 120, "the second Installed=True", |k| {
+        k.and_then(|k| condition(k, "Installed")).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(installed.status.unwrap().runtime_classes, vec!["kata-clh".to_string()]);
+    let marker = std::fs::read_to_string(MARKER).expect("the second's installer ran");
+    assert!(marker.contains("shims=clh"), "{marker}");
+    installs.delete(&second, &DeleteParams::default()).await.unwrap();
+    wait_gone(&installs, &second, 120).await;
+    assert!(classes.get_opt("kata-clh").await.unwrap().is_none(), "its own RuntimeClass removed");
+    label_node(&client, NODE, None).await;
+    ns.delete().await;
+}
+
+/// Deletes a RuntimeClass the test made, however the test ends.
+struct RuntimeClassGuard(&'static str);
+
+impl Drop for RuntimeClassGuard {
+    fn drop(&mut self) {
+        kubectl(&["delete", "runtimeclass", self.0, "--ignore-not-found", "--wait=false"]);
+    }
+}
+
+/// A RuntimeClass `kata-<shim>` that Gantry did not create (even one that
+/// carries Gantry's labels) is reported as a Conflict, is never modified,
+/// and survives the KataInstall's deletion.
+#[tokio::test]
+async fn a_runtime_class_gantry_did_not_create_is_a_conflict_and_left_alone() {
+    const FOREIGN: &str = "kata-fc";
+    let _lock = NODE_LOCK.lock().await;
+    let client = client().await;
+    crate::crds::install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "kata-foreign").await;
+    let _guard = NodeGuard { ns: ns.name.clone(), fake_node: None };
+    let classes = Api::<RuntimeClass>::all(client.clone());
+    let _ = classes.delete(FOREIGN, &DeleteParams::default()).await;
+    wait_gone(&classes, FOREIGN, 30).await;
+    let _class_guard = RuntimeClassGuard(FOREIGN);
+    let name = ns.name.clone();
+    let foreign: RuntimeClass = serde_json::from_value(serde_json::json!({
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": FOREIGN, "labels": {"gantry.dev/kata-install": name, "team": "someone-else"}},
+        "handler": "someone-elses-fc"
+    }))
+    .unwrap();
+    let foreign = classes.create(&PostParams::default(), &foreign).await.unwrap();
+    let _operator = Operator::for_kata(&ns.name);
+    label_node(&client, NODE, Some(&ns.name)).await;
+    let installs = Api::<KataInstall>::all(client.clone());
+    let mut install = kata_install(&name, &ns.name, &["fc"], None);
+    install.spec.smoke_test.enabled = Some(false);
+    install.spec.overhead.clear();
+    installs.create(&PostParams::default(), &install).await.unwrap();
+
+    let blocked = wait_for(&installs, &name, 60, "Installed=Conflict", |k| conflict_message(k).is_some()).await;
+    let message = conflict_message(Some(&blocked)).unwrap();
+    assert!(message.contains(&format!("RuntimeClass {FOREIGN}")), "names the RuntimeClass: {message}");
+    assert!(blocked.finalizers().is_empty());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), &ns.name);
+    assert!(daemon_sets.list(&ListParams::default()).await.unwrap().items.is_empty(), "no installer");
+    let untouched = classes.get(FOREIGN).await.unwrap();
+    assert_eq!(untouched.metadata.resource_version, foreign.metadata.resource_version, "not modified");
+    assert_eq!(untouched.handler, "someone-elses-fc");
+    assert!(event_reasons(&client, &ns.name).await.iter().any(|r| r == "Conflict"), "a Conflict Event");
+
+    installs.delete(&name, &DeleteParams::default()).await.unwrap();
+    wait_gone(&installs, &name, 60).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let survivor = classes.get_opt(FOREIGN).await.unwrap().expect("the foreign RuntimeClass survives the deletion");
+    assert_eq!(survivor.metadata.resource_version, foreign.metadata.resource_version, "still not modified");
+    classes.delete(FOREIGN, &DeleteParams::default()).await.unwrap();
     label_node(&client, NODE, None).await;
     ns.delete().await;
 }

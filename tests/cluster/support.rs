@@ -239,6 +239,25 @@ impl Operator {
         }
     }
 
+    /// The operator's exit status if it exits within `wait`.
+    pub fn exits_within(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("poll the operator process") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Sends SIGTERM, as the kubelet does to a pod being stopped.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+    }
+
     /// Kills the operator at once (SIGKILL), as a crash would.
     pub fn crash(mut self) {
         let _ = self.child.kill();

@@ -12,9 +12,10 @@
 mod cleanup;
 pub mod pods;
 mod smoke;
+pub mod tenancy;
 pub mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,7 @@ use super::observed::JobState;
 use super::planner::Note;
 use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, KataPhase, NodeInstallStatus};
 pub use pods::{pod_state, PodState};
+pub use tenancy::OtherInstall;
 use validate::validate_kata;
 
 /// Label on every object a KataInstall owns (DaemonSets, pods, Jobs,
@@ -85,6 +87,8 @@ pub struct KataView<'a> {
     pub name: &'a str,
     /// `metadata.generation`.
     pub generation: i64,
+    /// `metadata.creationTimestamp`: the earlier of two conflicting KataInstalls goes ahead.
+    pub created: Option<DateTime<Utc>>,
     /// The desired state.
     pub spec: &'a KataInstallSpec,
     /// The status as last written.
@@ -152,8 +156,12 @@ pub struct KataObserved {
     pub pods: Vec<InstallerPod>,
     /// This KataInstall's DaemonSets, with their config label.
     pub daemon_sets: BTreeMap<Role, Option<String>>,
-    /// This KataInstall's RuntimeClasses by name, with their config label.
+    /// This KataInstall's RuntimeClasses (owned by its UID) by name, with their config label.
     pub runtime_classes: BTreeMap<String, Option<String>>,
+    /// The names of the RuntimeClasses that are not this KataInstall's: never touched.
+    pub foreign_runtime_classes: BTreeSet<String>,
+    /// Every other KataInstall in the cluster.
+    pub other_installs: Vec<OtherInstall>,
     /// Smoke server pods.
     pub smoke_servers: Vec<SmokeServer>,
     /// Smoke client Jobs.
@@ -313,6 +321,10 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
             notes.push(note(true, "InvalidSpec", message));
         }
         return KataPlan { status, actions: Vec::new(), notes, requeue_after: RESYNC };
+    }
+    let conflicts = tenancy::conflicts(view, observed);
+    if !conflicts.is_empty() {
+        return tenancy::plan_conflict(view, status, &conflicts, now);
     }
     if !view.has_finalizer {
         status.phase = Some(KataPhase::Installing);

@@ -41,7 +41,7 @@ fn pod(node: &str, state: PodState) -> InstallerPod {
 }
 
 fn view<'a>(spec: &'a KataInstallSpec, status: &'a KataInstallStatus) -> KataView<'a> {
-    KataView { name: "kata", generation: 1, spec, status, deleting_since: None, has_finalizer: true }
+    KataView { name: "kata", generation: 1, created: None, spec, status, deleting_since: None, has_finalizer: true }
 }
 
 fn base_observed() -> KataObserved {
@@ -446,3 +446,5 @@ fn without_the_finalizer_deletion_does_nothing() {
     let v = KataView { has_finalizer: false, ..deleting(&spec, &status, now()) };
     assert!(plan_kata(&v, &installed_observed(), now()).actions.is_empty());
 }
+
+mod tenancy;
