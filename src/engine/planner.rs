@@ -189,6 +189,18 @@ impl Planner<'_> {
     }
 
     fn invalid(&mut self, e: SpecError) {
+        let finished = self.status.phase.is_some_and(RunPhase::is_finished);
+        let invalid_before =
+            self.status.conditions.iter().any(|c| c.type_ == CONDITION_SUCCEEDED && c.reason == "InvalidSpec");
+        if finished && !invalid_before {
+            // It finished before its spec became invalid (an edit, or a
+            // stricter operator after an upgrade): the result it had stands.
+            if let Some(stage) = self.run.rerun {
+                self.note(true, "RerunIgnored", format!("rerun of \"{stage}\" ignored: {e}"));
+            }
+            self.clear_rerun_request();
+            return self.expire_after_ttl();
+        }
         if self.status.phase != Some(RunPhase::Failed) {
             self.note(true, "InvalidSpec", e.to_string());
         }

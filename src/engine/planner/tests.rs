@@ -1112,3 +1112,25 @@ fn a_finally_stage_that_needs_a_service_runs_while_the_service_is_up() {
     assert_eq!(sim.phase("cluster"), StagePhase::Succeeded);
     assert_eq!(sim.status.phase, Some(RunPhase::Failed), "e2e failed");
 }
+
+#[test]
+fn a_finished_run_keeps_its_result_when_its_spec_becomes_invalid() {
+    let mut sim = Sim::new(spec(vec![stage("a", &[])]));
+    sim.step();
+    sim.succeed("a");
+    sim.step();
+    assert_eq!(sim.status.phase, Some(RunPhase::Succeeded));
+    // A stricter operator (after an upgrade) now refuses this spec.
+    sim.spec.timeout = Some("60d".into());
+    sim.rerun = Some("a".into());
+    sim.step();
+    assert_eq!(sim.status.phase, Some(RunPhase::Succeeded), "the result it had stands");
+    assert_eq!(sim.condition(), ("True".into(), "Succeeded".into()));
+    assert!(sim.created_jobs.len() == 1, "no rerun of an invalid spec");
+    assert!(
+        sim.notes.iter().any(|n| n.reason == "RerunIgnored" && n.message.contains("spec.timeout")),
+        "{:?}",
+        sim.notes
+    );
+    assert_eq!(sim.rerun, None, "the request is answered");
+}
