@@ -33,14 +33,14 @@ pub fn event_type(reason: &str) -> String {
 /// that restarted sends what was not acknowledged again).
 pub fn pipeline_event(run: &PipelineRun, note: &PendingNotification) -> Value {
     let ns = run.namespace().unwrap_or_default();
-    let attempt = note.job.as_deref().and_then(|j| j.rsplit('-').next()).unwrap_or("0");
-    let id = format!(
-        "{}/{}/{}/{}",
-        run.uid().unwrap_or_default(),
-        note.reason,
-        note.stage.as_deref().unwrap_or("-"),
-        attempt
-    );
+    // A stage transition is told apart by its attempt; a run transition by
+    // its place in the run's sequence (a rerun finishes the run again).
+    let which = match note.job.as_deref().and_then(attempt_of) {
+        Some(attempt) => attempt.to_string(),
+        None => format!("s{}", note.sequence),
+    };
+    let id =
+        format!("{}/{}/{}/{which}", run.uid().unwrap_or_default(), note.reason, note.stage.as_deref().unwrap_or("-"));
     json!({
         "specversion": "1.0",
         "type": event_type(&note.reason),
@@ -63,6 +63,11 @@ pub fn pipeline_event(run: &PipelineRun, note: &PendingNotification) -> Value {
             "sequence": note.sequence,
         }
     })
+}
+
+/// The attempt in a stage Job's name, `<run>-<stage>-<attempt>-<tag>`.
+fn attempt_of(job: &str) -> Option<&str> {
+    job.rsplit('-').nth(1).filter(|a| a.parse::<u32>().is_ok())
 }
 
 #[cfg(test)]
@@ -92,7 +97,7 @@ mod tests {
             reason: "StageFailed".into(),
             message: "stage kola attempt 2: 1 test(s) failed".into(),
             stage: Some("kola".into()),
-            job: Some("nightly-kola-2".into()),
+            job: Some(crate::engine::naming::job_name("nightly", "u1", "kola", 2)),
             time: now,
             progress: Some("1/3".into()),
         };
@@ -107,5 +112,20 @@ mod tests {
         assert_eq!(event["data"]["progress"], "1/3");
         assert_eq!(event["data"]["sequence"], 4);
         assert_eq!(pipeline_event(&run, &note), event, "a resent event is the same event");
+
+        let retried = PendingNotification {
+            sequence: 6,
+            job: Some(crate::engine::naming::job_name("nightly", "u1", "kola", 3)),
+            ..note.clone()
+        };
+        assert_eq!(pipeline_event(&run, &retried)["id"], "u1/StageFailed/kola/3", "another attempt, another id");
+        let finished = PendingNotification { reason: "RunSucceeded".into(), stage: None, job: None, ..note.clone() };
+        let rerun_finished = PendingNotification { sequence: 9, ..finished.clone() };
+        assert_eq!(pipeline_event(&run, &finished)["id"], "u1/RunSucceeded/-/s4");
+        assert_ne!(
+            pipeline_event(&run, &finished)["id"],
+            pipeline_event(&run, &rerun_finished)["id"],
+            "a rerun finishes again"
+        );
     }
 }

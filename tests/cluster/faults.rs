@@ -2,7 +2,8 @@
 //! API server and etcd): the operator killed amid 50 running pipelines, the
 //! API server and etcd restarted, a stage's Job and pod deleted, a second
 //! writer putting back a stale status. After each, every run reaches the
-//! right final state with one Job per attempt and every stage's outputs.
+//! right final state with one Job per attempt and every stage's outputs, and
+//! a local receiver got every stage's and run's final transition.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -15,13 +16,15 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::crds::install_crds;
-use crate::support::{client, wait_for, Operator, TestNamespace};
+use crate::receiver::{Mode, Receiver};
+use crate::support::{client, operator_config_file, wait_for, Operator, TestNamespace};
 use gantry::api::pipelinerun::{RunPhase, StagePhase};
 use gantry::api::PipelineRun;
 
 /// A chain of `stages` stages; each writes `out=<run>.<stage>` and checks
 /// that it received the previous stage's value through its environment.
-fn chain(run: &str, stages: usize, sleep_secs: u32) -> serde_json::Value {
+/// Every transition is sent to `receiver`.
+fn chain(run: &str, stages: usize, sleep_secs: u32, receiver: &str) -> serde_json::Value {
     let stages: Vec<serde_json::Value> = (0..stages)
         .map(|i| {
             let check = if i == 0 {
@@ -35,13 +38,15 @@ fn chain(run: &str, stages: usize, sleep_secs: u32) -> serde_json::Value {
                    "retryDelaySeconds": 1, "run": {"command": ["sh", "-c", script]}})
         })
         .collect();
-    json!({"defaults": {"image": "local/busybox:1"}, "stages": stages})
+    json!({"defaults": {"image": "local/busybox:1"}, "stages": stages, "notify": [{"url": receiver}]})
 }
 
 struct Bed {
     client: Client,
     ns: TestNamespace,
     runs: Api<PipelineRun>,
+    receiver: Receiver,
+    config: String,
 }
 
 impl Bed {
@@ -49,7 +54,53 @@ impl Bed {
         let client = client().await;
         install_crds(&client).await;
         let ns = TestNamespace::create(&client, prefix).await;
-        Bed { runs: Api::namespaced(client.clone(), &ns.name), client, ns }
+        let receiver = Receiver::start(Mode::Answer).await;
+        let config = operator_config_file(&ns.name, "notify: {allowedDestinations: [127.0.0.1]}\n");
+        Bed { runs: Api::namespaced(client.clone(), &ns.name), client, ns, receiver, config }
+    }
+
+    /// An operator for this namespace that may notify the receiver.
+    fn operator(&self) -> Operator {
+        Operator::for_pipelines_with(&self.ns.name, &["--config", &self.config])
+    }
+
+    async fn create_chain(&self, name: &str, stages: usize, sleep_secs: u32) {
+        self.create(name, chain(name, stages, sleep_secs, &self.receiver.url)).await;
+    }
+
+    /// Waits until the receiver got, for every run, each stage's success and
+    /// the run's (repeats allowed: delivery is at least once).
+    async fn every_success_notified(&self, names: &[String], stages: usize) {
+        let wanted: Vec<(String, String, Option<String>)> = names
+            .iter()
+            .flat_map(|run| {
+                let stage_events =
+                    (0..stages).map(|i| (run.clone(), "StageSucceeded".to_string(), Some(format!("s{i}"))));
+                stage_events.chain(std::iter::once((run.clone(), "RunSucceeded".to_string(), None)))
+            })
+            .collect();
+        let got = |events: &[serde_json::Value]| -> Vec<(String, String, Option<String>)> {
+            events
+                .iter()
+                .map(|e| {
+                    let data = &e["data"];
+                    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+                    (
+                        text(&data["run"]).unwrap_or_default(),
+                        text(&data["reason"]).unwrap_or_default(),
+                        text(&data["stage"]),
+                    )
+                })
+                .collect()
+        };
+        let events = self
+            .receiver
+            .wait_for(300, "every stage's and run's success", |events| {
+                let got = got(events);
+                wanted.iter().all(|w| got.contains(w))
+            })
+            .await;
+        assert!(!events.is_empty());
     }
 
     async fn create(&self, name: &str, spec: serde_json::Value) {
@@ -138,10 +189,14 @@ where
     }
 }
 
-/// `e2e/cluster.sh restart COMPONENT`.
-fn restart(component: &str) {
+/// `e2e/cluster.sh restart COMPONENT` (off the test's runtime, which keeps
+/// the receiver answering meanwhile).
+async fn restart(component: &'static str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/cluster.sh");
-    let status = Command::new(script).args(["restart", component]).status().expect("run cluster.sh");
+    let status = tokio::task::spawn_blocking(move || Command::new(script).args(["restart", component]).status())
+        .await
+        .expect("the restart ran")
+        .expect("run cluster.sh");
     assert!(status.success(), "cluster.sh restart {component}: {status}");
 }
 
@@ -166,42 +221,44 @@ async fn wait_until_running(bed: &Bed, names: &[String], at_least: usize) {
 #[tokio::test]
 async fn an_operator_killed_amid_50_pipelines_finishes_them_all_once() {
     let bed = Bed::new("faults-kill").await;
-    let operator = Operator::for_pipelines(&bed.ns.name);
+    let operator = bed.operator();
     let names: Vec<String> = (0..50).map(|i| format!("run-{i:02}")).collect();
     for name in &names {
-        bed.create(name, chain(name, 3, 1)).await;
+        bed.create_chain(name, 3, 1).await;
     }
     wait_until_running(&bed, &names, 10).await;
     operator.crash();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let _operator = Operator::for_pipelines(&bed.ns.name);
+    let _operator = bed.operator();
     bed.all_succeed_with_one_job_per_attempt(&names, 3, 900).await;
+    bed.every_success_notified(&names, 3).await;
     bed.ns.delete().await;
 }
 
 #[tokio::test]
 async fn restarts_of_the_api_server_and_etcd_lose_nothing() {
     let bed = Bed::new("faults-restart").await;
-    let _operator = Operator::for_pipelines(&bed.ns.name);
+    let _operator = bed.operator();
     let names: Vec<String> = (0..8).map(|i| format!("run-{i}")).collect();
     for name in &names {
-        bed.create(name, chain(name, 4, 3)).await;
+        bed.create_chain(name, 4, 3).await;
     }
     wait_until_running(&bed, &names, 4).await;
-    restart("kube-apiserver");
+    restart("kube-apiserver").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    restart("etcd");
+    restart("etcd").await;
     bed.all_succeed_with_one_job_per_attempt(&names, 4, 600).await;
+    bed.every_success_notified(&names, 4).await;
     bed.ns.delete().await;
 }
 
 #[tokio::test]
 async fn a_deleted_job_or_pod_is_a_failed_attempt_retried_and_a_stale_status_is_repaired() {
     let bed = Bed::new("faults-delete").await;
-    let _operator = Operator::for_pipelines(&bed.ns.name);
+    let _operator = bed.operator();
     let names: Vec<String> = ["job-deleted", "pod-deleted", "stale-status"].map(String::from).to_vec();
     for name in &names {
-        bed.create(name, chain(name, 3, 8)).await;
+        bed.create_chain(name, 3, 8).await;
     }
     let first_running = |r: &PipelineRun| {
         r.status.as_ref().is_some_and(|s| s.stages.first().is_some_and(|st| st.phase == StagePhase::Running))
@@ -242,6 +299,7 @@ async fn a_deleted_job_or_pod_is_a_failed_attempt_retried_and_a_stale_status_is_
     bed.runs.patch_status("stale-status", &params, &Patch::Apply(&patch)).await.expect("write the stale status");
 
     bed.all_succeed_with_one_job_per_attempt(&names, 3, 300).await;
+    bed.every_success_notified(&names, 3).await;
     let deleted = bed.get("job-deleted").await.status.unwrap();
     let history = &deleted.stages[0].history;
     assert!(history.iter().any(|a| a.phase == StagePhase::Failed), "the deleted Job is a failed attempt: {history:#?}");
