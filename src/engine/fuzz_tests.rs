@@ -1,5 +1,5 @@
 //! Arbitrary specs, statuses and observations through validation and the
-//! planners: no panic, no Job for an invalid spec, and a status that stays
+//! three planners (PipelineRun, ImageBuild, KataInstall): no panic, no Job for an invalid spec, and a status that stays
 //! far below etcd's object limit whatever a user (or a stage) wrote.
 
 use std::collections::BTreeMap;
@@ -10,11 +10,15 @@ use proptest::prelude::*;
 
 use crate::api::common::ContainerRun;
 use crate::api::imagebuild::{BuildRecord, ImageBuildSpec, ImageBuildStatus, Retention};
+use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, NodeInstallStatus, SmokeTest};
 use crate::api::pipelinerun::{
     Concurrency, ConcurrencyPolicy, NotifyTarget, ObjectRef, Param, PipelineRunSpec, PipelineRunStatus, ServiceStage,
     Stage, StageDefaults, StagePhase, StageStatus, Workspace,
 };
 use crate::engine::build_planner::{plan_build, BuildJob, BuildView};
+use crate::engine::kata::{
+    plan_kata, InstallerPod, KataObserved, KataView, NodeInfo, PodState, Role, SmokeClient, SmokeServer,
+};
 use crate::engine::observed::{JobObservation, JobOutcome, JobState, Observed, RunView, Settings};
 use crate::engine::planner::{plan, Action};
 use crate::engine::references::Referenced;
@@ -336,6 +340,79 @@ proptest! {
             settings: &settings,
         };
         let planned = plan_build(&view, &observed, now);
+        let bytes = serde_json::to_vec(&planned.status).map(|v| v.len()).unwrap_or(0);
+        prop_assert!(bytes < MAX_STATUS_BYTES, "status of {bytes} bytes");
+    }
+
+    #[test]
+    fn the_kata_planner_never_panics_and_keeps_status_bounded(
+        shims in proptest::collection::vec(prop_oneof![text(), Just("qemu".to_string()), Just("clh".to_string())], 0..4),
+        default_shim in proptest::option::of(text()),
+        selector in proptest::collection::btree_map(text(), text(), 0..3),
+        timeouts in (proptest::option::of(text()), proptest::option::of(text()), proptest::option::of(any::<bool>())),
+        nodes in proptest::collection::vec((text(), proptest::collection::btree_map(text(), text(), 0..3), proptest::option::of(text())), 0..6),
+        pods in proptest::collection::vec((text(), any::<bool>(), 0u8..3, text()), 0..6),
+        smoke in (proptest::collection::vec((text(), proptest::option::of(text()), 0u8..3), 0..3), proptest::collection::vec((text(), 0u8..3), 0..3)),
+        node_statuses in proptest::collection::vec((text(), text()), 0..6),
+        deleting in proptest::option::of(time()),
+        now in time(),
+        generation in any::<i64>(),
+    ) {
+        let (cleanup_timeout, smoke_timeout, smoke_enabled) = timeouts;
+        let spec = KataInstallSpec {
+            installer_image: "local/kata-installer:1".into(),
+            shims,
+            default_shim,
+            node_selector: selector,
+            cleanup_timeout,
+            smoke_test: SmokeTest { enabled: smoke_enabled, image: None, timeout: smoke_timeout },
+            ..Default::default()
+        };
+        let status = KataInstallStatus {
+            nodes: node_statuses.into_iter().map(|(name, state)| NodeInstallStatus { name, state, message: None }).collect(),
+            ..Default::default()
+        };
+        let pod_state = |n: u8, text: String| match n {
+            0 => PodState::Ready,
+            1 => PodState::Pending(text),
+            _ => PodState::Failed(text),
+        };
+        let (servers, clients) = smoke;
+        let observed = KataObserved {
+            nodes: nodes.into_iter().map(|(name, labels, owner)| NodeInfo { name, labels, owner }).collect(),
+            pods: pods
+                .into_iter()
+                .map(|(node, cleanup, state, text)| InstallerPod {
+                    node,
+                    role: if cleanup { Role::Cleanup } else { Role::Install },
+                    config: Some(text.clone()),
+                    state: pod_state(state, text),
+                })
+                .collect(),
+            smoke_servers: servers
+                .into_iter()
+                .map(|(key, ip, state)| SmokeServer { key, ip, node: None, state: pod_state(state, "x".into()) })
+                .collect(),
+            smoke_clients: clients
+                .into_iter()
+                .map(|(key, state)| SmokeClient {
+                    key,
+                    state: [JobState::Active, JobState::Succeeded, JobState::Failed][usize::from(state)],
+                    message: Some("m".into()),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let view = KataView {
+            name: "kata",
+            generation,
+            created: Some(now),
+            spec: &spec,
+            status: &status,
+            deleting_since: deleting,
+            has_finalizer: deleting.is_some(),
+        };
+        let planned = plan_kata(&view, &observed, now);
         let bytes = serde_json::to_vec(&planned.status).map(|v| v.len()).unwrap_or(0);
         prop_assert!(bytes < MAX_STATUS_BYTES, "status of {bytes} bytes");
     }
