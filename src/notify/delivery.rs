@@ -82,8 +82,9 @@ struct Lane {
 struct State {
     lanes: HashMap<(RunKey, String), Lane>,
     queues: HashMap<String, mpsc::Sender<Item>>,
-    /// The newest outbox sequence this process wrote per run, and when.
-    written: HashMap<RunKey, (u64, Instant)>,
+    /// The newest outbox sequence this process wrote per run, when, and
+    /// whether an older status was waited out and taken as it was.
+    written: HashMap<RunKey, (u64, Instant, bool)>,
     /// Outboxes the API server dropped (a CRD older than the operator),
     /// kept here so that notifications go on while this process lives.
     unpersisted: HashMap<RunKey, NotificationStatus>,
@@ -206,9 +207,9 @@ impl Deliveries {
     /// Remembers that the status written for `run` holds outbox `sequence`.
     pub fn written(&self, run: &RunKey, sequence: u64) {
         let mut state = self.state();
-        let newest = state.written.entry(run.clone()).or_insert((0, Instant::now()));
+        let newest = state.written.entry(run.clone()).or_insert((0, Instant::now(), false));
         if sequence > newest.0 {
-            *newest = (sequence, Instant::now());
+            *newest = (sequence, Instant::now(), false);
         }
     }
 
@@ -220,15 +221,23 @@ impl Deliveries {
     /// edited it), so a run is never stuck.
     pub fn is_stale(&self, run: &RunKey, sequence: u64) -> bool {
         let mut state = self.state();
-        let Some((newest, at)) = state.written.get(run).copied() else { return false };
-        if sequence >= newest {
+        let Some((newest, at, waited_out)) = state.written.get(run).copied() else { return false };
+        if sequence >= newest || waited_out {
             return false;
         }
         if at.elapsed() < STALE_PATIENCE {
             return true;
         }
-        state.written.remove(run);
+        state.written.insert(run.clone(), (newest, at, true));
         false
+    }
+
+    /// The newest outbox sequence this process wrote for `run`: new
+    /// transitions are numbered above it even when the status went back (a
+    /// second writer put an older one), so none reuses a number a target
+    /// already acknowledged.
+    pub fn sequence_floor(&self, run: &RunKey) -> u64 {
+        self.state().written.get(run).map_or(0, |w| w.0)
     }
 
     /// Keeps (`Some`) or forgets (`None`) the outbox the API server did not store for `run`.

@@ -77,7 +77,11 @@ pub fn record(
 ) -> Vec<Note> {
     let targets = accepted_targets(&run.spec.notify, policy);
     let key = run_key(run);
-    let before = status.notifications.take().or_else(|| key.as_ref().and_then(|k| deliveries.unpersisted(k)));
+    let mut before = status.notifications.take().or_else(|| key.as_ref().and_then(|k| deliveries.unpersisted(k)));
+    let floor = key.as_ref().map_or(0, |k| deliveries.sequence_floor(k));
+    if let Some(outbox) = before.as_mut().filter(|o| o.sequence < floor) {
+        outbox.sequence = floor;
+    }
     status.notifications = next_outbox(before.as_ref(), &targets, notes, status.progress.as_deref(), now, |url| {
         key.as_ref().and_then(|k| deliveries.progress(k, url))
     });
@@ -157,6 +161,26 @@ mod tests {
         let outbox = second.notifications.unwrap();
         assert_eq!(outbox.sequence, 2, "numbering goes on");
         assert_eq!(outbox.pending.iter().map(|p| p.sequence).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_status_put_back_by_another_writer_does_not_reuse_sequence_numbers() {
+        let (deliveries, _woken) = Deliveries::new(None, Arc::default());
+        let policy = DestinationPolicy::default();
+        let mut status = PipelineRunStatus::default();
+        record(&run(), &mut status, &[note("RunRunning"), note("StageStarted")], &policy, &deliveries, Utc::now());
+        let stale = status.clone();
+        record(&run(), &mut status, &[note("StageSucceeded")], &policy, &deliveries, Utc::now());
+        let stored = PipelineRun { status: Some(status.clone()), ..run() };
+        written(&status, &stored, &deliveries);
+        assert_eq!(status.notifications.as_ref().unwrap().sequence, 3);
+        // Another writer puts back the older status (sequence 2); once it is
+        // taken as it is, the next transition is number 4, not 3 again.
+        let mut back = stale;
+        record(&run(), &mut back, &[note("RunSucceeded")], &policy, &deliveries, Utc::now());
+        let outbox = back.notifications.unwrap();
+        assert_eq!(outbox.sequence, 4);
+        assert!(outbox.pending.iter().any(|p| p.sequence == 4 && p.reason == "RunSucceeded"));
     }
 
     #[test]
