@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -37,7 +37,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let jobs = ctx.scoped_api::<Job>();
     info!("watching ImageBuilds");
     let backoff = ctx.backoff.clone();
-    Controller::new(builds, watcher::Config::default())
+    super::lean_controller(builds, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(LABEL_IMAGE_BUILD))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)

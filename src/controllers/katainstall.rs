@@ -17,7 +17,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -50,7 +50,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     }
     let children = || watcher::Config::default().labels(LABEL_KATA_INSTALL);
     info!(namespace = %ns, selector = ?ctx.katainstall_selector, "watching KataInstalls");
-    let controller = Controller::new(installs, install_watch);
+    let controller = super::lean_controller(installs, install_watch);
     let store = controller.store();
     let every_install = move || store.state().iter().map(|install| ObjectRef::from_obj(&**install)).collect::<Vec<_>>();
     let (wake_on_node, wake_on_install, wake_on_class) = (every_install.clone(), every_install.clone(), every_install);

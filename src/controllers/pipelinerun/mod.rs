@@ -15,7 +15,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -53,7 +53,7 @@ const FORGET_DELETED_RUNS_EVERY: Duration = Duration::from_secs(60);
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let runs = ctx.scoped_api::<PipelineRun>();
     let jobs = ctx.scoped_api::<Job>();
-    let controller = Controller::new(runs, watcher::Config::default())
+    let controller = super::lean_controller(runs, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(LABEL_RUN))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown);
