@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::ownership::{holder, is_controlled_by};
-use super::Error;
+use super::{describe, Error, KubeResultExt};
 use crate::engine::observed::Refusal;
 use crate::engine::text::truncate;
 
@@ -37,13 +37,14 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
     let name = child.meta().name.clone().unwrap_or_default();
+    let object = || describe::<K>(child.meta().namespace.as_deref(), &name);
     let status = match api.create(&PostParams::default(), child).await {
         Ok(_) => return Ok(None),
         Err(kube::Error::Api(status)) => status,
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e).applying("create", object),
     };
     if status.code == 409 {
-        return match api.get_opt(&name).await? {
+        return match api.get_opt(&name).await.observing(|| format!("the holder of {}", object()))? {
             Some(existing) if is_controlled_by(existing.meta(), owner_uid) => Ok(None),
             Some(existing) => Ok(Some(Refusal {
                 conflict: true,
@@ -54,14 +55,14 @@ where
                 ),
             })),
             // Deleted in between: the next reconcile creates it.
-            None => Err(kube::Error::Api(status).into()),
+            None => Err(kube::Error::Api(status)).applying("create", object),
         };
     }
     if is_permanent(status.code) {
         let message = if status.message.is_empty() { format!("HTTP {}", status.code) } else { status.message.clone() };
         return Ok(Some(Refusal { conflict: false, message: truncate(&message, MAX_REFUSAL_BYTES) }));
     }
-    Err(kube::Error::Api(status).into())
+    Err(kube::Error::Api(status)).applying("create", object)
 }
 
 #[cfg(test)]

@@ -6,22 +6,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::create::create_child;
 use super::jobs::observe_jobs;
 use super::ownership::split_by_owner;
-use super::{catch_panic, ok_if, panic_note, publish, Context, Error, Shutdown};
+use super::{catch_panic, describe, ok_if, panic_note, publish, Context, Error, KubeResultExt, Shutdown};
 use crate::api::imagebuild::ImageBuildStatus;
-use crate::api::{ImageBuild, FIELD_MANAGER};
+use crate::api::ImageBuild;
 use crate::engine::build_planner::{plan_build, BuildAction, BuildJob, BuildPlan, BuildView};
 use crate::engine::naming::{
     run_label, ANNOTATION_IMAGE, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_PRUNE, LABEL_SUFFIX,
@@ -37,19 +35,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let jobs = ctx.scoped_api::<Job>();
     info!("watching ImageBuilds");
     let backoff = ctx.backoff.clone();
-    super::lean_controller(builds, watcher::Config::default())
+    let results = super::lean_controller(builds, watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(LABEL_IMAGE_BUILD))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_catching_panics, error_policy, ctx)
-        .for_each(|result| {
-            match result {
-                Ok((build, _)) => backoff.succeeded(&build.to_string()),
-                Err(err) => debug!(error = %err, "ImageBuild reconcile failed"),
-            }
-            std::future::ready(())
-        })
-        .await;
+        .run(reconcile_catching_panics, error_policy, ctx);
+    super::drain(results, backoff).await;
 }
 
 /// [`reconcile`], with a panic reported on this build (a Warning Event)
@@ -71,8 +62,13 @@ async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action, 
     let name = build.name_any();
     let selector = format!("{LABEL_IMAGE_BUILD}={}", run_label(&name));
     let jobs_api = Api::<Job>::namespaced(ctx.client.clone(), &ns);
-    let jobs = jobs_api.list(&ListParams::default().labels(&selector)).await?;
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
+    let of_build = || format!("of {}", describe::<ImageBuild>(Some(&ns), &name));
+    let jobs =
+        jobs_api.list(&ListParams::default().labels(&selector)).await.observing(|| format!("Jobs {}", of_build()))?;
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .observing(|| format!("pods {}", of_build()))?;
     let owner = controller_ref(&*build).ok_or(Error::MissingField("metadata.uid"))?;
     // Jobs with this build's labels but another controller are not its own.
     let (owned, _) = split_by_owner(jobs.items, &owner.uid);
@@ -144,7 +140,7 @@ async fn apply(ctx: &Context, build: &ImageBuild, plan: &BuildPlan) -> Result<BT
             }
             BuildAction::DeleteJob { name: job } => {
                 let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-                ok_if(jobs_api.delete(job, &dp).await, 404)?;
+                ok_if(jobs_api.delete(job, &dp).await, 404).applying("delete", || describe::<Job>(Some(&ns), job))?;
                 continue;
             }
         };
@@ -162,16 +158,11 @@ async fn apply(ctx: &Context, build: &ImageBuild, plan: &BuildPlan) -> Result<BT
 async fn write_status(ctx: &Context, build: &ImageBuild, status: &ImageBuildStatus) -> Result<(), Error> {
     let api = Api::<ImageBuild>::namespaced(ctx.client.clone(), &build.namespace().unwrap_or_default());
     let status = ImageBuildStatus { last_used: None, ..status.clone() };
-    let patch = serde_json::json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "ImageBuild", "status": status});
-    api.patch_status(&build.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-    Ok(())
+    super::write_status(&api, &build.name_any(), &status).await.map(drop)
 }
 
 /// Transient errors never fail a build: it is reconciled again, backing
 /// off per ImageBuild while the errors last.
 fn error_policy(build: Arc<ImageBuild>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed("imagebuild", &err.metric_reason());
-    let wait = err.fixed_backoff().unwrap_or_else(|| ctx.backoff.failed(&ObjectRef::from_obj(&*build).to_string()));
-    warn!(name = %build.name_any(), error = %err, retry_in = ?wait, "ImageBuild reconcile failed; retrying");
-    Action::requeue(wait)
+    super::error_policy(build, err, &ctx)
 }

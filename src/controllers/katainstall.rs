@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -25,7 +24,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::jobs::observe_jobs;
-use super::{catch_panic, ok_if, panic_note, to_event, Context, Error, Shutdown};
+use super::{catch_panic, describe, ok_if, panic_note, to_event, Context, Error, KubeResultExt, Shutdown};
 use crate::api::katainstall::KataInstallStatus;
 use crate::api::{KataInstall, FIELD_MANAGER};
 use crate::engine::kata::{
@@ -54,7 +53,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let store = controller.store();
     let every_install = move || store.state().iter().map(|install| ObjectRef::from_obj(&**install)).collect::<Vec<_>>();
     let (wake_on_node, wake_on_install, wake_on_class) = (every_install.clone(), every_install.clone(), every_install);
-    controller
+    let backoff = ctx.backoff.clone();
+    let results = controller
         .watches(Api::<DaemonSet>::namespaced(client.clone(), &ns), children(), by_label)
         .watches(Api::<Pod>::namespaced(client.clone(), &ns), children(), by_label)
         .watches(Api::<Job>::namespaced(client.clone(), &ns), children(), by_label)
@@ -66,13 +66,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .watches(Api::<RuntimeClass>::all(client), watcher::Config::default(), move |_: RuntimeClass| wake_on_class())
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_catching_panics, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!(error = %err, "KataInstall reconcile failed");
-            }
-        })
-        .await;
+        .run(reconcile_catching_panics, error_policy, ctx);
+    super::drain(results, backoff).await;
 }
 
 fn by_label<K: Resource>(obj: K) -> Option<ObjectRef<KataInstall>> {
@@ -106,12 +101,18 @@ async fn observe(ctx: &Context, install: &KataInstall) -> Result<KataObserved, E
     let selector = format!("{LABEL_KATA_INSTALL}={name}");
     let lp = ListParams::default().labels(&selector);
     let client = ctx.client.clone();
-    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?;
-    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), ns).list(&lp).await?;
-    let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await?;
-    let jobs = Api::<Job>::namespaced(client.clone(), ns).list(&lp).await?;
-    let classes = Api::<RuntimeClass>::all(client.clone()).list(&ListParams::default()).await?;
-    let installs = Api::<KataInstall>::all(client).list(&ListParams::default()).await?;
+    let of_install = |what: &str| format!("{what} of {}", describe::<KataInstall>(None, &name));
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.observing(|| "Nodes".into())?;
+    let daemon_sets =
+        Api::<DaemonSet>::namespaced(client.clone(), ns).list(&lp).await.observing(|| of_install("DaemonSets"))?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await.observing(|| of_install("pods"))?;
+    let jobs = Api::<Job>::namespaced(client.clone(), ns).list(&lp).await.observing(|| of_install("Jobs"))?;
+    let classes = Api::<RuntimeClass>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .observing(|| "RuntimeClasses".into())?;
+    let installs =
+        Api::<KataInstall>::all(client).list(&ListParams::default()).await.observing(|| "KataInstalls".into())?;
 
     let mut observed = KataObserved::default();
     for node in nodes.items {
@@ -264,19 +265,23 @@ async fn apply(
             let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": install.resource_version()}});
             let result =
                 Api::<KataInstall>::all(client).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            ok_if(result, 404)?;
+            let verb =
+                if *action == KataAction::AddFinalizer { "add the finalizer to" } else { "remove the finalizer of" };
+            ok_if(result, 404).applying(verb, || describe::<KataInstall>(None, &name))?;
         }
         KataAction::ApplyDaemonSet { role, config } => {
             info!(install = %name, role = role.as_str(), "applying the installer DaemonSet");
             let ds = installer_daemonset(&name, ns, &install.spec, *role, config, &ctx.config.kata_installer, owner);
+            let ds_name = daemonset_name(&name, *role);
             Api::<DaemonSet>::namespaced(client, ns)
-                .patch(&daemonset_name(&name, *role), &ssa, &Patch::Apply(&ds))
-                .await?;
+                .patch(&ds_name, &ssa, &Patch::Apply(&ds))
+                .await
+                .applying("apply", || describe::<DaemonSet>(Some(ns), &ds_name))?;
         }
         KataAction::DeleteDaemonSet(role) => {
-            let result =
-                Api::<DaemonSet>::namespaced(client, ns).delete(&daemonset_name(&name, *role), &background).await;
-            ok_if(result, 404)?;
+            let ds_name = daemonset_name(&name, *role);
+            let result = Api::<DaemonSet>::namespaced(client, ns).delete(&ds_name, &background).await;
+            ok_if(result, 404).applying("delete", || describe::<DaemonSet>(Some(ns), &ds_name))?;
         }
         KataAction::MarkNode { node, mark } => {
             let (label, owner) = match mark {
@@ -288,7 +293,7 @@ async fn apply(
             info!(install = %name, node = %node, ?mark, "marking node");
             let patch = json!({"metadata": {"labels": {NODE_RUNTIME_LABEL: label}, "annotations": {LABEL_KATA_INSTALL: owner}}});
             let result = Api::<Node>::all(client).patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await;
-            ok_if(result, 404)?;
+            ok_if(result, 404).applying("mark", || describe::<Node>(None, node))?;
         }
         KataAction::ApplyRuntimeClass { shim, config } => {
             let owner = owner.ok_or(Error::MissingField("metadata.uid"))?;
@@ -301,21 +306,29 @@ async fn apply(
         }
         KataAction::CreateSmokeServer { key } => {
             let pod = smoke_server_pod(&name, ns, &install.spec, key, owner);
-            ok_if(Api::<Pod>::namespaced(client, ns).create(&PostParams::default(), &pod).await, 409)?;
+            let pod_name = smoke_server_name(&name, key);
+            ok_if(Api::<Pod>::namespaced(client, ns).create(&PostParams::default(), &pod).await, 409)
+                .applying("create", || describe::<Pod>(Some(ns), &pod_name))?;
         }
         KataAction::CreateSmokeClient { key, server_ip } => {
             let job = smoke_client_job(&name, ns, &install.spec, key, server_ip, owner);
-            ok_if(Api::<Job>::namespaced(client, ns).create(&PostParams::default(), &job).await, 409)?;
+            let job_name = smoke_client_name(&name, key);
+            ok_if(Api::<Job>::namespaced(client, ns).create(&PostParams::default(), &job).await, 409)
+                .applying("create", || describe::<Job>(Some(ns), &job_name))?;
         }
         KataAction::DeleteSmoke { keep_key } => {
             let stale = |key: &String| Some(key) != keep_key.as_ref();
             let pods = Api::<Pod>::namespaced(client.clone(), ns);
             for server in observed.smoke_servers.iter().filter(|s| stale(&s.key)) {
-                ok_if(pods.delete(&smoke_server_name(&name, &server.key), &background).await, 404)?;
+                let pod_name = smoke_server_name(&name, &server.key);
+                ok_if(pods.delete(&pod_name, &background).await, 404)
+                    .applying("delete", || describe::<Pod>(Some(ns), &pod_name))?;
             }
             let jobs = Api::<Job>::namespaced(client, ns);
             for job in observed.smoke_clients.iter().filter(|c| stale(&c.key)) {
-                ok_if(jobs.delete(&smoke_client_name(&name, &job.key), &background).await, 404)?;
+                let job_name = smoke_client_name(&name, &job.key);
+                ok_if(jobs.delete(&job_name, &background).await, 404)
+                    .applying("delete", || describe::<Job>(Some(ns), &job_name))?;
             }
         }
     }
@@ -331,13 +344,14 @@ async fn apply_owned_runtime_class(
     install: &KataInstall,
 ) -> Result<(), Error> {
     let class_name = class.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
-    match api.get_opt(&class_name).await? {
+    let object = || describe::<RuntimeClass>(None, &class_name);
+    match api.get_opt(&class_name).await.observing(object)? {
         None => {
-            api.create(&PostParams::default(), &class).await?;
+            api.create(&PostParams::default(), &class).await.applying("create", object)?;
         }
         Some(existing) if is_owned_by(&existing.metadata, &install.uid().unwrap_or_default()) => {
             class.metadata.resource_version = existing.metadata.resource_version;
-            api.replace(&class_name, &PostParams::default(), &class).await?;
+            api.replace(&class_name, &PostParams::default(), &class).await.applying("replace", object)?;
         }
         Some(_) => return Err(Error::NotOwned(format!("RuntimeClass {class_name}"))),
     }
@@ -347,7 +361,8 @@ async fn apply_owned_runtime_class(
 /// Deletes `class` if it is this KataInstall's (by UID, checked by the API
 /// server as a precondition); leaves anyone else's alone.
 async fn delete_owned_runtime_class(api: Api<RuntimeClass>, class: &str, install: &KataInstall) -> Result<(), Error> {
-    let Some(existing) = api.get_opt(class).await? else { return Ok(()) };
+    let object = || describe::<RuntimeClass>(None, class);
+    let Some(existing) = api.get_opt(class).await.observing(object)? else { return Ok(()) };
     let uid = install.uid().unwrap_or_default();
     if !is_owned_by(&existing.metadata, &uid) {
         warn!(install = %install.name_any(), runtime_class = %class, "not deleting a RuntimeClass this KataInstall does not own");
@@ -358,19 +373,19 @@ async fn delete_owned_runtime_class(api: Api<RuntimeClass>, class: &str, install
     // 409: it was replaced by another object of that name since.
     match api.delete(class, &params).await {
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        result => ok_if(result, 404),
+        result => ok_if(result, 404).applying("delete", object),
     }
 }
 
+/// Applies the status; an install deleted meanwhile has none to write.
 async fn write_status(ctx: &Context, name: &str, status: &KataInstallStatus) -> Result<(), Error> {
     let api = Api::<KataInstall>::all(ctx.client.clone());
-    let patch = json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "KataInstall", "status": status});
-    let result = api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await;
-    ok_if(result, 404)
+    match super::write_status(&api, name, status).await {
+        Err(e) if e.is_not_found() => Ok(()),
+        result => result.map(drop),
+    }
 }
 
 fn error_policy(install: Arc<KataInstall>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed("katainstall", &err.metric_reason());
-    warn!(name = %install.name_any(), error = %err, "KataInstall reconcile failed; retrying");
-    Action::requeue(err.fixed_backoff().unwrap_or(std::time::Duration::from_secs(5)))
+    super::error_policy(install, err, &ctx)
 }

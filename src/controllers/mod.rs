@@ -2,6 +2,7 @@
 //! to do, apply it and write status.
 
 pub mod create;
+mod error;
 pub mod imagebuild;
 pub mod jobs;
 pub mod katainstall;
@@ -9,6 +10,10 @@ pub mod logs;
 pub mod ownership;
 pub mod pipelinerun;
 pub mod retry;
+mod shared;
+
+pub use error::{describe, Error, KubeResultExt, Step};
+pub use shared::{drain, error_policy, write_status};
 
 use std::sync::Arc;
 
@@ -160,11 +165,11 @@ pub async fn publish<K: kube::Resource<DynamicType = ()>>(
 
 /// A request's result, where one HTTP status means "already done" (409 on
 /// create: it exists; 404 on delete: it is gone) and is no error.
-pub fn ok_if<T>(result: Result<T, kube::Error>, tolerated: u16) -> Result<(), Error> {
+pub fn ok_if<T>(result: Result<T, kube::Error>, tolerated: u16) -> Result<(), kube::Error> {
     match result {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == tolerated => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -189,45 +194,6 @@ pub(crate) fn to_event(note: &crate::engine::planner::Note, namespace: Option<St
             namespace,
             ..Default::default()
         }),
-    }
-}
-
-/// Errors a reconcile can end with; the controller logs them and retries.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The API server refused or failed a request.
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    /// An object lacked something every object has (name, namespace, uid).
-    #[error("object is missing {0}")]
-    MissingField(&'static str),
-    /// The reconcile panicked (a bug); caught so that only this object is affected.
-    #[error("reconcile panicked: {0}")]
-    Panicked(String),
-    /// An object of the name Gantry would write exists and is someone else's.
-    #[error("{0} exists and is not Gantry's: left alone")]
-    NotOwned(String),
-}
-
-impl Error {
-    /// A short, bounded label for the errors metric.
-    pub fn metric_reason(&self) -> String {
-        match self {
-            Error::Kube(kube::Error::Api(status)) => format!("kube_api_{}", status.code),
-            Error::Kube(_) => "kube_client".into(),
-            Error::MissingField(_) => "missing_field".into(),
-            Error::Panicked(_) => "panic".into(),
-            Error::NotOwned(_) => "not_owned".into(),
-        }
-    }
-
-    /// When the object is tried again after this error, where that does
-    /// not depend on how often it failed before (see `retry`).
-    pub fn fixed_backoff(&self) -> Option<Duration> {
-        match self {
-            Error::Panicked(_) => Some(PANIC_BACKOFF),
-            _ => None,
-        }
     }
 }
 

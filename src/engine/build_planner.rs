@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
+use super::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
 use super::duration::{format_duration, later, parse_duration, parse_duration_at_most, MAX_RETENTION, MAX_TIMEOUT};
 use super::imagebuild::{build_due, build_suffix, lifecycle, BuildTrigger};
 use super::launch::NestedVirtPlacement;
@@ -107,17 +107,7 @@ pub enum BuildAction {
 }
 
 /// The planner's answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BuildPlan {
-    /// The status to write.
-    pub status: ImageBuildStatus,
-    /// What to do.
-    pub actions: Vec<BuildAction>,
-    /// Events to publish.
-    pub notes: Vec<Note>,
-    /// When to look again.
-    pub requeue_after: Option<Duration>,
-}
+pub type BuildPlan = super::plan::Plan<ImageBuildStatus, BuildAction>;
 
 fn err(field: &str, message: impl Into<String>) -> SpecError {
     SpecError { field: field.into(), message: message.into() }
@@ -185,9 +175,17 @@ pub fn plan_build(view: &BuildView, jobs: &[BuildJob], now: DateTime<Utc>) -> Bu
     if let Err(e) = validate_build(view.spec, view.settings.nested_virt.is_some()) {
         let message = e.to_string();
         status.phase = Some(BuildPhase::Failed);
-        let ready = if status.latest_image.is_some() { "True" } else { "False" };
+        let ready = ConditionStatus::from(status.latest_image.is_some());
         set_condition(&mut status.conditions, "Ready", ready, "InvalidSpec", &message, Some(view.generation), now);
-        set_condition(&mut status.conditions, "Building", "False", "InvalidSpec", &message, Some(view.generation), now);
+        set_condition(
+            &mut status.conditions,
+            "Building",
+            ConditionStatus::False,
+            "InvalidSpec",
+            &message,
+            Some(view.generation),
+            now,
+        );
         return finish(view, status, actions, now, wake);
     }
 
@@ -332,7 +330,15 @@ fn retire(
     wake.extend(state.next_change);
     if pruned {
         let message = format!("{image} was deleted by its prune Job; annotate {ANNOTATION_REBUILD} to build it again");
-        set_condition(&mut status.conditions, "Ready", "False", "Pruned", &message, Some(view.generation), now);
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            ConditionStatus::False,
+            "Pruned",
+            &message,
+            Some(view.generation),
+            now,
+        );
     }
     let (Some(_), true, None) = (&view.spec.retention.pruner, state.prune_due, this_image) else { return };
     let launch = PruneLaunch {
@@ -475,28 +481,34 @@ fn summarize(view: &BuildView, status: &mut ImageBuildStatus, now: DateTime<Utc>
     match (&status.latest_image, &last) {
         (Some(image), Some(b)) if b.phase == "Failed" => {
             let m = format!("{image} is usable; the latest build failed: {}", b.message.clone().unwrap_or_default());
-            set_condition(conditions, "Ready", "True", "LatestBuildFailed", &m, generation, now)
+            set_condition(conditions, "Ready", ConditionStatus::True, "LatestBuildFailed", &m, generation, now)
         }
-        (Some(image), _) => set_condition(conditions, "Ready", "True", "Built", image, generation, now),
+        (Some(image), _) => set_condition(conditions, "Ready", ConditionStatus::True, "Built", image, generation, now),
         (None, Some(b)) if b.phase == "Failed" => set_condition(
             conditions,
             "Ready",
-            "False",
+            ConditionStatus::False,
             "BuildFailed",
             b.message.as_deref().unwrap_or(""),
             generation,
             now,
         ),
-        (None, _) => {
-            set_condition(conditions, "Ready", "False", "NotBuilt", "no build has succeeded yet", generation, now)
-        }
+        (None, _) => set_condition(
+            conditions,
+            "Ready",
+            ConditionStatus::False,
+            "NotBuilt",
+            "no build has succeeded yet",
+            generation,
+            now,
+        ),
     }
     match &last {
         Some(b) if b.phase == "Building" => {
             let m = format!("building {} ({})", record_image(view, b), b.message.clone().unwrap_or_default());
-            set_condition(conditions, "Building", "True", "Building", &m, generation, now)
+            set_condition(conditions, "Building", ConditionStatus::True, "Building", &m, generation, now)
         }
-        _ => set_condition(conditions, "Building", "False", "Idle", "no build running", generation, now),
+        _ => set_condition(conditions, "Building", ConditionStatus::False, "Idle", "no build running", generation, now),
     }
 }
 

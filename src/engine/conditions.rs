@@ -21,12 +21,44 @@ pub fn from_k8s_time(t: &Time) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.0.as_microsecond()).unwrap_or_default()
 }
 
+/// A condition's `status`: whether the condition holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionStatus {
+    /// It holds.
+    True,
+    /// It does not hold.
+    False,
+    /// Not known yet (the object is still being worked on).
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(holds: bool) -> Self {
+        if holds {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+}
+
 /// Sets condition `type_` in `conditions`, keeping its transition time when
 /// status and reason are unchanged.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
-    status: &str,
+    status: ConditionStatus,
     reason: &str,
     message: &str,
     generation: Option<i64>,
@@ -34,7 +66,7 @@ pub fn set_condition(
 ) {
     let mut condition = Condition {
         type_: type_.to_string(),
-        status: status.to_string(),
+        status: status.as_str().to_string(),
         reason: reason.to_string(),
         message: truncate(message, MAX_MESSAGE_BYTES),
         observed_generation: generation,
@@ -42,7 +74,7 @@ pub fn set_condition(
     };
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) => {
-            if existing.status == status && existing.reason == reason {
+            if existing.status == status.as_str() && existing.reason == reason {
                 condition.last_transition_time = existing.last_transition_time.clone();
             }
             *existing = condition;

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
+use super::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
 use super::planner::CONDITION_SUCCEEDED;
 use super::text::truncate;
 use crate::api::pipelinerun::{PipelineRunStatus, RunPhase};
@@ -36,7 +36,7 @@ pub fn failed_by_internal_error(
     set_condition(
         &mut failed.conditions,
         CONDITION_SUCCEEDED,
-        "False",
+        ConditionStatus::False,
         REASON_INTERNAL_ERROR,
         &message,
         generation,

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use super::dag::Graph;
 use super::duration::parse_duration;
 use super::naming::{job_name, workspace_claim_name};
+pub use super::nested_virt::NestedVirtPlacement;
 use super::observed::Settings;
 use super::substitute::{is_safe_output, references, render, Reference, RenderError};
 use crate::api::pipelinerun::{PipelineRunSpec, Stage, StageStatus};
@@ -18,16 +19,6 @@ use crate::api::pipelinerun::{PipelineRunSpec, Stage, StageStatus};
 /// termination message file, so Kubernetes hands the content back in the
 /// pod status (at most 4 KiB) with no wrapper binary in the image.
 pub const OUTPUTS_PATH: &str = "/dev/termination-log";
-
-/// How a pod gets virtualization, as the operator's policy decides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NestedVirtPlacement {
-    /// Where virtualization-capable nodes are.
-    pub node_selector: BTreeMap<String, String>,
-    /// Request one of this device-plugin resource, or (None) mount the
-    /// node's `/dev/kvm` as a char-device hostPath.
-    pub device_resource: Option<String>,
-}
 
 /// One attempt of one stage, ready to become a Job.
 #[derive(Debug, Clone, PartialEq)]

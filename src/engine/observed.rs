@@ -5,18 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus};
+pub use crate::engine::job::{JobOutcome, JobState};
 use crate::engine::references::Referenced;
-
-/// What the operator's admin-owned configuration means for one run.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Settings {
-    /// Per-attempt deadline when neither stage nor run defaults set one.
-    pub default_stage_timeout: Option<std::time::Duration>,
-    /// How stages get virtualization; `None`: not allowed in this namespace.
-    pub nested_virt: Option<crate::engine::launch::NestedVirtPlacement>,
-    /// Where `spec.notify` may send CloudEvents, and how many targets a run may have.
-    pub notify: crate::engine::destinations::DestinationPolicy,
-}
+pub use crate::engine::settings::Settings;
 
 /// The run being planned: its identity, spec, last written status and the
 /// annotations that steer it.
@@ -43,30 +34,6 @@ pub struct RunView<'a> {
     pub settings: &'a Settings,
 }
 
-/// What a Job and its pods say, whatever the Job is for.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobOutcome {
-    /// Job name.
-    pub name: String,
-    /// Active, succeeded or failed.
-    pub state: JobState,
-    /// When the Job was created: an attempt's clock starts here.
-    pub created: Option<DateTime<Utc>>,
-    /// When it finished.
-    pub finished: Option<DateTime<Utc>>,
-    /// The main container's termination message (its outputs file), when the Job succeeded.
-    pub outputs: Option<String>,
-    /// Why it failed, naming the pod and container where known.
-    pub message: Option<String>,
-    /// Its newest pod, when one is left (the Job controller deletes them at the deadline).
-    pub pod: Option<String>,
-    /// IPs of its running pods that are ready, by pod name (a service stage's addresses).
-    pub ready_addresses: Vec<String>,
-    /// The Job succeeded, but the pod that succeeded is gone (it was deleted
-    /// while it ran) and no other pod succeeded: its outputs are unknown.
-    pub outputs_lost: bool,
-}
-
 /// One stage Job: its stage and attempt labels and what it says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobObservation {
@@ -76,18 +43,6 @@ pub struct JobObservation {
     pub attempt: u32,
     /// The Job's outcome.
     pub outcome: JobOutcome,
-}
-
-/// Where a Job stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum JobState {
-    /// Not finished.
-    #[default]
-    Active,
-    /// Its pod succeeded.
-    Succeeded,
-    /// Its pod failed (or it hit its deadline).
-    Failed,
 }
 
 /// Another run of the same namespace and concurrency group.

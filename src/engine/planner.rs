@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::conditions::{set_condition, MAX_MESSAGE_BYTES};
+use super::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
 use super::dag::Graph;
 use super::duration::{later, later_by_secs, parse_duration};
 use super::launch::{launch, stage_timeout, StageLaunch};
@@ -39,9 +39,8 @@ pub const DEFAULT_RETRY_DELAY_SECS: u32 = 10;
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 /// How often a queued run looks again whether it may start.
 pub const QUEUE_POLL: Duration = Duration::from_secs(3);
-/// Slack on top of a stage's timeout before the operator's own clock stops
-/// it (the Job's `activeDeadlineSeconds` normally fires first).
-pub const TIMEOUT_GRACE: Duration = Duration::from_secs(30);
+pub use super::job::TIMEOUT_GRACE;
+pub use super::note::Note;
 /// How often a service stage that is not ready yet looks at its pods.
 pub const SERVICE_POLL: Duration = Duration::from_secs(2);
 /// How often a stage waiting for an ImageBuild or KataInstall looks again
@@ -69,33 +68,8 @@ pub enum Action {
     MarkImageUsed { build: String },
 }
 
-/// A Kubernetes Event to publish about the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    /// Warning (true) or Normal.
-    pub warning: bool,
-    /// CamelCase reason, e.g. `StageFailed`.
-    pub reason: String,
-    /// Human-readable text.
-    pub message: String,
-    /// The stage the Event is about, if any.
-    pub stage: Option<String>,
-    /// The Job of the attempt the Event is about, if any.
-    pub job: Option<String>,
-}
-
 /// The planner's answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    /// The status to write.
-    pub status: PipelineRunStatus,
-    /// What to do, in order.
-    pub actions: Vec<Action>,
-    /// Events to publish.
-    pub notes: Vec<Note>,
-    /// When to look again even if nothing changes.
-    pub requeue_after: Option<Duration>,
-}
+pub type Plan = super::plan::Plan<PipelineRunStatus, Action>;
 
 /// Why the whole run is being stopped.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,7 +181,7 @@ impl Planner<'_> {
         self.status.phase = Some(RunPhase::Failed);
         self.status.message = Some(truncate(&e.to_string(), MAX_MESSAGE_BYTES));
         self.status.completion_time.get_or_insert(self.now);
-        self.set_succeeded("False", "InvalidSpec", &e.to_string());
+        self.set_succeeded(ConditionStatus::False, "InvalidSpec", &e.to_string());
         self.clear_rerun_request();
         self.expire_after_ttl();
     }
@@ -249,7 +223,7 @@ impl Planner<'_> {
         if queued && !self.status.phase.is_some_and(RunPhase::is_finished) {
             self.status.phase = Some(RunPhase::Queued);
             self.status.message = Some("waiting for older runs of the concurrency group".into());
-            self.set_succeeded("Unknown", "Queued", "waiting for older runs of the concurrency group");
+            self.set_succeeded(ConditionStatus::Unknown, "Queued", "waiting for older runs of the concurrency group");
             self.wake_at.push(later(self.now, QUEUE_POLL));
         }
     }
@@ -889,7 +863,7 @@ impl Planner<'_> {
             };
             self.status.phase = Some(phase);
             self.status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
-            self.set_succeeded("Unknown", reason, &message);
+            self.set_succeeded(ConditionStatus::Unknown, reason, &message);
             if let Some((_, deadline)) = self.run_deadline() {
                 self.wake_at.push(deadline);
             }
@@ -926,7 +900,7 @@ impl Planner<'_> {
                 (RunPhase::Succeeded, "Succeeded", m)
             }
         };
-        let status_value = if phase == RunPhase::Succeeded { "True" } else { "False" };
+        let status_value = ConditionStatus::from(phase == RunPhase::Succeeded);
         self.status.phase = Some(phase);
         self.status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
         self.status.completion_time = Some(self.now);
@@ -934,7 +908,7 @@ impl Planner<'_> {
         self.expire_after_ttl();
     }
 
-    fn set_succeeded(&mut self, status: &str, reason: &str, message: &str) {
+    fn set_succeeded(&mut self, status: ConditionStatus, reason: &str, message: &str) {
         let generation = self.run.generation;
         set_condition(&mut self.status.conditions, CONDITION_SUCCEEDED, status, reason, message, generation, self.now);
     }

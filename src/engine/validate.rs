@@ -33,16 +33,7 @@ pub const MAX_TTL_SECONDS: i64 = 365 * 24 * 60 * 60;
 /// delay is capped at the same value.
 pub const MAX_RETRY_DELAY_SECONDS: u32 = 600;
 
-/// The first problem found in a spec: `field` is a path such as
-/// `spec.stages[test-qemu].needs`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct SpecError {
-    /// Where the problem is.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
+pub use super::spec_error::SpecError;
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
     SpecError { field: field.into(), message: message.into() }

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::api::{ImageBuild, PipelineRun};
 use crate::controllers::create::create_child;
-use crate::controllers::{ok_if, Error};
+use crate::controllers::{describe, ok_if, Error, KubeResultExt};
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
 use crate::engine::observed::Refusal;
 use crate::engine::planner::Action;
@@ -52,7 +52,7 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
             Action::DeleteJob { name } => {
                 let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
                 info!(run = %run.name_any(), job = %name, "deleting stage Job");
-                ok_if(jobs.delete(name, &dp).await, 404)?;
+                ok_if(jobs.delete(name, &dp).await, 404).applying("delete", || describe::<Job>(Some(&ns), name))?;
             }
             Action::EnsureWorkspace { claim, size, storage_class } => {
                 let pvc = workspace_claim(claim, &run.name_any(), &ns, size, storage_class.as_deref(), owner.clone());
@@ -65,13 +65,15 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
             Action::Supersede { run: older } => {
                 let patch =
                     serde_json::json!({"metadata": {"annotations": {ANNOTATION_SUPERSEDED_BY: run.name_any()}}});
-                ok_if(runs.patch(older, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)?;
+                ok_if(runs.patch(older, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
+                    .applying("mark superseded", || describe::<PipelineRun>(Some(&ns), older))?;
             }
             Action::ClearRerunAnnotation => {}
             Action::MarkImageUsed { build } => mark_used(client, &ns, build).await?,
             Action::DeleteRun => {
                 info!(run = %run.name_any(), "deleting finished run: ttlSecondsAfterFinished passed");
-                ok_if(runs.delete(&run.name_any(), &DeleteParams::background()).await, 404)?;
+                ok_if(runs.delete(&run.name_any(), &DeleteParams::background()).await, 404)
+                    .applying("delete", || describe::<PipelineRun>(Some(&ns), &run.name_any()))?;
                 return Ok(Outcome::Deleted);
             }
         }
@@ -83,9 +85,11 @@ pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Re
 /// Removes the `gantry.dev/rerun` annotation: the rerun it asked for is
 /// recorded in the status written before.
 pub async fn clear_rerun_annotation(client: &Client, run: &PipelineRun) -> Result<(), Error> {
-    let runs = Api::<PipelineRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+    let ns = run.namespace().unwrap_or_default();
+    let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns);
     let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: null}}});
     ok_if(runs.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
+        .applying("clear the rerun annotation of", || describe::<PipelineRun>(Some(&ns), &run.name_any()))
 }
 
 /// Bumps an ImageBuild's `lastUsed` (a merge patch of that one field: the
@@ -94,6 +98,7 @@ async fn mark_used(client: &Client, ns: &str, build: &str) -> Result<(), Error> 
     let builds = Api::<ImageBuild>::namespaced(client.clone(), ns);
     let patch = serde_json::json!({"status": {"lastUsed": chrono::Utc::now()}});
     ok_if(builds.patch_status(build, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
+        .applying("mark used", || describe::<ImageBuild>(Some(ns), build))
 }
 
 /// A stage Job that runs an ImageBuild's latest image uses that build.
@@ -113,7 +118,11 @@ async fn mark_images_of_new_jobs_used(
     if images.is_empty() {
         return Ok(());
     }
-    let builds = Api::<ImageBuild>::namespaced(client.clone(), ns).list(&Default::default()).await?.items;
+    let builds = Api::<ImageBuild>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .observing(|| format!("ImageBuilds in {ns}"))?
+        .items;
     let mut used: Vec<&str> = images.iter().flat_map(|image| builds_with_image(&builds, image)).collect();
     used.sort_unstable();
     used.dedup();

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -23,10 +22,10 @@ use tracing::{debug, info, warn};
 
 use super::jobs::last_pod_warning;
 use super::logs::read_log_tail;
-use super::{catch_panic, panic_note, publish, Context, Error, Shutdown};
+use super::{catch_panic, describe, panic_note, publish, Context, Error, KubeResultExt, Shutdown};
 use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::pipelinerun::Stage;
-use crate::api::{ImageBuild, KataInstall, PipelineRun, FIELD_MANAGER};
+use crate::api::{ImageBuild, KataInstall, PipelineRun};
 use crate::engine::conditions::from_k8s_time;
 use crate::engine::internal_error::failed_by_internal_error;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
@@ -82,16 +81,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let backoff = ctx.backoff.clone();
     let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store(), deliveries });
     info!("watching PipelineRuns");
-    controller
-        .run(reconcile_catching_panics, error_policy, run_ctx)
-        .for_each(|result| {
-            match result {
-                Ok((run, _)) => backoff.succeeded(&run.to_string()),
-                Err(err) => debug!(error = %err, "PipelineRun reconcile failed"),
-            }
-            std::future::ready(())
-        })
-        .await;
+    super::drain(controller.run(reconcile_catching_panics, error_policy, run_ctx), backoff).await;
     forget.abort();
 }
 
@@ -179,9 +169,14 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     // created by the previous reconcile is always seen. The label narrows
     // the list; the owner UID decides what is the run's.
     let selector = format!("{LABEL_RUN}={}", run_label(&name));
-    let jobs = Api::<Job>::namespaced(client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?;
+    let of_run = || format!("of {}", describe::<PipelineRun>(Some(&ns), &name));
+    let jobs = Api::<Job>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .observing(|| format!("Jobs {}", of_run()))?;
     let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
-    let pods = pods_api.list(&ListParams::default().labels(&selector)).await?;
+    let pods =
+        pods_api.list(&ListParams::default().labels(&selector)).await.observing(|| format!("pods {}", of_run()))?;
     let (image_builds, kata_installs) = observe_references(client, &ns, &run).await?;
     let (stage_jobs, foreign_jobs) = observe::observe_stage_jobs(jobs.items, &pods.items, view.uid);
     let mut observed = Observed {
@@ -262,12 +257,14 @@ async fn observe_references(
         match stage_kind(stage) {
             // Several stages may wait for the same object: read it once.
             StageKind::ImageBuild { name } if !finished && !builds.contains_key(name) => {
-                if let Some(b) = Api::<ImageBuild>::namespaced(client.clone(), ns).get_opt(name).await? {
+                let build = Api::<ImageBuild>::namespaced(client.clone(), ns).get_opt(name).await;
+                if let Some(b) = build.observing(|| describe::<ImageBuild>(Some(ns), name))? {
                     builds.insert(name.to_string(), image_build_state(&b));
                 }
             }
             StageKind::KataInstall { name } if !finished && !installs.contains_key(name) => {
-                if let Some(k) = Api::<KataInstall>::all(client.clone()).get_opt(name).await? {
+                let install = Api::<KataInstall>::all(client.clone()).get_opt(name).await;
+                if let Some(k) = install.observing(|| describe::<KataInstall>(None, name))? {
                     installs.insert(name.to_string(), kata_install_state(&k));
                 }
             }
@@ -328,20 +325,12 @@ async fn write_status(
     status: &PipelineRunStatus,
 ) -> Result<PipelineRun, Error> {
     let api = Api::<PipelineRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "gantry.dev/v1alpha1",
-        "kind": "PipelineRun",
-        "status": status,
-    });
-    Ok(api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?)
+    super::write_status(&api, &run.name_any(), status).await
 }
 
 /// Transient errors (5xx, throttling, timeouts, connection errors, write
 /// conflicts) never fail a stage: the run is reconciled again, backing off
 /// per run while the errors last.
 fn error_policy(run: Arc<PipelineRun>, err: &Error, ctx: Arc<RunContext>) -> Action {
-    ctx.base.metrics.reconcile_failed("pipelinerun", &err.metric_reason());
-    let wait = err.fixed_backoff().unwrap_or_else(|| ctx.base.backoff.failed(&ObjectRef::from_obj(&*run).to_string()));
-    warn!(name = %run.name_any(), error = %err, retry_in = ?wait, "PipelineRun reconcile failed; retrying");
-    Action::requeue(wait)
+    super::error_policy(run, err, &ctx.base)
 }

@@ -16,7 +16,7 @@ use super::{
     NODE_RUNTIME_LABEL, RESYNC,
 };
 use crate::api::katainstall::{KataInstallStatus, KataPhase, NodeInstallStatus};
-use crate::engine::conditions::set_condition;
+use crate::engine::conditions::{set_condition, ConditionStatus};
 use crate::engine::duration::{later, parse_duration};
 use crate::engine::planner::Note;
 use crate::engine::validate::SpecError;
@@ -81,7 +81,15 @@ pub fn plan_cleanup(
     let generation = Some(view.generation);
     let message = format!("cleaning up {} node(s)", nodes.len());
     for condition in [CONDITION_INSTALLED, CONDITION_VERIFIED] {
-        set_condition(&mut status.conditions, condition, "False", "Uninstalling", &message, generation, now);
+        set_condition(
+            &mut status.conditions,
+            condition,
+            ConditionStatus::False,
+            "Uninstalling",
+            &message,
+            generation,
+            now,
+        );
     }
     if status.phase != Some(KataPhase::Uninstalling) {
         notes.insert(0, note(false, "Uninstalling", "running the installer's cleanup on every node it ran on"));

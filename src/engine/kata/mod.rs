@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::conditions::set_condition;
+use super::conditions::{set_condition, ConditionStatus};
 use super::observed::JobState;
 use super::planner::Note;
 use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, KataPhase, NodeInstallStatus};
@@ -314,7 +314,15 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
         let message = e.to_string();
         status.phase = Some(KataPhase::Degraded);
         for condition in [CONDITION_INSTALLED, CONDITION_VERIFIED] {
-            set_condition(&mut status.conditions, condition, "False", "InvalidSpec", &message, generation, now);
+            set_condition(
+                &mut status.conditions,
+                condition,
+                ConditionStatus::False,
+                "InvalidSpec",
+                &message,
+                generation,
+                now,
+            );
         }
         let mut notes = Vec::new();
         if view.status.conditions.iter().all(|c| c.reason != "InvalidSpec" || c.message != message) {
@@ -367,15 +375,19 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
 
     // Install condition and phase.
     let (installed_status, reason, message) = if nodes.is_empty() {
-        ("False", "NoNodesSelected", "no node matches spec.nodeSelector".to_string())
+        (ConditionStatus::False, "NoNodesSelected", "no node matches spec.nodeSelector".to_string())
     } else if let Some(first) = failed.first() {
         let names: Vec<&str> = failed.iter().take(5).map(|n| n.name.as_str()).collect();
         let error = first.message.as_deref().unwrap_or("failed");
-        ("False", "InstallFailed", format!("installer failed on {} ({}): {error}", names.join(", "), failed.len()))
+        (
+            ConditionStatus::False,
+            "InstallFailed",
+            format!("installer failed on {} ({}): {error}", names.join(", "), failed.len()),
+        )
     } else if installed.len() == nodes.len() {
-        ("True", "AllNodesInstalled", format!("Kata installed on {} node(s)", installed.len()))
+        (ConditionStatus::True, "AllNodesInstalled", format!("Kata installed on {} node(s)", installed.len()))
     } else {
-        ("False", "Installing", format!("installed on {} of {} node(s)", installed.len(), nodes.len()))
+        (ConditionStatus::False, "Installing", format!("installed on {} of {} node(s)", installed.len(), nodes.len()))
     };
     set_condition(&mut status.conditions, CONDITION_INSTALLED, installed_status, reason, &message, generation, now);
     nodes.extend(leaving);
@@ -391,7 +403,7 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
     let smoke_failed = status.smoke.as_ref().is_some_and(|s| s.result == smoke::FAILED);
     status.phase = Some(if !failed.is_empty() || smoke_failed {
         KataPhase::Degraded
-    } else if installed_status == "True" {
+    } else if installed_status == ConditionStatus::True {
         KataPhase::Installed
     } else {
         KataPhase::Installing

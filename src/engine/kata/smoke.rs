@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use super::validate::default_shim;
 use super::{note, runtime_class_name, short_hash, KataAction, KataObserved, KataView, PodState};
 use crate::api::katainstall::SmokeStatus;
+use crate::engine::conditions::ConditionStatus;
 use crate::engine::duration::{format_duration, later, parse_duration};
 use crate::engine::observed::JobState;
 use crate::engine::planner::Note;
@@ -31,7 +32,7 @@ pub struct SmokeStep {
     /// Events.
     pub notes: Vec<Note>,
     /// `Verified`: status, reason, message.
-    pub condition: (&'static str, &'static str, String),
+    pub condition: (ConditionStatus, &'static str, String),
     /// When the running test times out.
     pub wake: Option<DateTime<Utc>>,
 }
@@ -52,18 +53,18 @@ pub fn plan_smoke(view: &KataView, installed: &[String], observed: &KataObserved
         record: previous.clone(),
         actions: Vec::new(),
         notes: Vec::new(),
-        condition: ("", "", String::new()),
+        condition: (ConditionStatus::Unknown, "", String::new()),
         wake: None,
     };
     if view.spec.smoke_test.enabled == Some(false) {
         step.actions.extend(delete_all());
-        step.condition = ("Unknown", "SmokeTestDisabled", "spec.smokeTest.enabled is false".into());
+        step.condition = (ConditionStatus::Unknown, "SmokeTestDisabled", "spec.smokeTest.enabled is false".into());
         return step;
     }
     let shim = default_shim(view.spec).unwrap_or_default();
     let class = runtime_class_name(shim);
     if installed.is_empty() {
-        step.condition = ("Unknown", "WaitingForInstall", "no node has Kata installed yet".into());
+        step.condition = (ConditionStatus::Unknown, "WaitingForInstall", "no node has Kata installed yet".into());
         return step;
     }
     let key = smoke_key(view.generation, installed);
@@ -76,7 +77,7 @@ pub fn plan_smoke(view: &KataView, installed: &[String], observed: &KataObserved
         let message = format!("started: HTTP server pod with RuntimeClass {class}, client fetching its page");
         step.notes.push(note(false, "SmokeTestStarted", format!("smoke test {key} {message}")));
         step.record = Some(SmokeStatus { key, result: RUNNING.into(), start_time: Some(now), message: Some(message) });
-        step.condition = ("Unknown", "SmokeTestRunning", "the smoke test is running".into());
+        step.condition = (ConditionStatus::Unknown, "SmokeTestRunning", "the smoke test is running".into());
         step.wake = Some(later(now, timeout(view)));
         return step;
     };
@@ -149,11 +150,11 @@ fn timeout(view: &KataView) -> std::time::Duration {
     std.unwrap_or(super::DEFAULT_SMOKE_TIMEOUT)
 }
 
-fn condition_of(record: &SmokeStatus) -> (&'static str, &'static str, String) {
+fn condition_of(record: &SmokeStatus) -> (ConditionStatus, &'static str, String) {
     let message = record.message.clone().unwrap_or_default();
     match record.result.as_str() {
-        PASSED => ("True", "SmokeTestPassed", message),
-        FAILED => ("False", "SmokeTestFailed", message),
-        _ => ("Unknown", "SmokeTestRunning", message),
+        PASSED => (ConditionStatus::True, "SmokeTestPassed", message),
+        FAILED => (ConditionStatus::False, "SmokeTestFailed", message),
+        _ => (ConditionStatus::Unknown, "SmokeTestRunning", message),
     }
 }

@@ -14,7 +14,7 @@ use super::validate::validate_kata;
 use super::{note, runtime_class_name, selects, KataObserved, KataPlan, KataView, NodeInfo};
 use super::{CONDITION_INSTALLED, CONDITION_VERIFIED};
 use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, KataPhase};
-use crate::engine::conditions::set_condition;
+use crate::engine::conditions::{set_condition, ConditionStatus};
 
 /// The reason on `Installed` and `Verified` of a KataInstall in conflict.
 pub const REASON_CONFLICT: &str = "Conflict";
@@ -127,7 +127,15 @@ pub fn plan_conflict(
     let message = conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
     let generation = Some(view.generation);
     for condition in [CONDITION_INSTALLED, CONDITION_VERIFIED] {
-        set_condition(&mut status.conditions, condition, "False", REASON_CONFLICT, &message, generation, now);
+        set_condition(
+            &mut status.conditions,
+            condition,
+            ConditionStatus::False,
+            REASON_CONFLICT,
+            &message,
+            generation,
+            now,
+        );
     }
     status.phase = Some(KataPhase::Degraded);
     let already_told = view
