@@ -149,7 +149,7 @@ pub struct PruneRecord {
     /// The prune Job.
     pub job_name: String,
     /// Running, Succeeded or Failed (a failed prune is not retried by itself).
-    pub phase: String,
+    pub phase: PrunePhase,
     /// When it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<DateTime<Utc>>,
@@ -159,6 +159,18 @@ pub struct PruneRecord {
     /// Why it failed, naming the pod and container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Where a prune Job stands.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PrunePhase {
+    /// Its Job runs.
+    #[default]
+    Running,
+    /// The image was deleted.
+    Succeeded,
+    /// It failed, or its Job disappeared (not retried by itself).
+    Failed,
 }
 
 /// The phase of an ImageBuild.
@@ -196,7 +208,7 @@ pub struct BuildRecord {
     /// The builder Job.
     pub job_name: String,
     /// Building, Ready or Failed.
-    pub phase: String,
+    pub phase: BuildRecordPhase,
     /// The full reference built (`output:suffix`, with the output of its time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -215,4 +227,16 @@ pub struct BuildRecord {
     /// Why it failed, naming the pod and container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Where one build stands.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BuildRecordPhase {
+    /// Its Job runs.
+    #[default]
+    Building,
+    /// It pushed the image and reported its digest.
+    Ready,
+    /// It failed (not retried by itself).
+    Failed,
 }

@@ -1,7 +1,6 @@
 //! Pure decisions: spec and observed state in, actions out. No I/O here,
 //! so nearly all of Gantry's behaviour is tested without a cluster.
 
-pub mod build_planner;
 pub mod conditions;
 pub mod dag;
 pub mod destinations;

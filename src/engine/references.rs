@@ -98,7 +98,7 @@ pub fn builds_with_image<'a>(builds: &'a [ImageBuild], image: &'a str) -> impl I
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::imagebuild::{BuildRecord, ImageBuildStatus};
+    use crate::api::imagebuild::{BuildRecord, BuildRecordPhase, ImageBuildStatus};
 
     fn build(generation: i64, status: ImageBuildStatus) -> ImageBuild {
         let mut b = ImageBuild::new("sdk", Default::default());
@@ -107,8 +107,8 @@ mod tests {
         b
     }
 
-    fn record(phase: &str, generation: i64) -> BuildRecord {
-        BuildRecord { suffix: "c1".into(), phase: phase.into(), generation: Some(generation), ..Default::default() }
+    fn record(phase: BuildRecordPhase, generation: i64) -> BuildRecord {
+        BuildRecord { suffix: "c1".into(), phase, generation: Some(generation), ..Default::default() }
     }
 
     #[test]
@@ -118,7 +118,7 @@ mod tests {
             phase: Some(BuildPhase::Ready),
             latest_image: Some("reg/sdk:c1".into()),
             digest: Some("sha256:ab".into()),
-            builds: vec![record("Ready", 2)],
+            builds: vec![record(BuildRecordPhase::Ready, 2)],
             ..Default::default()
         };
         let Referenced::Ready(outputs) = image_build_state(&build(2, status.clone())) else { panic!() };
@@ -134,12 +134,12 @@ mod tests {
             observed_generation: Some(2),
             phase: Some(BuildPhase::Building),
             latest_image: Some("reg/sdk:c0".into()),
-            builds: vec![record("Ready", 1), record("Building", 2)],
+            builds: vec![record(BuildRecordPhase::Ready, 1), record(BuildRecordPhase::Building, 2)],
             ..Default::default()
         };
         let Referenced::Waiting(why) = image_build_state(&build(2, building)) else { panic!() };
         assert!(why.contains("Building"), "{why}");
-        let mut failed = record("Failed", 2);
+        let mut failed = record(BuildRecordPhase::Failed, 2);
         failed.message = Some("container build in pod p exited with code 1".into());
         let status = ImageBuildStatus {
             observed_generation: Some(2),

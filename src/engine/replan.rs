@@ -2,16 +2,14 @@
 //! The controller applies every action of a plan, collects the creates the
 //! server refused for good, and plans once more from the planned status with
 //! those refusals observed: the refused stage fails, and fail-fast, gating
-//! and finally follow in the same reconcile, as for any failed stage. An
-//! ImageBuild's refused build or prune Job is observed as a failed Job with
-//! the server's message: the build fails (and is not retried by itself). Pure.
+//! and finally follow in the same reconcile, as for any failed stage. (An
+//! ImageBuild's refused Jobs: `engine::imagebuild::replan`.) Pure.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::build_planner::{plan_build, BuildAction, BuildJob, BuildPlan, BuildView};
-use super::observed::{JobObservation, JobOutcome, JobState, Observed, Refusal, RunView};
+use super::observed::{JobObservation, JobOutcome, Observed, Refusal, RunView};
 use super::planner::{plan, Action, Plan};
 
 /// What the cluster holds once `actions` were applied, except the creates
@@ -61,51 +59,6 @@ pub fn refusal_message(job: &str, refusal: &Refusal) -> String {
     } else {
         format!("JobRefused: the API server refused Job {job}: {}", refusal.message)
     }
-}
-
-/// An ImageBuild's Jobs once `actions` were applied: created Jobs are
-/// there and active, refused ones failed with the server's message.
-pub fn record_applied_builds(
-    jobs: &mut Vec<BuildJob>,
-    actions: &[BuildAction],
-    refused: &BTreeMap<String, Refusal>,
-    now: DateTime<Utc>,
-) {
-    for action in actions {
-        let (job_name, suffix, generation, prune) = match action {
-            BuildAction::CreateJob(l) => (&l.job_name, &l.suffix, l.generation, false),
-            BuildAction::CreatePruneJob(l) => (&l.job_name, &l.suffix, 0, true),
-            BuildAction::DeleteJob { name } => {
-                jobs.retain(|j| &j.outcome.name != name);
-                continue;
-            }
-        };
-        if jobs.iter().any(|j| &j.outcome.name == job_name) {
-            continue;
-        }
-        let mut outcome = JobOutcome { name: job_name.clone(), created: Some(now), ..Default::default() };
-        if let Some(refusal) = refused.get(job_name) {
-            outcome.state = JobState::Failed;
-            outcome.finished = Some(now);
-            outcome.message = Some(refusal_message(job_name, refusal));
-        }
-        let (rebuild_request, image) = match action {
-            BuildAction::CreateJob(l) => (l.rebuild_request.clone(), Some(l.image.clone())),
-            _ => (None, None),
-        };
-        jobs.push(BuildJob { suffix: suffix.clone(), generation, outcome, prune, rebuild_request, image });
-    }
-}
-
-/// Plans an ImageBuild again from `previous`'s status with `jobs` (see
-/// [`record_applied_builds`]); Events of both plans are kept, in order.
-pub fn replan_build(view: &BuildView, jobs: &[BuildJob], previous: BuildPlan, now: DateTime<Utc>) -> BuildPlan {
-    let view = BuildView { status: &previous.status, ..view.clone() };
-    let mut next = plan_build(&view, jobs, now);
-    let mut notes = previous.notes;
-    notes.append(&mut next.notes);
-    next.notes = notes;
-    next
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::job::{place_nested_virt, single_attempt_job};
 use crate::api::imagebuild::ImageBuildSpec;
-use crate::engine::build_planner::{BuildLaunch, PruneLaunch};
+use crate::engine::imagebuild::{BuildLaunch, PruneLaunch};
 use crate::engine::launch::OUTPUTS_PATH;
 use crate::engine::naming::{
     run_label, ANNOTATION_IMAGE, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY,

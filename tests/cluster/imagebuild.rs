@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use crate::crds::install_crds;
 use crate::registry::{registry_manifest, BUILDER_IMAGE, REGISTRY};
 use crate::support::{client, job_pod_and_log, wait_for, Operator, TestNamespace};
-use gantry::api::imagebuild::{BuildPhase, Lifecycle};
+use gantry::api::imagebuild::{BuildPhase, Lifecycle, PrunePhase};
 use gantry::api::pipelinerun::RunPhase;
 use gantry::api::{ImageBuild, PipelineRun};
 
@@ -145,7 +145,7 @@ async fn unused_images_go_obsolete_then_pruned_by_a_prune_job_and_permanent_ones
     let pruned = wait_for(&builds, "nightly", 90, "the image to be Pruned", lifecycle(Lifecycle::Pruned)).await;
     let status = pruned.status.unwrap();
     let prune = status.prune.clone().unwrap();
-    assert_eq!(prune.phase, "Succeeded");
+    assert_eq!(prune.phase, PrunePhase::Succeeded);
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Pruned"));
 

@@ -3,6 +3,5 @@
 //! for an invalid spec, and a status that stays far below etcd's object
 //! limit whatever a user (or a stage) wrote.
 
-mod imagebuild;
 mod katainstall;
 mod pipelinerun;

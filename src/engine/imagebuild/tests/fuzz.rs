@@ -3,9 +3,9 @@
 use proptest::prelude::*;
 
 use crate::api::common::ContainerRun;
-use crate::api::imagebuild::{BuildRecord, ImageBuildSpec, ImageBuildStatus, Retention};
-use crate::engine::build_planner::{plan_build, BuildJob, BuildView};
-use crate::engine::observed::Settings;
+use crate::api::imagebuild::{BuildRecord, BuildRecordPhase, ImageBuildSpec, ImageBuildStatus, Retention};
+use crate::engine::imagebuild::{plan, BuildJob, View};
+use crate::engine::settings::Settings;
 use crate::engine::testing::arbitrary::*;
 
 proptest! {
@@ -18,7 +18,7 @@ proptest! {
         suffix_prefix in "[a-z0-9]{0,10}|\\PC{0,4}",
         timeout in proptest::option::of(text()),
         retention in (proptest::option::of(any::<u32>()), proptest::option::of(text()), proptest::option::of(text()), any::<bool>()),
-        records in proptest::collection::vec((text(), proptest::option::of(time()), any::<i64>()), 0..6),
+        records in proptest::collection::vec((text(), proptest::option::of(time()), any::<i64>(), 0u8..3), 0..6),
         jobs in proptest::collection::vec((job(true), any::<bool>(), any::<i64>()), 0..6),
         last_used in proptest::option::of(time()),
         now in time(),
@@ -43,8 +43,9 @@ proptest! {
         let status = ImageBuildStatus {
             builds: records
                 .into_iter()
-                .map(|(suffix, start_time, generation)| BuildRecord {
+                .map(|(suffix, start_time, generation, phase)| BuildRecord {
                     suffix: suffix.clone(),
+                    phase: [BuildRecordPhase::Building, BuildRecordPhase::Ready, BuildRecordPhase::Failed][usize::from(phase)],
                     job_name: format!("img-{suffix}"),
                     start_time,
                     completion_time: start_time,
@@ -67,7 +68,7 @@ proptest! {
             })
             .collect();
         let settings = Settings::default();
-        let view = BuildView {
+        let view = View {
             name: "img",
             generation,
             spec: &spec,
@@ -75,7 +76,7 @@ proptest! {
             rebuild: rebuild.as_deref(),
             settings: &settings,
         };
-        let planned = plan_build(&view, &observed, now);
+        let planned = plan(&view, &observed, now);
         let bytes = serde_json::to_vec(&planned.status).map(|v| v.len()).unwrap_or(0);
         prop_assert!(bytes < MAX_STATUS_BYTES, "status of {bytes} bytes");
     }

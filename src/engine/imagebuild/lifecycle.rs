@@ -1,57 +1,10 @@
-//! Pure ImageBuild decisions: the unique suffix of a build, whether a new
-//! build is due (never in a loop), and the retention clock.
+//! The retention clock of an image: Used, then Obsolete when unused for
+//! `obsoleteAfter`, then due for its prune Job `pruneAfter` later.
 
 use chrono::{DateTime, Utc};
 
-use super::duration::{later, parse_duration};
-use crate::api::imagebuild::{BuildRecord, ImageBuildStatus, Lifecycle, Retention};
-
-/// The suffix of a build started at `now`: the prefix plus a UTC timestamp,
-/// like the containers org's `IMG_SFX` (`c20261121t150102z`). Made unique
-/// against `taken` (earlier builds) by appending `-2`, `-3`, ...
-pub fn build_suffix(prefix: &str, now: DateTime<Utc>, taken: &[BuildRecord]) -> String {
-    let base = format!("{prefix}{}", now.format("%Y%m%dt%H%M%Sz"));
-    let used = |s: &str| taken.iter().any(|b| b.suffix == s);
-    if !used(&base) {
-        return base;
-    }
-    (2..).map(|n| format!("{base}-{n}")).find(|s| !used(s)).expect("an unused suffix exists")
-}
-
-/// Why a build starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildTrigger {
-    /// Nothing was built yet.
-    First,
-    /// The spec changed (a new `metadata.generation`).
-    SpecChanged { from: i64, to: i64 },
-    /// The `gantry.dev/rebuild` annotation asked for it (its value).
-    Requested(String),
-}
-
-/// Whether a new build is due. A build is tied to the generation it built
-/// and a rebuild request to the annotation value it answered, so a failed
-/// build is not retried by itself and a request is honoured once.
-pub fn build_due(
-    generation: i64,
-    rebuild_request: Option<&str>,
-    handled_request: Option<&str>,
-    status: &ImageBuildStatus,
-) -> Option<BuildTrigger> {
-    let Some(last) = status.builds.last() else { return Some(BuildTrigger::First) };
-    if last.phase == "Building" {
-        return None;
-    }
-    if let Some(built) = last.generation {
-        if built != generation {
-            return Some(BuildTrigger::SpecChanged { from: built, to: generation });
-        }
-    }
-    match rebuild_request {
-        Some(request) if Some(request) != handled_request => Some(BuildTrigger::Requested(request.to_string())),
-        _ => None,
-    }
-}
+use crate::api::imagebuild::{Lifecycle, Retention};
+use crate::engine::duration::{later, parse_duration};
 
 /// Where the image stands in its retention lifecycle at `now`, and when
 /// that next changes.
@@ -106,42 +59,8 @@ pub fn lifecycle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use crate::engine::testing::t;
     use proptest::prelude::*;
-
-    fn t(secs: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 21, 15, 1, 2).unwrap() + chrono::Duration::seconds(secs)
-    }
-
-    fn record(suffix: &str, phase: &str, generation: i64) -> BuildRecord {
-        BuildRecord {
-            suffix: suffix.into(),
-            job_name: format!("img-{suffix}"),
-            phase: phase.into(),
-            generation: Some(generation),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn suffixes_are_prefix_plus_utc_time_and_unique() {
-        assert_eq!(build_suffix("c", t(0), &[]), "c20261121t150102z");
-        let taken = [record("b20261121t150102z", "Ready", 1)];
-        assert_eq!(build_suffix("b", t(0), &taken), "b20261121t150102z-2");
-    }
-
-    #[test]
-    fn a_build_is_due_first_on_spec_change_and_once_per_rebuild_request() {
-        let mut status = ImageBuildStatus::default();
-        assert_eq!(build_due(1, None, None, &status), Some(BuildTrigger::First));
-        status.builds.push(record("c1", "Building", 1));
-        assert_eq!(build_due(2, Some("x"), None, &status), None, "never while one is building");
-        status.builds[0].phase = "Failed".into();
-        assert_eq!(build_due(1, None, None, &status), None, "a failed build is not retried by itself");
-        assert_eq!(build_due(2, None, None, &status), Some(BuildTrigger::SpecChanged { from: 1, to: 2 }));
-        assert_eq!(build_due(1, Some("now"), None, &status), Some(BuildTrigger::Requested("now".into())));
-        assert_eq!(build_due(1, Some("now"), Some("now"), &status), None, "a request is honoured once");
-    }
 
     fn retention(obsolete: Option<&str>, prune: Option<&str>, permanent: bool) -> Retention {
         Retention {
