@@ -16,9 +16,9 @@ use crate::api::{ImageBuild, PipelineRun};
 use crate::controllers::create::create_child;
 use crate::controllers::{describe, ok_if, Error, KubeResultExt};
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
-use crate::engine::observed::Refusal;
-use crate::engine::planner::Action;
-use crate::engine::references::builds_with_image;
+use crate::engine::pipelinerun::references::builds_with_image;
+use crate::engine::pipelinerun::Action;
+use crate::engine::refusal::Refusal;
 use crate::resources::{controller_ref, job::stage_job, workspace::workspace_claim};
 
 /// What the reconcile should do after applying.

@@ -27,13 +27,13 @@ use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::pipelinerun::Stage;
 use crate::api::{ImageBuild, KataInstall, PipelineRun};
 use crate::engine::conditions::from_k8s_time;
-use crate::engine::internal_error::failed_by_internal_error;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
-use crate::engine::observed::{GroupMember, Observed, RunView};
-use crate::engine::planner::{failures_to_explain, logs_wanted, plan, Action as PlanAction};
-use crate::engine::references::{image_build_state, kata_install_state, Referenced};
-use crate::engine::replan::{record_applied, replan};
-use crate::engine::stage_kind::{stage_kind, StageKind};
+use crate::engine::pipelinerun::internal_error::failed_by_internal_error;
+use crate::engine::pipelinerun::plan::{failures_to_explain, logs_wanted, plan, Action as PlanAction};
+use crate::engine::pipelinerun::references::{image_build_state, kata_install_state, Referenced};
+use crate::engine::pipelinerun::replan::{record_applied, replan};
+use crate::engine::pipelinerun::stage_kind::{stage_kind, StageKind};
+use crate::engine::pipelinerun::view::{GroupMember, Observed, View};
 use crate::notify::delivery::Deliveries;
 use crate::resources::job::STAGE_CONTAINER;
 
@@ -103,7 +103,7 @@ async fn forget_deleted_runs(deliveries: Arc<Deliveries>, cache: Store<PipelineR
 /// Adds the last Warning Event of their pods to failed Jobs whose pods are
 /// gone (an image that never pulled, say): best effort, a stage fails
 /// either way.
-async fn explain_failures(client: &kube::Client, ns: &str, view: &RunView<'_>, observed: &mut Observed) {
+async fn explain_failures(client: &kube::Client, ns: &str, view: &View<'_>, observed: &mut Observed) {
     let jobs = failures_to_explain(view, observed);
     if jobs.is_empty() {
         return;
@@ -153,7 +153,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     let status = run.status.clone().unwrap_or_default();
     let annotations = run.annotations();
     let settings = ctx.base.config.settings_for(&ns);
-    let view = RunView {
+    let view = View {
         name: &name,
         uid: &uid,
         generation: run.metadata.generation,

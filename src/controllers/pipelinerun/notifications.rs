@@ -14,9 +14,9 @@ use tracing::warn;
 
 use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::PipelineRun;
-use crate::engine::destinations::DestinationPolicy;
-use crate::engine::outbox::{accepted_targets, next_outbox, unacknowledged, warnings, Progress};
-use crate::engine::planner::Note;
+use crate::engine::note::Note;
+use crate::engine::pipelinerun::destinations::DestinationPolicy;
+use crate::engine::pipelinerun::outbox::{accepted_targets, next_outbox, unacknowledged, warnings, Progress};
 use crate::notify::delivery::{Deliveries, RunKey, QUEUE_CAPACITY};
 use crate::resources::cloudevent::pipeline_event;
 

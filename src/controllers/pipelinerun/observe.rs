@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use crate::controllers::jobs::observe_jobs;
 use crate::controllers::ownership::split_by_owner;
 use crate::engine::naming::{LABEL_ATTEMPT, LABEL_STAGE};
-use crate::engine::observed::JobObservation;
+use crate::engine::pipelinerun::view::JobObservation;
 use crate::resources::job::STAGE_CONTAINER;
 
 /// The run's stage Jobs, one observation each (owned Jobs without stage

@@ -13,9 +13,9 @@
 use chrono::{DateTime, Utc};
 
 use super::destinations::DestinationPolicy;
-use super::planner::Note;
-use super::text::truncate;
 use crate::api::pipelinerun::{NotificationStatus, NotifyTarget, NotifyTargetStatus, PendingNotification};
+use crate::engine::note::Note;
+use crate::engine::text::truncate;
 
 /// Most transitions waiting in one run's outbox; older ones are dropped
 /// (counted in `dropped`), so status stays small (well under 200 KiB).

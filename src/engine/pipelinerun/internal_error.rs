@@ -5,10 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
-use super::planner::CONDITION_SUCCEEDED;
-use super::text::truncate;
+use super::plan::CONDITION_SUCCEEDED;
 use crate::api::pipelinerun::{PipelineRunStatus, RunPhase};
+use crate::engine::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
+use crate::engine::text::truncate;
 
 /// The `Succeeded` condition's reason for a run the operator failed on.
 pub const REASON_INTERNAL_ERROR: &str = "InternalError";

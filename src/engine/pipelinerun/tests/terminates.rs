@@ -11,10 +11,15 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 
-use super::*;
 use crate::api::common::ContainerRun;
 use crate::api::pipelinerun::{ObjectRef, ServiceStage};
-use crate::engine::observed::{JobOutcome, Settings};
+use crate::api::pipelinerun::{PipelineRunSpec, PipelineRunStatus, RunPhase, Stage, StagePhase};
+use crate::engine::job::JobOutcome;
+use crate::engine::job::JobState;
+use crate::engine::pipelinerun::plan::*;
+use crate::engine::pipelinerun::references::Referenced;
+use crate::engine::pipelinerun::view::{JobObservation, Observed, View};
+use crate::engine::settings::Settings;
 
 /// Simulated reconciles a run may take before it counts as stuck.
 const MAX_STEPS: usize = 20_000;
@@ -214,7 +219,7 @@ impl World {
 
     /// One reconcile and its actions; returns the plan.
     fn reconcile(&mut self) -> Plan {
-        let view = RunView {
+        let view = View {
             name: "run",
             uid: "0c5b1bd4-run",
             generation: Some(1),

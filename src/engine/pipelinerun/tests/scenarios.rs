@@ -2,15 +2,26 @@
 //! actions are applied to an in-memory Job list, tests decide how Jobs end.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 
-use super::*;
 use crate::api::common::ContainerRun;
 use crate::api::pipelinerun::{Concurrency, Param};
-use crate::engine::observed::{GroupMember, JobOutcome, Settings};
-use crate::engine::references::Referenced;
+use crate::api::pipelinerun::{
+    ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus, ResultsFormat, RunPhase, SkipReason, Stage, StagePhase,
+    StageStatus,
+};
+use crate::engine::job::JobOutcome;
+use crate::engine::job::JobState;
+use crate::engine::note::Note;
+use crate::engine::pipelinerun::launch::StageLaunch;
+use crate::engine::pipelinerun::plan::*;
+use crate::engine::pipelinerun::references::Referenced;
+use crate::engine::pipelinerun::view::GroupMember;
+use crate::engine::pipelinerun::view::{JobObservation, Observed, View};
+use crate::engine::settings::Settings;
 
 /// The simulated run's `metadata.uid`.
 const UID: &str = "4a1c2e7b-0d3f-4e5a-8b9c-1d2e3f4a5b6c";
@@ -70,7 +81,7 @@ impl Sim {
 
     /// One reconcile: plan, then apply the actions to the simulated cluster.
     fn step(&mut self) -> &Plan {
-        let view = RunView {
+        let view = View {
             name: "run",
             uid: UID,
             generation: Some(1),
@@ -337,7 +348,7 @@ fn a_failure_whose_pods_are_gone_is_explained_once_before_it_is_recorded() {
     job.outcome.pod = None;
     job.outcome.message = Some("DeadlineExceeded: Job was active longer than specified deadline".into());
     let wanted = |sim: &Sim| {
-        let view = RunView {
+        let view = View {
             name: "run",
             uid: UID,
             generation: Some(1),
@@ -370,7 +381,7 @@ fn tap_results_merge_across_attempts_a_test_passing_once_passes() {
     sim.fail("kola");
     sim.observed.logs.insert(job("kola", 1), "1..3\nok 1 - boot\nnot ok 2 - network\nok 3 - update\n".into());
     let view_status = sim.status.clone();
-    let view = RunView {
+    let view = View {
         name: "run",
         uid: UID,
         generation: Some(1),

@@ -12,22 +12,24 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
 use super::dag::Graph;
-use super::duration::{later, later_by_secs, parse_duration};
 use super::launch::{launch, stage_timeout, StageLaunch};
-use super::naming::workspace_claim_name;
-use super::observed::{group_order, JobObservation, JobState, Observed, Refusal, RunView};
-use super::outputs::{is_skip, parse_outputs};
 use super::references::Referenced;
 use super::stage_kind::{stage_kind, StageKind};
 use super::tap;
-use super::text::truncate;
 use super::validate::{validate, SpecError};
+use super::view::{group_order, JobObservation, Observed, View};
 use crate::api::pipelinerun::{
     AttemptStatus, ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus, ResultsFormat, RunPhase, SkipReason, Stage,
     StagePhase, StageStatus,
 };
+use crate::engine::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
+use crate::engine::duration::{later, later_by_secs, parse_duration};
+use crate::engine::job::JobState;
+use crate::engine::naming::workspace_claim_name;
+use crate::engine::outputs::{is_skip, parse_outputs};
+use crate::engine::refusal::{refusal_message, Refusal};
+use crate::engine::text::truncate;
 
 /// The condition `kubectl wait --for=condition=Succeeded` waits for.
 pub const CONDITION_SUCCEEDED: &str = "Succeeded";
@@ -39,8 +41,8 @@ pub const DEFAULT_RETRY_DELAY_SECS: u32 = 10;
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 /// How often a queued run looks again whether it may start.
 pub const QUEUE_POLL: Duration = Duration::from_secs(3);
-pub use super::job::TIMEOUT_GRACE;
-pub use super::note::Note;
+pub use crate::engine::job::TIMEOUT_GRACE;
+pub use crate::engine::note::Note;
 /// How often a service stage that is not ready yet looks at its pods.
 pub const SERVICE_POLL: Duration = Duration::from_secs(2);
 /// How often a stage waiting for an ImageBuild or KataInstall looks again
@@ -69,7 +71,7 @@ pub enum Action {
 }
 
 /// The planner's answer.
-pub type Plan = super::plan::Plan<PipelineRunStatus, Action>;
+pub type Plan = crate::engine::plan::Plan<PipelineRunStatus, Action>;
 
 /// Why the whole run is being stopped.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +86,7 @@ enum Stop {
 /// whose pods are gone (the Job controller deletes them at the deadline), so
 /// the failure cannot name the container; the controller adds the pods'
 /// last Warning Event to their message before calling [`plan`].
-pub fn failures_to_explain(run: &RunView, observed: &Observed) -> Vec<String> {
+pub fn failures_to_explain(run: &View, observed: &Observed) -> Vec<String> {
     unfinished_current_attempts(run, observed)
         .filter_map(|(status, current)| observed.job(&status.name, current))
         .filter(|j| j.outcome.state == JobState::Failed && j.outcome.pod.is_none())
@@ -95,7 +97,7 @@ pub fn failures_to_explain(run: &RunView, observed: &Observed) -> Vec<String> {
 /// Job names of finished attempts whose logs the planner needs (TAP stages
 /// whose current attempt just finished); the controller fetches them into
 /// `Observed::logs` before calling [`plan`].
-pub fn logs_wanted(run: &RunView, observed: &Observed) -> Vec<String> {
+pub fn logs_wanted(run: &View, observed: &Observed) -> Vec<String> {
     let tap = |name: &str| run.spec.stages.iter().any(|s| s.name == name && s.results == Some(ResultsFormat::Tap));
     let mut wanted = Vec::new();
     for (status, current) in unfinished_current_attempts(run, observed).filter(|(s, _)| tap(&s.name)) {
@@ -113,7 +115,7 @@ pub fn logs_wanted(run: &RunView, observed: &Observed) -> Vec<String> {
 /// The stages the status has not recorded as finished, each with its current
 /// attempt: the newest with a Job, or the one recorded if that is newer.
 fn unfinished_current_attempts<'a>(
-    run: &'a RunView,
+    run: &'a View,
     observed: &'a Observed,
 ) -> impl Iterator<Item = (&'a StageStatus, u32)> + 'a {
     let unfinished = run.status.stages.iter().filter(|s| !s.phase.is_finished());
@@ -121,7 +123,7 @@ fn unfinished_current_attempts<'a>(
 }
 
 /// Plans one reconcile of `run`.
-pub fn plan(run: &RunView, observed: &Observed, now: DateTime<Utc>) -> Plan {
+pub fn plan(run: &View, observed: &Observed, now: DateTime<Utc>) -> Plan {
     let mut planner = Planner {
         spec: run.spec,
         run,
@@ -142,7 +144,7 @@ pub fn plan(run: &RunView, observed: &Observed, now: DateTime<Utc>) -> Plan {
 
 struct Planner<'a> {
     spec: &'a PipelineRunSpec,
-    run: &'a RunView<'a>,
+    run: &'a View<'a>,
     observed: &'a Observed,
     now: DateTime<Utc>,
     status: PipelineRunStatus,
@@ -451,7 +453,7 @@ impl Planner<'_> {
                 let deadline = timeout.map(|t| later(started, t));
                 if let (Some(t), Some(deadline)) = (timeout, deadline) {
                     if self.now >= deadline {
-                        let why = format!("timed out after {}: {why}", super::duration::format_duration(t));
+                        let why = format!("timed out after {}: {why}", crate::engine::duration::format_duration(t));
                         return self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
                     }
                     self.wake_at.push(deadline);
@@ -472,7 +474,7 @@ impl Planner<'_> {
         let deadline = later(started, timeout.saturating_add(TIMEOUT_GRACE));
         if self.now >= deadline {
             self.actions.push(Action::DeleteJob { name: job.outcome.name.clone() });
-            let t = super::duration::format_duration(timeout);
+            let t = crate::engine::duration::format_duration(timeout);
             self.attempt_failed(i, Some(job), format!("timed out after {t} (Job {})", job.outcome.name));
         } else {
             self.wake_at.push(deadline);
@@ -578,7 +580,7 @@ impl Planner<'_> {
     /// and fail-fast, gating and finally treat it like any failed stage.
     fn refused(&mut self, i: usize, job: &str, refusal: &Refusal) {
         let reason = if refusal.conflict { "JobConflict" } else { "JobRefused" };
-        let why = super::replan::refusal_message(job, refusal);
+        let why = refusal_message(job, refusal);
         self.record_attempt(i, None, StagePhase::Failed, Some(&why));
         self.stage_done(i, None, StagePhase::Failed, None, Some(&why));
         let stage = self.spec.stages[i].name.clone();
@@ -659,8 +661,9 @@ impl Planner<'_> {
             return Some(Stop::WorkspaceRefused(format!("workspace claim {claim} not created: {}", refusal.message)));
         }
         let (timeout, deadline) = self.run_deadline()?;
-        (self.now >= deadline)
-            .then(|| Stop::TimedOut(format!("run timed out after {}", super::duration::format_duration(timeout))))
+        (self.now >= deadline).then(|| {
+            Stop::TimedOut(format!("run timed out after {}", crate::engine::duration::format_duration(timeout)))
+        })
     }
 
     /// The run's timeout and the deadline it sets (its clock starts at creation).
@@ -1015,8 +1018,3 @@ pub fn retry_delay(base_secs: u32, tries: u32) -> Duration {
     let factor = 2u64.saturating_pow(tries.saturating_sub(1).min(20));
     Duration::from_secs(u64::from(base_secs).saturating_mul(factor)).min(MAX_RETRY_DELAY)
 }
-
-#[cfg(test)]
-mod termination;
-#[cfg(test)]
-mod tests;

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::text::truncate;
 use crate::api::common::TestCounts;
+use crate::engine::text::truncate;
 
 /// At most this many failed test names are listed in [`TestCounts`].
 pub const MAX_FAILED_NAMES: usize = 20;

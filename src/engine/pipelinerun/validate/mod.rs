@@ -6,12 +6,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::dag::{Graph, GraphError};
 use super::destinations::DestinationPolicy;
-use super::duration::{format_duration, parse_duration_at_most, MAX_TIMEOUT};
 use super::stage_kind::{
     provides_output, stage_kind, StageKind, IMAGE_BUILD_OUTPUTS, KATA_INSTALL_OUTPUTS, SERVICE_OUTPUTS,
 };
 use super::substitute::{references, Reference};
 use crate::api::pipelinerun::{PipelineRunSpec, Stage};
+use crate::engine::duration::{format_duration, parse_duration_at_most, MAX_TIMEOUT};
+use crate::engine::naming::is_dns_label;
 
 /// Most stages a run may have (status stays bounded, see `MAX_HISTORY`).
 pub const MAX_STAGES: usize = 64;
@@ -33,7 +34,7 @@ pub const MAX_TTL_SECONDS: i64 = 365 * 24 * 60 * 60;
 /// delay is capped at the same value.
 pub const MAX_RETRY_DELAY_SECONDS: u32 = 600;
 
-pub use super::spec_error::SpecError;
+pub use crate::engine::spec_error::SpecError;
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
     SpecError { field: field.into(), message: message.into() }
@@ -45,17 +46,6 @@ fn stage_field(stage: &Stage, field: &str) -> String {
     } else {
         format!("spec.stages[{}].{field}", stage.name)
     }
-}
-
-/// A DNS-1123 label: lowercase alphanumerics and `-`, 1 to 63 characters,
-/// starting and ending alphanumeric.
-pub fn is_dns_label(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !s.is_empty()
-        && s.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
 }
 
 fn is_identifier(s: &str) -> bool {

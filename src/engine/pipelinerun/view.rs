@@ -1,18 +1,20 @@
-//! What the controller observed in the cluster, handed to the planner.
+//! What the planner reads: the run itself ([`View`]) and what the
+//! controller observed in the cluster for it ([`Observed`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use super::references::Referenced;
 use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus};
-pub use crate::engine::job::{JobOutcome, JobState};
-use crate::engine::references::Referenced;
-pub use crate::engine::settings::Settings;
+use crate::engine::job::JobOutcome;
+use crate::engine::refusal::Refusal;
+use crate::engine::settings::Settings;
 
 /// The run being planned: its identity, spec, last written status and the
 /// annotations that steer it.
 #[derive(Debug, Clone)]
-pub struct RunView<'a> {
+pub struct View<'a> {
     /// `metadata.name`.
     pub name: &'a str,
     /// `metadata.uid`: the run's children carry it in their owner
@@ -77,10 +79,10 @@ pub struct Observed {
     /// Other runs of its concurrency group.
     pub group: Vec<GroupMember>,
     /// Logs of finished attempts, by Job name, as asked for by
-    /// [`crate::engine::planner::logs_wanted`].
+    /// [`super::plan::logs_wanted`].
     pub logs: BTreeMap<String, String>,
     /// The Jobs whose log was longer than the operator reads
-    /// ([`crate::engine::log_tail::MAX_LOG_BYTES`]): `logs` holds its end.
+    /// ([`super::log_tail::MAX_LOG_BYTES`]): `logs` holds its end.
     pub logs_cut: std::collections::BTreeSet<String>,
     /// The ImageBuilds `imageBuild` stages wait for, by name; a name that is
     /// absent does not exist (yet).
@@ -96,16 +98,6 @@ pub struct Observed {
     /// name, with its message: the controller applies a plan, then plans
     /// again with these so the refused stage fails (see [`Refusal`]).
     pub refused: BTreeMap<String, Refusal>,
-}
-
-/// Why the API server would not create an object, as the planner is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The name is held by an object of another owner (a 409 on create),
-    /// rather than the object itself rejected (400, 403, 404, 422).
-    pub conflict: bool,
-    /// What the server said (it names the field), or who holds the name.
-    pub message: String,
 }
 
 impl Observed {
