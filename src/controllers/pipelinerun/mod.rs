@@ -29,11 +29,11 @@ use crate::api::{ImageBuild, KataInstall, PipelineRun};
 use crate::engine::conditions::from_k8s_time;
 use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_RUN};
 use crate::engine::pipelinerun::internal_error::failed_by_internal_error;
-use crate::engine::pipelinerun::plan::{failures_to_explain, logs_wanted, plan, Action as PlanAction};
 use crate::engine::pipelinerun::references::{image_build_state, kata_install_state, Referenced};
 use crate::engine::pipelinerun::replan::{record_applied, replan};
 use crate::engine::pipelinerun::stage_kind::{stage_kind, StageKind};
-use crate::engine::pipelinerun::view::{GroupMember, Observed, View};
+use crate::engine::pipelinerun::view::{failures_to_explain, logs_wanted, GroupMember, Observed, View};
+use crate::engine::pipelinerun::{plan, Action as PlanAction};
 use crate::notify::delivery::Deliveries;
 use crate::resources::job::STAGE_CONTAINER;
 

@@ -5,6 +5,8 @@
 //! - [`view`]: what the planner reads.
 //! - [`validate`]: the spec's rules (an invalid spec never creates a Job).
 //! - [`plan`]: one reconcile's decisions, one file per pass.
+//! - [`status`], [`events`]: the `Succeeded` condition and its reasons; the
+//!   Events a run publishes.
 //! - [`launch`], [`dag`], [`substitute`], [`stage_kind`], [`references`],
 //!   [`tap`]: what the passes use (starting an attempt, the stage graph,
 //!   `$(...)` substitution, a stage's kind, referenced objects, TAP results).
@@ -15,6 +17,7 @@
 
 pub mod dag;
 pub mod destinations;
+pub mod events;
 pub mod internal_error;
 pub mod launch;
 pub mod log_tail;
@@ -23,6 +26,7 @@ pub mod plan;
 pub mod references;
 pub mod replan;
 pub mod stage_kind;
+pub mod status;
 pub mod substitute;
 pub mod tap;
 pub mod validate;
@@ -32,5 +36,6 @@ pub mod view;
 mod tests;
 
 pub use plan::{plan, Action, Plan};
+pub use status::{reasons, CONDITION_SUCCEEDED};
 pub use validate::validate;
 pub use view::{Observed, View};

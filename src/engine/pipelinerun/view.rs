@@ -1,13 +1,14 @@
 //! What the planner reads: the run itself ([`View`]) and what the
-//! controller observed in the cluster for it ([`Observed`]).
+//! controller observed in the cluster for it ([`Observed`]), with what the
+//! controller must fetch besides ([`failures_to_explain`], [`logs_wanted`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
 use super::references::Referenced;
-use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus};
-use crate::engine::job::JobOutcome;
+use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus, ResultsFormat, StageStatus};
+use crate::engine::job::{JobOutcome, JobState};
 use crate::engine::refusal::Refusal;
 use crate::engine::settings::Settings;
 
@@ -79,7 +80,7 @@ pub struct Observed {
     /// Other runs of its concurrency group.
     pub group: Vec<GroupMember>,
     /// Logs of finished attempts, by Job name, as asked for by
-    /// [`super::plan::logs_wanted`].
+    /// [`logs_wanted`].
     pub logs: BTreeMap<String, String>,
     /// The Jobs whose log was longer than the operator reads
     /// ([`super::log_tail::MAX_LOG_BYTES`]): `logs` holds its end.
@@ -110,4 +111,44 @@ impl Observed {
     pub fn latest_attempt(&self, stage: &str) -> Option<u32> {
         self.jobs.iter().filter(|j| j.stage == stage).map(|j| j.attempt).max()
     }
+}
+
+/// Failed Jobs of the current attempt of stages not yet recorded as finished
+/// whose pods are gone (the Job controller deletes them at the deadline), so
+/// the failure cannot name the container; the controller adds the pods'
+/// last Warning Event to their message before calling [`super::plan`].
+pub fn failures_to_explain(run: &View, observed: &Observed) -> Vec<String> {
+    unfinished_current_attempts(run, observed)
+        .filter_map(|(status, current)| observed.job(&status.name, current))
+        .filter(|j| j.outcome.state == JobState::Failed && j.outcome.pod.is_none())
+        .map(|j| j.outcome.name.clone())
+        .collect()
+}
+
+/// Job names of finished attempts whose logs the planner needs (TAP stages
+/// whose current attempt just finished); the controller fetches them into
+/// `Observed::logs` before calling [`super::plan`].
+pub fn logs_wanted(run: &View, observed: &Observed) -> Vec<String> {
+    let tap = |name: &str| run.spec.stages.iter().any(|s| s.name == name && s.results == Some(ResultsFormat::Tap));
+    let mut wanted = Vec::new();
+    for (status, current) in unfinished_current_attempts(run, observed).filter(|(s, _)| tap(&s.name)) {
+        let finished = observed.job(&status.name, current).is_some_and(|j| j.outcome.state != JobState::Active);
+        if finished {
+            let first = status.first_attempt.max(1);
+            wanted.extend(
+                (first..=current).filter_map(|a| observed.job(&status.name, a)).map(|j| j.outcome.name.clone()),
+            );
+        }
+    }
+    wanted
+}
+
+/// The stages the status has not recorded as finished, each with its current
+/// attempt: the newest with a Job, or the one recorded if that is newer.
+fn unfinished_current_attempts<'a>(
+    run: &'a View,
+    observed: &'a Observed,
+) -> impl Iterator<Item = (&'a StageStatus, u32)> + 'a {
+    let unfinished = run.status.stages.iter().filter(|s| !s.phase.is_finished());
+    unfinished.map(|s| (s, observed.latest_attempt(&s.name).unwrap_or(0).max(s.attempt)))
 }

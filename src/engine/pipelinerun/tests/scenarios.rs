@@ -20,7 +20,8 @@ use crate::engine::pipelinerun::launch::StageLaunch;
 use crate::engine::pipelinerun::plan::*;
 use crate::engine::pipelinerun::references::Referenced;
 use crate::engine::pipelinerun::view::GroupMember;
-use crate::engine::pipelinerun::view::{JobObservation, Observed, View};
+use crate::engine::pipelinerun::view::{failures_to_explain, logs_wanted, JobObservation, Observed, View};
+use crate::engine::pipelinerun::CONDITION_SUCCEEDED;
 use crate::engine::settings::Settings;
 
 /// The simulated run's `metadata.uid`.

@@ -19,6 +19,7 @@ use crate::engine::job::JobState;
 use crate::engine::pipelinerun::plan::*;
 use crate::engine::pipelinerun::references::Referenced;
 use crate::engine::pipelinerun::view::{JobObservation, Observed, View};
+use crate::engine::pipelinerun::CONDITION_SUCCEEDED;
 use crate::engine::settings::Settings;
 
 /// Simulated reconciles a run may take before it counts as stuck.
