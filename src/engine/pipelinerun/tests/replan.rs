@@ -1,8 +1,6 @@
 //! A refused create becomes the stage's failure, and the run goes on from
 //! there within the same reconcile.
 
-use chrono::{TimeZone, Utc};
-
 use std::collections::BTreeMap;
 
 use crate::api::common::ContainerRun;
@@ -13,6 +11,7 @@ use crate::engine::pipelinerun::replan::{record_applied, replan};
 use crate::engine::pipelinerun::{plan, Action, Observed, Plan, View};
 use crate::engine::refusal::Refusal;
 use crate::engine::settings::Settings;
+use crate::engine::testing::t0;
 
 const UID: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
 const SERVER_SAYS: &str =
@@ -45,7 +44,7 @@ fn reconcile(
     refuse: &[(&str, Refusal)],
 ) -> Plan {
     let settings = Settings::default();
-    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let now = t0();
     let view = View {
         name: "run",
         uid: UID,
