@@ -114,15 +114,12 @@ pub fn hand_over(run: &PipelineRun, status: &PipelineRunStatus, deliveries: &Arc
         let body = |e: &_| Bytes::from(serde_json::to_vec(&pipeline_event(&run, e)).unwrap_or_default());
         let offer = deliveries.enqueue(&key, url, &recorded, &events, body);
         if offer.newly_full {
-            handover.notes.push(Note {
-                warning: true,
-                reason: "NotifyQueueFull".into(),
-                message: format!(
+            handover.notes.push(Note::warning(
+                "NotifyQueueFull",
+                format!(
                     "{url}: its queue is full ({QUEUE_CAPACITY} events); the rest stay in status.notifications and are sent later"
                 ),
-                stage: None,
-                job: None,
-            });
+            ));
         }
         handover.recheck = Some(RECHECK);
     }
@@ -143,7 +140,7 @@ mod tests {
     }
 
     fn note(reason: &str) -> Note {
-        Note { warning: false, reason: reason.into(), message: String::new(), stage: None, job: None }
+        Note::normal(reason, "")
     }
 
     #[test]
