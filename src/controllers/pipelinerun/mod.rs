@@ -1,7 +1,7 @@
 //! The PipelineRun reconciler: observe the run's Jobs and pods
-//! ([`observe`]), ask the planner, apply its actions ([`apply`]), write
+//! (`observe.rs`), ask the planner, apply its actions (`apply.rs`), write
 //! status, publish Events, and hand new transitions to the notification
-//! delivery task ([`notifications`]).
+//! delivery task (`notifications.rs`).
 
 mod apply;
 mod notifications;

@@ -1,5 +1,5 @@
 //! The Events a run publishes: their reasons, and the notes for every stage
-//! and run phase change a plan makes (the last thing [`super::plan`] does).
+//! and run phase change a plan makes (the last thing [`super::plan()`] does).
 
 use crate::api::pipelinerun::{PipelineRunStatus, RunPhase, StagePhase};
 use crate::engine::note::Note;

@@ -1,10 +1,10 @@
 //! The PipelineRun kind's decisions: a run's spec, its last status and what
 //! the controller observed go in ([`View`], [`Observed`]); the next status,
-//! the actions to apply and the Events to publish come out ([`plan`]).
+//! the actions to apply and the Events to publish come out ([`plan()`]).
 //!
 //! - [`view`]: what the planner reads.
-//! - [`validate`]: the spec's rules (an invalid spec never creates a Job).
-//! - [`plan`]: one reconcile's decisions, one file per pass.
+//! - [`mod@validate`]: the spec's rules (an invalid spec never creates a Job).
+//! - [`mod@plan`]: one reconcile's decisions, one file per pass.
 //! - [`status`], [`events`]: the `Succeeded` condition and its reasons; the
 //!   Events a run publishes.
 //! - [`launch`], [`dag`], [`substitute`], [`stage_kind`], [`references`],

@@ -116,7 +116,7 @@ impl Observed {
 /// Failed Jobs of the current attempt of stages not yet recorded as finished
 /// whose pods are gone (the Job controller deletes them at the deadline), so
 /// the failure cannot name the container; the controller adds the pods'
-/// last Warning Event to their message before calling [`super::plan`].
+/// last Warning Event to their message before calling [`super::plan()`].
 pub fn failures_to_explain(run: &View, observed: &Observed) -> Vec<String> {
     unfinished_current_attempts(run, observed)
         .filter_map(|(status, current)| observed.job(&status.name, current))
@@ -127,7 +127,7 @@ pub fn failures_to_explain(run: &View, observed: &Observed) -> Vec<String> {
 
 /// Job names of finished attempts whose logs the planner needs (TAP stages
 /// whose current attempt just finished); the controller fetches them into
-/// `Observed::logs` before calling [`super::plan`].
+/// `Observed::logs` before calling [`super::plan()`].
 pub fn logs_wanted(run: &View, observed: &Observed) -> Vec<String> {
     let tap = |name: &str| run.spec.stages.iter().any(|s| s.name == name && s.results == Some(ResultsFormat::Tap));
     let mut wanted = Vec::new();

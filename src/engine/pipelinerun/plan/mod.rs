@@ -5,24 +5,24 @@
 //! One pass, in this order (each step is its own file and `impl` block):
 //!
 //! 1. validate — an invalid spec creates nothing: the run fails with
-//!    `InvalidSpec`, or keeps the result it had ([`invalid`]);
+//!    `InvalidSpec`, or keeps the result it had (`invalid.rs`);
 //! 2. rerun — a finished run asked to rerun a stage resets it and what
-//!    follows; a finished run otherwise only waits for its TTL ([`rerun`]);
-//! 3. workspace — make sure the run's claim exists ([`workspace`]);
+//!    follows; a finished run otherwise only waits for its TTL (`rerun.rs`);
+//! 3. workspace — make sure the run's claim exists (`workspace.rs`);
 //! 4. adopt — take over Jobs the status does not know yet, never create
-//!    twice ([`adopt`]);
+//!    twice (`adopt.rs`);
 //! 5. integrate — fold each running attempt's outcome into its stage:
-//!    success, failure and retry, TAP results, refusals ([`integrate`]), a
-//!    service getting ready ([`service`]), a referenced object ([`reference`]);
+//!    success, failure and retry, TAP results, refusals (`integrate.rs`), a
+//!    service getting ready (`service.rs`), a referenced object (`reference.rs`);
 //! 6. concurrency — queue behind or supersede older runs of the group
-//!    ([`concurrency`]);
+//!    (`concurrency.rs`);
 //! 7. stop — cancel, supersede, timeout or a refused workspace stop
-//!    everything ([`stop`]);
-//! 8. fail-fast — a failed gating stage stops the others ([`stop`]);
-//! 9. advance — start every stage whose needs are met ([`advance`]);
-//! 10. tear down services whose dependents are done ([`service`]);
+//!    everything (`stop.rs`);
+//! 8. fail-fast — a failed gating stage stops the others (`stop.rs`);
+//! 9. advance — start every stage whose needs are met (`advance.rs`);
+//! 10. tear down services whose dependents are done (`service.rs`);
 //! 11. conclude — the run's phase, condition and summary, its TTL
-//!     ([`conclude`]);
+//!     (`conclude.rs`);
 //! 12. events — one per stage and run phase change ([`super::events`]).
 
 mod adopt;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::common::ContainerRun;
-use crate::api::pipelinerun::{PipelineRunSpec, PipelineRunStatus, RunPhase, Stage, StagePhase, Workspace};
+use super::stage;
+use crate::api::pipelinerun::{PipelineRunSpec, PipelineRunStatus, RunPhase, StagePhase, Workspace};
 use crate::engine::job::JobState;
 use crate::engine::naming::{job_name, workspace_claim_name};
 use crate::engine::pipelinerun::replan::{record_applied, replan};
@@ -17,15 +17,6 @@ const UID: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
 const SERVER_SAYS: &str =
     "Job.batch \"x\" is invalid: spec.template.spec.serviceAccountName: Invalid value: \"Bad_SA\": \
                            a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters";
-
-fn stage(name: &str, needs: &[&str]) -> Stage {
-    Stage {
-        name: name.into(),
-        needs: needs.iter().map(|s| s.to_string()).collect(),
-        run: Some(ContainerRun { image: Some("local/busybox:1".into()), ..Default::default() }),
-        ..Default::default()
-    }
-}
 
 fn job(stage: &str) -> String {
     job_name("run", UID, stage, 1)

@@ -1,10 +1,10 @@
 //! Validation of a PipelineRun spec. An invalid spec never creates a Job:
 //! the run goes Failed with reason `InvalidSpec` and the message of the
 //! first problem found, which names the stage and field. The checks run in
-//! this order: the run's own fields and limits ([`limits`]), `spec.notify`
-//! ([`notify`]), stage names and the needs graph ([`names`]), each stage's
-//! fields by kind ([`stages`]), then `spec.skip` ([`names`]) and every
-//! `$(...)` reference ([`substitutions`]).
+//! this order: the run's own fields and limits (`limits.rs`), `spec.notify`
+//! (`notify.rs`), stage names and the needs graph (`names.rs`), each stage's
+//! fields by kind (`stages.rs`), then `spec.skip` (`names.rs`) and every
+//! `$(...)` reference (`substitutions.rs`).
 
 mod limits;
 mod names;
