@@ -16,6 +16,7 @@ use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::PipelineRun;
 use crate::engine::note::Note;
 use crate::engine::pipelinerun::destinations::DestinationPolicy;
+use crate::engine::pipelinerun::events;
 use crate::engine::pipelinerun::outbox::{accepted_targets, next_outbox, unacknowledged, warnings, Progress};
 use crate::notify::delivery::{Deliveries, RunKey, QUEUE_CAPACITY};
 use crate::resources::cloudevent::pipeline_event;
@@ -115,7 +116,7 @@ pub fn hand_over(run: &PipelineRun, status: &PipelineRunStatus, deliveries: &Arc
         let offer = deliveries.enqueue(&key, url, &recorded, &events, body);
         if offer.newly_full {
             handover.notes.push(Note::warning(
-                "NotifyQueueFull",
+                events::NOTIFY_QUEUE_FULL,
                 format!(
                     "{url}: its queue is full ({QUEUE_CAPACITY} events); the rest stay in status.notifications and are sent later"
                 ),

@@ -32,6 +32,14 @@ pub const RERUN_IGNORED: &str = "RerunIgnored";
 pub const SUPERSEDED: &str = "Superseded";
 /// The spec is invalid (Warning).
 pub use crate::engine::spec_error::REASON_INVALID_SPEC as INVALID_SPEC;
+/// A `spec.notify` target started failing (Warning).
+pub const NOTIFY_FAILED: &str = "NotifyFailed";
+/// A `spec.notify` target failed too often and is given up (Warning).
+pub const NOTIFY_GAVE_UP: &str = "NotifyGaveUp";
+/// Transitions were dropped unsent from a full outbox (Warning).
+pub const NOTIFY_DROPPED: &str = "NotifyDropped";
+/// A target's delivery queue is full; the rest waits in status (Warning).
+pub const NOTIFY_QUEUE_FULL: &str = "NotifyQueueFull";
 /// The run entered a phase: `Run` and the phase.
 pub const RUN_PENDING: &str = "RunPending";
 /// See [`RUN_PENDING`].

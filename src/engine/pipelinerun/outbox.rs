@@ -13,6 +13,7 @@
 use chrono::{DateTime, Utc};
 
 use super::destinations::DestinationPolicy;
+use super::events;
 use crate::api::pipelinerun::{NotificationStatus, NotifyTarget, NotifyTargetStatus, PendingNotification};
 use crate::engine::note::Note;
 use crate::engine::text::truncate;
@@ -150,11 +151,11 @@ pub fn warnings(before: Option<&NotificationStatus>, after: Option<&Notification
         let old = before.and_then(|b| b.targets.iter().find(|t| t.url == target.url)).map_or(0, |t| t.failures);
         let why = target.last_error.as_deref().unwrap_or("unknown error");
         if old == 0 && target.failures > 0 {
-            notes.push(Note::warning("NotifyFailed", format!("{}: {why}; retrying", target.url)));
+            notes.push(Note::warning(events::NOTIFY_FAILED, format!("{}: {why}; retrying", target.url)));
         }
         if old < MAX_FAILURES && target.failures >= MAX_FAILURES {
             notes.push(Note::warning(
-                "NotifyGaveUp",
+                events::NOTIFY_GAVE_UP,
                 format!("{}: {MAX_FAILURES} tries failed, the last: {why}", target.url),
             ));
         }
@@ -162,7 +163,7 @@ pub fn warnings(before: Option<&NotificationStatus>, after: Option<&Notification
     let dropped = after.dropped - before.map_or(0, |b| b.dropped).min(after.dropped);
     if dropped > 0 {
         notes.push(Note::warning(
-            "NotifyDropped",
+            events::NOTIFY_DROPPED,
             format!("{dropped} transition(s) dropped unsent: more than {MAX_PENDING} were waiting for a target"),
         ));
     }
