@@ -29,7 +29,7 @@
 //! service and pod ranges are among them on nearly every cluster; set it to
 //! those ranges to open the rest. `allowedDestinations` (host names,
 //! `*.domain`, IPs, CIDRs) are allowed even inside refused ranges. See
-//! `crate::engine::destinations`.
+//! `crate::engine::pipelinerun::destinations`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,10 +38,10 @@ use anyhow::Context as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::engine::destinations::DestinationPolicy;
 use crate::engine::duration::{parse_duration, parse_duration_at_most, MAX_TIMEOUT};
-use crate::engine::launch::NestedVirtPlacement;
-use crate::engine::observed::Settings;
+use crate::engine::nested_virt::NestedVirtPlacement;
+use crate::engine::pipelinerun::destinations::DestinationPolicy;
+use crate::engine::settings::Settings;
 
 /// The whole file.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

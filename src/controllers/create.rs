@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::ownership::{holder, is_controlled_by};
 use super::{describe, Error, KubeResultExt};
-use crate::engine::observed::Refusal;
+use crate::engine::refusal::Refusal;
 use crate::engine::text::truncate;
 
 /// Longest server message kept in a refusal (the stage message is cut

@@ -13,7 +13,7 @@ use k8s_openapi::api::events::v1::Event;
 use super::ownership::controller_uid;
 use crate::engine::conditions::from_k8s_time;
 
-use crate::engine::observed::{JobOutcome, JobState};
+use crate::engine::job::{JobOutcome, JobState};
 
 /// One outcome per labelled Job, beside the Job (for its labels and
 /// annotations), read from the container named

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 use kube::Api;
 
-use crate::engine::log_tail::{LogTail, Tail, MAX_LOG_BYTES};
+use crate::engine::pipelinerun::log_tail::{LogTail, Tail, MAX_LOG_BYTES};
 
 /// Lines asked of the kubelet: bounds what is sent, not only what is kept.
 const MAX_LOG_LINES: i64 = 200_000;

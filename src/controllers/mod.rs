@@ -149,11 +149,7 @@ fn lean<K: kube::Resource>(object: &mut K) {
 }
 
 /// Publishes `notes` as Kubernetes Events about `obj`.
-pub async fn publish<K: kube::Resource<DynamicType = ()>>(
-    ctx: &Context,
-    obj: &K,
-    notes: &[crate::engine::planner::Note],
-) {
+pub async fn publish<K: kube::Resource<DynamicType = ()>>(ctx: &Context, obj: &K, notes: &[crate::engine::note::Note]) {
     let reference = obj.object_ref(&());
     for note in notes {
         let event = to_event(note, obj.meta().namespace.clone());
@@ -174,7 +170,7 @@ pub fn ok_if<T>(result: Result<T, kube::Error>, tolerated: u16) -> Result<(), ku
 }
 
 /// The Event for `note`; a Job it names is looked up in `namespace`.
-pub(crate) fn to_event(note: &crate::engine::planner::Note, namespace: Option<String>) -> kube::runtime::events::Event {
+pub(crate) fn to_event(note: &crate::engine::note::Note, namespace: Option<String>) -> kube::runtime::events::Event {
     // The recorder folds Events with the same reason, action and related
     // object into one series (keeping the first message): name the stage
     // and its Job so each stage's transitions stay visible.
@@ -221,9 +217,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Logs that reconciling `object` panicked with `why`; returns the Warning
 /// Event that tells the object's owner.
-pub fn panic_note(object: &str, why: &str) -> crate::engine::planner::Note {
+pub fn panic_note(object: &str, why: &str) -> crate::engine::note::Note {
     tracing::error!(%object, error = %why, "reconcile panicked; this object waits {PANIC_BACKOFF:?}, the others go on");
-    crate::engine::planner::Note {
+    crate::engine::note::Note {
         warning: true,
         reason: "ReconcilePanicked".into(),
         message: format!("the operator failed on this object (a bug, please report it): {why}"),

@@ -1,34 +1,25 @@
 //! Pure decisions: spec and observed state in, actions out. No I/O here,
 //! so nearly all of Gantry's behaviour is tested without a cluster.
 
+mod compat;
 pub mod conditions;
-pub mod dag;
-pub mod destinations;
 pub mod duration;
 pub mod imagebuild;
-pub mod internal_error;
 pub mod job;
 pub mod kata;
-pub mod launch;
-pub mod log_tail;
 pub mod naming;
 pub mod nested_virt;
 pub mod note;
-pub mod observed;
-pub mod outbox;
 pub mod outputs;
+pub mod pipelinerun;
 pub mod plan;
-pub mod planner;
-pub mod references;
-pub mod replan;
+pub mod refusal;
 pub mod settings;
 pub mod spec_error;
-pub mod stage_kind;
-pub mod substitute;
-pub mod tap;
 pub mod text;
-pub mod validate;
 pub mod wake;
+
+pub use compat::{launch, observed, planner, validate};
 
 #[cfg(test)]
 pub mod testing;

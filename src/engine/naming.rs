@@ -103,6 +103,17 @@ pub fn run_label(run: &str) -> String {
     format!("{prefix}{hash}")
 }
 
+/// A DNS-1123 label: lowercase alphanumerics and `-`, 1 to 63 characters,
+/// starting and ending alphanumeric.
+pub fn is_dns_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !s.is_empty()
+        && s.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
 /// FNV-1a: a stable hash (unlike std's, which may change between releases).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
@@ -148,7 +159,7 @@ mod tests {
     #[test]
     fn dotted_run_names_give_dns_labels() {
         let name = job_name("release.v1.2", UID, "sdk", 1);
-        assert!(crate::engine::validate::is_dns_label(&name), "{name}");
+        assert!(is_dns_label(&name), "{name}");
     }
 
     proptest! {
@@ -162,7 +173,7 @@ mod tests {
         ) {
             let name = job_name(&run, &uid, &stage, attempt);
             prop_assert!(name.len() <= 63);
-            prop_assert!(crate::engine::validate::is_dns_label(&name), "{}", name);
+            prop_assert!(is_dns_label(&name), "{}", name);
             prop_assert_eq!(&name, &job_name(&run, &uid, &stage, attempt));
             prop_assert_ne!(&name, &job_name(&run, &uid, &stage, attempt + 1));
             prop_assert_ne!(&name, &job_name(&run, "another-uid", &stage, attempt));

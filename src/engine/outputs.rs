@@ -1,12 +1,17 @@
-//! Stage outputs: the `name=value` lines a pipeline stage writes to its
-//! output file, which Kubernetes hands back as the container's termination
-//! message.
+//! Job outputs: the `name=value` lines a pipeline stage (or an ImageBuild's
+//! build Job) writes to its output file, which Kubernetes hands back as the
+//! container's termination message.
 
 use std::collections::BTreeMap;
 
 use thiserror::Error;
 
 use super::text::truncate;
+
+/// Where a stage writes its `name=value` outputs. It is the container's
+/// termination message file, so Kubernetes hands the content back in the
+/// pod status (at most 4 KiB) with no wrapper binary in the image.
+pub const OUTPUTS_PATH: &str = "/dev/termination-log";
 
 /// The longest value one output may have, in bytes.
 pub const MAX_OUTPUT_VALUE_BYTES: usize = 1024;

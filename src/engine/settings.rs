@@ -9,5 +9,5 @@ pub struct Settings {
     /// How stages get virtualization; `None`: not allowed in this namespace.
     pub nested_virt: Option<super::nested_virt::NestedVirtPlacement>,
     /// Where `spec.notify` may send CloudEvents, and how many targets a run may have.
-    pub notify: super::destinations::DestinationPolicy,
+    pub notify: super::pipelinerun::destinations::DestinationPolicy,
 }

@@ -14,7 +14,7 @@
 //!   run.
 //! - What happened is kept per run and target ([`Progress`]) and the run
 //!   is woken; the reconciler folds it into the status it writes (see
-//!   [`crate::engine::outbox`]). This task never writes status itself.
+//!   [`crate::engine::pipelinerun::outbox`]). This task never writes status itself.
 //!
 //! Memory is bounded: [`QUEUE_CAPACITY`] events per target, at most
 //! [`MAX_TARGET_QUEUES`] targets with a queue at once (an idle queue goes
@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 
 use super::{Notifier, SendError, REQUEST_TIMEOUT};
 use crate::api::pipelinerun::{NotificationStatus, PendingNotification};
-use crate::engine::outbox::{Progress, MAX_FAILURES};
+use crate::engine::pipelinerun::outbox::{Progress, MAX_FAILURES};
 use crate::metrics::Metrics;
 
 /// Events waiting per target URL (across runs).
@@ -429,5 +429,5 @@ mod tests {
         assert!(!deliveries.is_stale(&run(), 3));
     }
 
-    use crate::engine::destinations::DestinationPolicy;
+    use crate::engine::pipelinerun::destinations::DestinationPolicy;
 }

@@ -13,7 +13,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::engine::destinations::DestinationPolicy;
+use crate::engine::pipelinerun::destinations::DestinationPolicy;
 use crate::resources::cloudevent::CONTENT_TYPE;
 use resolver::PolicyResolver;
 

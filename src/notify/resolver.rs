@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
 
-use crate::engine::destinations::DestinationPolicy;
+use crate::engine::pipelinerun::destinations::DestinationPolicy;
 
 /// Resolves with the system resolver, then filters by policy.
 #[derive(Clone)]

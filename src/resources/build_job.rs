@@ -9,11 +9,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use super::job::{place_nested_virt, single_attempt_job};
 use crate::api::imagebuild::ImageBuildSpec;
 use crate::engine::imagebuild::{BuildLaunch, PruneLaunch};
-use crate::engine::launch::OUTPUTS_PATH;
 use crate::engine::naming::{
     run_label, ANNOTATION_IMAGE, ANNOTATION_REBUILD, LABEL_GENERATION, LABEL_IMAGE_BUILD, LABEL_MANAGED_BY,
     LABEL_PRUNE, LABEL_SUFFIX,
 };
+use crate::engine::outputs::OUTPUTS_PATH;
 
 /// Name of the builder's container.
 pub const BUILD_CONTAINER: &str = "build";

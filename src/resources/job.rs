@@ -11,8 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
-use crate::engine::launch::{NestedVirtPlacement, StageLaunch, OUTPUTS_PATH};
 use crate::engine::naming::{run_label, LABEL_ATTEMPT, LABEL_MANAGED_BY, LABEL_RUN, LABEL_STAGE};
+use crate::engine::nested_virt::NestedVirtPlacement;
+use crate::engine::outputs::OUTPUTS_PATH;
+use crate::engine::pipelinerun::launch::StageLaunch;
 
 /// Name of the stage's container in its pod.
 pub const STAGE_CONTAINER: &str = "stage";
@@ -209,7 +211,7 @@ mod tests {
 
     #[test]
     fn nested_virt_uses_the_policys_node_selector_and_device_never_privilege() {
-        use crate::engine::launch::NestedVirtPlacement;
+        use crate::engine::nested_virt::NestedVirtPlacement;
         let selector = std::collections::BTreeMap::from([("kvm".to_string(), "true".to_string())]);
         let mut l = launch();
         l.nested_virt = Some(NestedVirtPlacement {

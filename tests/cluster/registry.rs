@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gantry::engine::launch::OUTPUTS_PATH;
+use gantry::engine::outputs::OUTPUTS_PATH;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HttpClient;

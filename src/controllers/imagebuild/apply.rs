@@ -14,7 +14,7 @@ use crate::api::ImageBuild;
 use crate::controllers::create::create_child;
 use crate::controllers::{describe, ok_if, Context, Error, KubeResultExt};
 use crate::engine::imagebuild::{record_applied, replan, Action, BuildJob, Plan, View};
-use crate::engine::observed::Refusal;
+use crate::engine::refusal::Refusal;
 use crate::resources::build_job::{build_job, prune_job};
 use crate::resources::controller_ref;
 

@@ -2,9 +2,12 @@
 //! what exists (and is the run's) or deleting what is gone is not an error,
 //! so a reconcile that is retried (or an operator that restarted)
 //! converges. A create the API server refuses for good does not stop the
-//! others: it is handed back for the planner to fail its stage.
+//! others: it is handed back for the planner to fail its stage, and the
+//! run is planned again within the same reconcile ([`apply`]).
 
 use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -16,13 +19,41 @@ use crate::api::{ImageBuild, PipelineRun};
 use crate::controllers::create::create_child;
 use crate::controllers::{describe, ok_if, Error, KubeResultExt};
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
-use crate::engine::observed::Refusal;
-use crate::engine::planner::Action;
-use crate::engine::references::builds_with_image;
+use crate::engine::pipelinerun::references::builds_with_image;
+use crate::engine::pipelinerun::replan::{record_applied, replan};
+use crate::engine::pipelinerun::{Action, Observed, Plan, View};
+use crate::engine::refusal::Refusal;
 use crate::resources::{controller_ref, job::stage_job, workspace::workspace_claim};
 
+/// Applies `plan`'s actions for `view`'s run. A refused create fails its
+/// stage: plan again with the refusal (recorded in `observed`) and apply
+/// that, so fail-fast, gating and finally follow in this reconcile. Each
+/// round finishes a stage, so the rounds are bounded by the stages. Returns
+/// the last plan, or `None` when the run itself was deleted (its TTL passed).
+pub async fn apply(
+    client: &Client,
+    run: &PipelineRun,
+    view: &View<'_>,
+    observed: &mut Observed,
+    mut plan: Plan,
+    now: DateTime<Utc>,
+) -> Result<Option<Plan>, Error> {
+    for round in 0.. {
+        let refused = match apply_actions(client, run, &plan.actions).await? {
+            Outcome::Deleted => return Ok(None),
+            Outcome::Continue(refused) => refused,
+        };
+        if refused.is_empty() || round > run.spec.stages.len() {
+            break;
+        }
+        record_applied(observed, &plan.actions, refused, now);
+        plan = replan(view, observed, plan, now);
+    }
+    Ok(Some(plan))
+}
+
 /// What the reconcile should do after applying.
-pub enum Outcome {
+enum Outcome {
     /// Go on: write status. The creates the API server refused for good,
     /// by object name (empty when all went through).
     Continue(BTreeMap<String, Refusal>),
@@ -33,7 +64,7 @@ pub enum Outcome {
 /// Applies `actions` for `run` in order, except `ClearRerunAnnotation`:
 /// the reconcile clears the annotation once the status that records the
 /// rerun is written, so a failed write never loses the request.
-pub async fn apply(client: &Client, run: &PipelineRun, actions: &[Action]) -> Result<Outcome, Error> {
+async fn apply_actions(client: &Client, run: &PipelineRun, actions: &[Action]) -> Result<Outcome, Error> {
     let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let owner = controller_ref(run).ok_or(Error::MissingField("metadata.uid"))?;
     let mut refused = BTreeMap::new();

@@ -14,9 +14,10 @@ use tracing::warn;
 
 use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::PipelineRun;
-use crate::engine::destinations::DestinationPolicy;
-use crate::engine::outbox::{accepted_targets, next_outbox, unacknowledged, warnings, Progress};
-use crate::engine::planner::Note;
+use crate::engine::note::Note;
+use crate::engine::pipelinerun::destinations::DestinationPolicy;
+use crate::engine::pipelinerun::events;
+use crate::engine::pipelinerun::outbox::{accepted_targets, next_outbox, unacknowledged, warnings, Progress};
 use crate::notify::delivery::{Deliveries, RunKey, QUEUE_CAPACITY};
 use crate::resources::cloudevent::pipeline_event;
 
@@ -114,15 +115,12 @@ pub fn hand_over(run: &PipelineRun, status: &PipelineRunStatus, deliveries: &Arc
         let body = |e: &_| Bytes::from(serde_json::to_vec(&pipeline_event(&run, e)).unwrap_or_default());
         let offer = deliveries.enqueue(&key, url, &recorded, &events, body);
         if offer.newly_full {
-            handover.notes.push(Note {
-                warning: true,
-                reason: "NotifyQueueFull".into(),
-                message: format!(
+            handover.notes.push(Note::warning(
+                events::NOTIFY_QUEUE_FULL,
+                format!(
                     "{url}: its queue is full ({QUEUE_CAPACITY} events); the rest stay in status.notifications and are sent later"
                 ),
-                stage: None,
-                job: None,
-            });
+            ));
         }
         handover.recheck = Some(RECHECK);
     }
@@ -143,7 +141,7 @@ mod tests {
     }
 
     fn note(reason: &str) -> Note {
-        Note { warning: false, reason: reason.into(), message: String::new(), stage: None, job: None }
+        Note::normal(reason, "")
     }
 
     #[test]

@@ -1,19 +1,195 @@
-//! Maps a run's Jobs to the planner's stage observations. A Job is the
-//! run's when the run is its controller (by UID); then its stage and
-//! attempt labels say which attempt it is. Jobs that carry the run's
-//! labels but another controller are only reported by name. Pure.
+//! What a PipelineRun's planner reads, gathered from the cluster: the run
+//! itself ([`view`]) and everything around it ([`observe`]): its stage Jobs
+//! and their pods, listed straight from the API server; the ImageBuilds and
+//! KataInstalls its stages wait for; the other runs of its concurrency group
+//! (from the cache); the last pod Event of failures whose pods are gone; and
+//! the logs of finished TAP stages. A Job is the run's when the run is its
+//! controller (by UID); then its stage and attempt labels say which attempt
+//! it is. Jobs that carry the run's labels but another controller are only
+//! reported by name.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::Utc;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::ListParams;
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use tracing::warn;
 
-use crate::controllers::jobs::observe_jobs;
+use crate::api::pipelinerun::PipelineRunStatus;
+use crate::api::{ImageBuild, KataInstall, PipelineRun};
+use crate::controllers::jobs::{last_pod_warning, observe_jobs};
+use crate::controllers::logs::read_log_tail;
 use crate::controllers::ownership::split_by_owner;
-use crate::engine::naming::{LABEL_ATTEMPT, LABEL_STAGE};
-use crate::engine::observed::JobObservation;
+use crate::controllers::{describe, Error, KubeResultExt};
+use crate::engine::conditions::from_k8s_time;
+use crate::engine::naming::{
+    run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_ATTEMPT, LABEL_RUN, LABEL_STAGE,
+};
+use crate::engine::pipelinerun::references::{image_build_state, kata_install_state, Referenced};
+use crate::engine::pipelinerun::stage_kind::{stage_kind, StageKind};
+use crate::engine::pipelinerun::view::{failures_to_explain, logs_wanted, GroupMember, JobObservation};
+use crate::engine::pipelinerun::{Observed, View};
+use crate::engine::settings::Settings;
 use crate::resources::job::STAGE_CONTAINER;
+
+/// The run as its planner sees it: `name` and `uid` are the run's,
+/// `status` its last written status (default for a new run).
+pub fn view<'a>(
+    run: &'a PipelineRun,
+    name: &'a str,
+    uid: &'a str,
+    status: &'a PipelineRunStatus,
+    settings: &'a Settings,
+) -> View<'a> {
+    let annotations = run.annotations();
+    View {
+        name,
+        uid,
+        generation: run.metadata.generation,
+        created: run.metadata.creation_timestamp.as_ref().map(from_k8s_time).unwrap_or_else(Utc::now),
+        spec: &run.spec,
+        status,
+        rerun: annotations.get(ANNOTATION_RERUN).map(String::as_str),
+        superseded_by: annotations.get(ANNOTATION_SUPERSEDED_BY).map(String::as_str),
+        settings,
+    }
+}
+
+/// Everything the planner needs from the cluster for `view`'s run.
+/// Listed straight from the API server (not a cache), so a Job created by
+/// the previous reconcile is always seen. The label narrows the list; the
+/// owner UID decides what is the run's.
+pub async fn observe(
+    client: &Client,
+    ns: &str,
+    run: &PipelineRun,
+    view: &View<'_>,
+    runs: &Store<PipelineRun>,
+) -> Result<Observed, Error> {
+    let name = view.name;
+    let selector = format!("{LABEL_RUN}={}", run_label(name));
+    let of_run = || format!("of {}", describe::<PipelineRun>(Some(ns), name));
+    let jobs = Api::<Job>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .observing(|| format!("Jobs {}", of_run()))?;
+    let pods_api = Api::<Pod>::namespaced(client.clone(), ns);
+    let pods =
+        pods_api.list(&ListParams::default().labels(&selector)).await.observing(|| format!("pods {}", of_run()))?;
+    let (image_builds, kata_installs) = observe_references(client, ns, run).await?;
+    let (stage_jobs, foreign_jobs) = observe_stage_jobs(jobs.items, &pods.items, view.uid);
+    let mut observed = Observed {
+        jobs: stage_jobs,
+        group: group_members(runs, run),
+        logs: Default::default(),
+        logs_cut: Default::default(),
+        image_builds,
+        kata_installs,
+        foreign_jobs,
+        refused: Default::default(),
+    };
+    explain_failures(client, ns, view, &mut observed).await;
+    read_logs(&pods_api, view, &mut observed).await;
+    Ok(observed)
+}
+
+/// Adds the last Warning Event of their pods to failed Jobs whose pods are
+/// gone (an image that never pulled, say): best effort, a stage fails
+/// either way.
+async fn explain_failures(client: &Client, ns: &str, view: &View<'_>, observed: &mut Observed) {
+    let jobs = failures_to_explain(view, observed);
+    if jobs.is_empty() {
+        return;
+    }
+    let events = match Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+        Ok(events) => events.items,
+        Err(e) => return warn!(run = %view.name, error = %e, "cannot list Events to explain a failed stage"),
+    };
+    for job in observed.jobs.iter_mut().filter(|j| jobs.contains(&j.outcome.name)) {
+        if let Some(warning) = last_pod_warning(&events, &job.outcome.name) {
+            let message = job.outcome.message.get_or_insert_with(String::new);
+            message.push_str(&format!("; last pod event: {warning}"));
+        }
+    }
+}
+
+/// Reads the logs the planner wants (finished TAP attempts): best effort,
+/// a log that cannot be read is missing.
+async fn read_logs(pods_api: &Api<Pod>, view: &View<'_>, observed: &mut Observed) {
+    for job in logs_wanted(view, observed) {
+        let pod = observed.jobs.iter().find(|j| j.outcome.name == job).and_then(|j| j.outcome.pod.clone());
+        if let Some(pod) = pod {
+            match read_log_tail(pods_api, &pod, STAGE_CONTAINER).await {
+                Ok(tail) => {
+                    if tail.cut {
+                        observed.logs_cut.insert(job.clone());
+                    }
+                    observed.logs.insert(job, tail.text);
+                }
+                Err(e) => warn!(run = %view.name, job = %job, error = %e, "cannot read stage log"),
+            }
+        }
+    }
+}
+
+type ReferenceStates = BTreeMap<String, Referenced>;
+
+/// The ImageBuilds and KataInstalls that unfinished stages wait for.
+async fn observe_references(
+    client: &Client,
+    ns: &str,
+    run: &PipelineRun,
+) -> Result<(ReferenceStates, ReferenceStates), Error> {
+    let (mut builds, mut installs) = (BTreeMap::new(), BTreeMap::new());
+    let stages = run.status.as_ref().map_or(&[][..], |s| &s.stages);
+    for stage in &run.spec.stages {
+        let finished = stages.iter().any(|s| s.name == stage.name && s.phase.is_finished());
+        match stage_kind(stage) {
+            // Several stages may wait for the same object: read it once.
+            StageKind::ImageBuild { name } if !finished && !builds.contains_key(name) => {
+                let build = Api::<ImageBuild>::namespaced(client.clone(), ns).get_opt(name).await;
+                if let Some(b) = build.observing(|| describe::<ImageBuild>(Some(ns), name))? {
+                    builds.insert(name.to_string(), image_build_state(&b));
+                }
+            }
+            StageKind::KataInstall { name } if !finished && !installs.contains_key(name) => {
+                let install = Api::<KataInstall>::all(client.clone()).get_opt(name).await;
+                if let Some(k) = install.observing(|| describe::<KataInstall>(None, name))? {
+                    installs.insert(name.to_string(), kata_install_state(&k));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((builds, installs))
+}
+
+/// Other runs of the same namespace and concurrency group, from the cache.
+fn group_members(cache: &Store<PipelineRun>, run: &PipelineRun) -> Vec<GroupMember> {
+    let Some(group) = run.spec.concurrency.as_ref().map(|c| &c.group) else {
+        return Vec::new();
+    };
+    cache
+        .state()
+        .iter()
+        .filter(|other| other.namespace() == run.namespace() && other.name_any() != run.name_any())
+        .filter_map(|other| {
+            let c = other.spec.concurrency.as_ref().filter(|c| &c.group == group)?;
+            Some(GroupMember {
+                name: other.name_any(),
+                created: other.metadata.creation_timestamp.as_ref().map(from_k8s_time)?,
+                started: other.status.as_ref().and_then(|s| s.start_time),
+                finished: other.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_finished()),
+                superseded: other.annotations().contains_key(ANNOTATION_SUPERSEDED_BY),
+                policy: c.policy,
+            })
+        })
+        .collect()
+}
 
 /// The run's stage Jobs, one observation each (owned Jobs without stage
 /// and attempt labels are ignored), and the names of the listed Jobs it

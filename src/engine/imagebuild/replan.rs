@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::plan::{plan, Action, Plan};
 use super::view::{BuildJob, View};
 use crate::engine::job::{JobOutcome, JobState};
-use crate::engine::observed::Refusal;
-use crate::engine::replan::refusal_message;
+use crate::engine::refusal::refusal_message;
+use crate::engine::refusal::Refusal;
 
 /// An ImageBuild's Jobs once `actions` were applied: created Jobs are
 /// there and active, deleted ones gone, refused ones failed with the

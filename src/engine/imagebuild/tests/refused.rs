@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::engine::observed::Refusal;
+use crate::engine::refusal::Refusal;
 use crate::engine::testing::t0;
 
 #[test]

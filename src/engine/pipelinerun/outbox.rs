@@ -13,9 +13,10 @@
 use chrono::{DateTime, Utc};
 
 use super::destinations::DestinationPolicy;
-use super::planner::Note;
-use super::text::truncate;
+use super::events;
 use crate::api::pipelinerun::{NotificationStatus, NotifyTarget, NotifyTargetStatus, PendingNotification};
+use crate::engine::note::Note;
+use crate::engine::text::truncate;
 
 /// Most transitions waiting in one run's outbox; older ones are dropped
 /// (counted in `dropped`), so status stays small (well under 200 KiB).
@@ -145,29 +146,24 @@ pub fn unacknowledged(outbox: &NotificationStatus) -> Vec<(&str, Vec<&PendingNot
 /// started failing, one given up, transitions dropped from a full outbox.
 pub fn warnings(before: Option<&NotificationStatus>, after: Option<&NotificationStatus>) -> Vec<Note> {
     let Some(after) = after else { return Vec::new() };
-    let warning = |reason: &str, message: String| Note {
-        warning: true,
-        reason: reason.into(),
-        message: truncate(&message, 1000),
-        stage: None,
-        job: None,
-    };
     let mut notes = Vec::new();
     for target in &after.targets {
         let old = before.and_then(|b| b.targets.iter().find(|t| t.url == target.url)).map_or(0, |t| t.failures);
         let why = target.last_error.as_deref().unwrap_or("unknown error");
         if old == 0 && target.failures > 0 {
-            notes.push(warning("NotifyFailed", format!("{}: {why}; retrying", target.url)));
+            notes.push(Note::warning(events::NOTIFY_FAILED, format!("{}: {why}; retrying", target.url)));
         }
         if old < MAX_FAILURES && target.failures >= MAX_FAILURES {
-            notes
-                .push(warning("NotifyGaveUp", format!("{}: {MAX_FAILURES} tries failed, the last: {why}", target.url)));
+            notes.push(Note::warning(
+                events::NOTIFY_GAVE_UP,
+                format!("{}: {MAX_FAILURES} tries failed, the last: {why}", target.url),
+            ));
         }
     }
     let dropped = after.dropped - before.map_or(0, |b| b.dropped).min(after.dropped);
     if dropped > 0 {
-        notes.push(warning(
-            "NotifyDropped",
+        notes.push(Note::warning(
+            events::NOTIFY_DROPPED,
             format!("{dropped} transition(s) dropped unsent: more than {MAX_PENDING} were waiting for a target"),
         ));
     }
@@ -179,7 +175,7 @@ mod tests {
     use super::*;
 
     fn note(reason: &str) -> Note {
-        Note { warning: false, reason: reason.into(), message: format!("{reason}!"), stage: None, job: None }
+        Note::normal(reason, format!("{reason}!"))
     }
 
     fn at(secs: i64) -> DateTime<Utc> {

@@ -1,18 +1,21 @@
-//! What the controller observed in the cluster, handed to the planner.
+//! What the planner reads: the run itself ([`View`]) and what the
+//! controller observed in the cluster for it ([`Observed`]), with what the
+//! controller must fetch besides ([`failures_to_explain`], [`logs_wanted`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus};
-pub use crate::engine::job::{JobOutcome, JobState};
-use crate::engine::references::Referenced;
-pub use crate::engine::settings::Settings;
+use super::references::Referenced;
+use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus, ResultsFormat, StageStatus};
+use crate::engine::job::{JobOutcome, JobState};
+use crate::engine::refusal::Refusal;
+use crate::engine::settings::Settings;
 
 /// The run being planned: its identity, spec, last written status and the
 /// annotations that steer it.
 #[derive(Debug, Clone)]
-pub struct RunView<'a> {
+pub struct View<'a> {
     /// `metadata.name`.
     pub name: &'a str,
     /// `metadata.uid`: the run's children carry it in their owner
@@ -77,10 +80,10 @@ pub struct Observed {
     /// Other runs of its concurrency group.
     pub group: Vec<GroupMember>,
     /// Logs of finished attempts, by Job name, as asked for by
-    /// [`crate::engine::planner::logs_wanted`].
+    /// [`logs_wanted`].
     pub logs: BTreeMap<String, String>,
     /// The Jobs whose log was longer than the operator reads
-    /// ([`crate::engine::log_tail::MAX_LOG_BYTES`]): `logs` holds its end.
+    /// ([`super::log_tail::MAX_LOG_BYTES`]): `logs` holds its end.
     pub logs_cut: std::collections::BTreeSet<String>,
     /// The ImageBuilds `imageBuild` stages wait for, by name; a name that is
     /// absent does not exist (yet).
@@ -98,16 +101,6 @@ pub struct Observed {
     pub refused: BTreeMap<String, Refusal>,
 }
 
-/// Why the API server would not create an object, as the planner is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The name is held by an object of another owner (a 409 on create),
-    /// rather than the object itself rejected (400, 403, 404, 422).
-    pub conflict: bool,
-    /// What the server said (it names the field), or who holds the name.
-    pub message: String,
-}
-
 impl Observed {
     /// The Job of `stage`'s `attempt`, if it exists.
     pub fn job(&self, stage: &str, attempt: u32) -> Option<&JobObservation> {
@@ -118,4 +111,44 @@ impl Observed {
     pub fn latest_attempt(&self, stage: &str) -> Option<u32> {
         self.jobs.iter().filter(|j| j.stage == stage).map(|j| j.attempt).max()
     }
+}
+
+/// Failed Jobs of the current attempt of stages not yet recorded as finished
+/// whose pods are gone (the Job controller deletes them at the deadline), so
+/// the failure cannot name the container; the controller adds the pods'
+/// last Warning Event to their message before calling [`super::plan()`].
+pub fn failures_to_explain(run: &View, observed: &Observed) -> Vec<String> {
+    unfinished_current_attempts(run, observed)
+        .filter_map(|(status, current)| observed.job(&status.name, current))
+        .filter(|j| j.outcome.state == JobState::Failed && j.outcome.pod.is_none())
+        .map(|j| j.outcome.name.clone())
+        .collect()
+}
+
+/// Job names of finished attempts whose logs the planner needs (TAP stages
+/// whose current attempt just finished); the controller fetches them into
+/// `Observed::logs` before calling [`super::plan()`].
+pub fn logs_wanted(run: &View, observed: &Observed) -> Vec<String> {
+    let tap = |name: &str| run.spec.stages.iter().any(|s| s.name == name && s.results == Some(ResultsFormat::Tap));
+    let mut wanted = Vec::new();
+    for (status, current) in unfinished_current_attempts(run, observed).filter(|(s, _)| tap(&s.name)) {
+        let finished = observed.job(&status.name, current).is_some_and(|j| j.outcome.state != JobState::Active);
+        if finished {
+            let first = status.first_attempt.max(1);
+            wanted.extend(
+                (first..=current).filter_map(|a| observed.job(&status.name, a)).map(|j| j.outcome.name.clone()),
+            );
+        }
+    }
+    wanted
+}
+
+/// The stages the status has not recorded as finished, each with its current
+/// attempt: the newest with a Job, or the one recorded if that is newer.
+fn unfinished_current_attempts<'a>(
+    run: &'a View,
+    observed: &'a Observed,
+) -> impl Iterator<Item = (&'a StageStatus, u32)> + 'a {
+    let unfinished = run.status.stages.iter().filter(|s| !s.phase.is_finished());
+    unfinished.map(|s| (s, observed.latest_attempt(&s.name).unwrap_or(0).max(s.attempt)))
 }

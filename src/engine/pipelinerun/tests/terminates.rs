@@ -5,16 +5,8 @@
 //! reach a final phase in bounded simulated time, with every stage finished,
 //! no Job left running and one Job per attempt.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use chrono::{DateTime, TimeZone, Utc};
-use proptest::prelude::*;
-
 use super::*;
-use crate::api::common::ContainerRun;
 use crate::api::pipelinerun::{ObjectRef, ServiceStage};
-use crate::engine::observed::{JobOutcome, Settings};
 
 /// Simulated reconciles a run may take before it counts as stuck.
 const MAX_STEPS: usize = 20_000;
@@ -162,27 +154,17 @@ fn spec_of(case: &RunCase) -> PipelineRunSpec {
     }
 }
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
-}
-
 /// A simulated cluster for one run: Jobs live until they end by their fate
 /// or are deleted; referenced objects follow their stage's first fate.
-struct World {
+struct Fated {
     case: RunCase,
-    spec: PipelineRunSpec,
-    status: PipelineRunStatus,
-    observed: Observed,
-    settings: Settings,
-    now: DateTime<Utc>,
-    rerun: Option<String>,
-    created: Vec<String>,
+    sim: Sim,
 }
 
-impl World {
+impl Fated {
     fn new(case: RunCase) -> Self {
-        let spec = spec_of(&case);
-        let mut observed = Observed::default();
+        let mut sim = Sim::new(spec_of(&case));
+        sim.uid = "0c5b1bd4-run";
         for (i, c) in case.stages.iter().enumerate() {
             let referenced = match c.fates[0] {
                 Fate::Succeed => Some(Referenced::Ready(BTreeMap::from([
@@ -194,63 +176,25 @@ impl World {
                 Fate::Hang => None,
             };
             match (c.kind, referenced) {
-                (Kind::ImageBuild, Some(r)) => drop(observed.image_builds.insert(format!("build-{i}"), r)),
-                (Kind::KataInstall, Some(r)) => drop(observed.kata_installs.insert(format!("kata-{i}"), r)),
+                (Kind::ImageBuild, Some(r)) => drop(sim.observed.image_builds.insert(format!("build-{i}"), r)),
+                (Kind::KataInstall, Some(r)) => drop(sim.observed.kata_installs.insert(format!("kata-{i}"), r)),
                 _ => {}
             }
         }
-        let settings = Settings { default_stage_timeout: Some(DEFAULT_STAGE_TIMEOUT), ..Default::default() };
-        World {
-            case,
-            spec,
-            status: PipelineRunStatus::default(),
-            observed,
-            settings,
-            now: t0(),
-            rerun: None,
-            created: Vec::new(),
-        }
+        sim.settings = Settings { default_stage_timeout: Some(DEFAULT_STAGE_TIMEOUT), ..Default::default() };
+        Fated { case, sim }
     }
 
     /// One reconcile and its actions; returns the plan.
     fn reconcile(&mut self) -> Plan {
-        let view = RunView {
-            name: "run",
-            uid: "0c5b1bd4-run",
-            generation: Some(1),
-            created: t0(),
-            spec: &self.spec,
-            status: &self.status,
-            rerun: self.rerun.as_deref(),
-            superseded_by: None,
-            settings: &self.settings,
-        };
-        let plan = plan(&view, &self.observed, self.now);
-        for action in &plan.actions {
-            match action {
-                Action::CreateJob(l) => {
-                    assert!(!self.created.contains(&l.job_name), "Job {} created twice", l.job_name);
-                    self.created.push(l.job_name.clone());
-                    self.observed.jobs.push(JobObservation {
-                        stage: l.stage.clone(),
-                        attempt: l.attempt,
-                        outcome: JobOutcome { name: l.job_name.clone(), created: Some(self.now), ..Default::default() },
-                    });
-                }
-                Action::DeleteJob { name } => self.observed.jobs.retain(|j| &j.outcome.name != name),
-                Action::ClearRerunAnnotation => self.rerun = None,
-                _ => {}
-            }
-        }
-        self.status = plan.status.clone();
-        plan
+        self.sim.step().clone()
     }
 
     /// Active Jobs end (or get ready) by their fate; returns whether anything changed.
     fn let_jobs_run(&mut self) -> bool {
         let mut changed = false;
-        let now = self.now;
-        for job in self.observed.jobs.iter_mut().filter(|j| j.outcome.state == JobState::Active) {
+        let now = self.sim.now;
+        for job in self.sim.world.observed.jobs.iter_mut().filter(|j| j.outcome.state == JobState::Active) {
             let i: usize = job.stage[1..].parse().unwrap();
             let c = &self.case.stages[i];
             let fate = c.fates[(job.attempt as usize - 1).min(c.fates.len() - 1)];
@@ -278,16 +222,16 @@ impl World {
     }
 
     fn finished(&self) -> bool {
-        self.status.phase.is_some_and(RunPhase::is_finished)
+        self.sim.status.phase.is_some_and(RunPhase::is_finished)
     }
 
     /// Reconciles until the run is finished; panics when it is stuck.
     fn run_to_the_end(&mut self, steps: &mut usize) {
         loop {
             *steps += 1;
-            assert!(*steps < MAX_STEPS, "no final phase after {MAX_STEPS} reconciles: {:#?}", self.status);
+            assert!(*steps < MAX_STEPS, "no final phase after {MAX_STEPS} reconciles: {:#?}", self.sim.status);
             if self.case.cancel_at == Some(*steps) {
-                self.spec.cancel = true;
+                self.sim.spec.cancel = true;
             }
             let plan = self.reconcile();
             if self.finished() && plan.actions.is_empty() {
@@ -299,22 +243,24 @@ impl World {
             assert!(
                 changed || acted || wake.is_some() || self.case.cancel_at.is_some_and(|c| c > *steps),
                 "deadlock: nothing changes and nothing wakes the run: {:#?}",
-                self.status
+                self.sim.status
             );
             // Reconcile at the next wake-up or after a tick, whichever comes
             // first: real controllers also reconcile on unrelated events.
             let tick = Duration::from_secs(self.case.tick_secs.unsigned_abs());
             let step = if changed || acted { Duration::from_millis(100) } else { wake.unwrap_or(tick).min(tick) };
-            self.now = crate::engine::duration::later(self.now, step.max(Duration::from_millis(100)));
+            self.sim.now = crate::engine::duration::later(self.sim.now, step.max(Duration::from_millis(100)));
         }
     }
 
     /// What must hold of every finished run.
     fn check_final_state(&self) {
-        for stage in &self.status.stages {
-            assert!(stage.phase.is_finished(), "stage {} left {:?}: {:#?}", stage.name, stage.phase, self.status);
+        let status = &self.sim.status;
+        for stage in &status.stages {
+            assert!(stage.phase.is_finished(), "stage {} left {:?}: {:#?}", stage.name, stage.phase, status);
         }
         let active: Vec<&str> = self
+            .sim
             .observed
             .jobs
             .iter()
@@ -323,16 +269,17 @@ impl World {
             .collect();
         assert!(active.is_empty(), "Jobs left running after the run finished: {active:?}");
         let gating_failed = self
+            .sim
             .spec
             .stages
             .iter()
-            .zip(&self.status.stages)
+            .zip(&status.stages)
             .any(|(s, st)| s.gating.unwrap_or(true) && st.phase == StagePhase::Failed);
         if gating_failed {
-            assert_ne!(self.status.phase, Some(RunPhase::Succeeded), "a gating stage failed: {:#?}", self.status);
+            assert_ne!(status.phase, Some(RunPhase::Succeeded), "a gating stage failed: {:#?}", status);
         }
-        let succeeded = self.status.conditions.iter().find(|c| c.type_ == CONDITION_SUCCEEDED);
-        let expected = if self.status.phase == Some(RunPhase::Succeeded) { "True" } else { "False" };
+        let succeeded = status.conditions.iter().find(|c| c.type_ == CONDITION_SUCCEEDED);
+        let expected = if status.phase == Some(RunPhase::Succeeded) { "True" } else { "False" };
         assert_eq!(succeeded.map(|c| c.status.as_str()), Some(expected));
     }
 
@@ -343,12 +290,13 @@ impl World {
         if !all_work || self.case.cancel_at.is_some() {
             return;
         }
-        assert_eq!(self.status.phase, Some(RunPhase::Succeeded), "{:#?}", self.status);
-        for stage in &self.status.stages {
-            assert_eq!(stage.phase, StagePhase::Succeeded, "stage {}: {:#?}", stage.name, self.status);
+        let status = &self.sim.status;
+        assert_eq!(status.phase, Some(RunPhase::Succeeded), "{:#?}", status);
+        for stage in &status.stages {
+            assert_eq!(stage.phase, StagePhase::Succeeded, "stage {}: {:#?}", stage.name, status);
         }
-        let took = self.now - t0();
-        assert!(took < chrono::TimeDelta::minutes(5), "took {took} of simulated time: {:#?}", self.status);
+        let took = self.sim.now - t0();
+        assert!(took < chrono::TimeDelta::minutes(5), "took {took} of simulated time: {:#?}", status);
     }
 }
 
@@ -358,14 +306,14 @@ proptest! {
     #[test]
     fn every_run_reaches_a_final_phase_with_nothing_left_running(case in run_case()) {
         let rerun = case.rerun;
-        let mut world = World::new(case);
+        let mut world = Fated::new(case);
         let mut steps = 0;
         world.run_to_the_end(&mut steps);
         world.check_final_state();
         world.check_happy_path();
-        if let Some(i) = rerun.filter(|&i| i < world.spec.stages.len()) {
-            if !world.spec.cancel {
-                world.rerun = Some(name(i));
+        if let Some(i) = rerun.filter(|&i| i < world.sim.spec.stages.len()) {
+            if !world.sim.spec.cancel {
+                world.sim.rerun = Some(name(i));
                 world.run_to_the_end(&mut steps);
                 world.check_final_state();
             }

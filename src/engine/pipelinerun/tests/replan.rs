@@ -1,27 +1,22 @@
 //! A refused create becomes the stage's failure, and the run goes on from
 //! there within the same reconcile.
 
-use chrono::{TimeZone, Utc};
+use std::collections::BTreeMap;
 
-use super::*;
-use crate::api::common::ContainerRun;
-use crate::api::pipelinerun::{PipelineRunSpec, PipelineRunStatus, RunPhase, Stage, StagePhase, Workspace};
+use super::stage;
+use crate::api::pipelinerun::{PipelineRunSpec, PipelineRunStatus, RunPhase, StagePhase, Workspace};
+use crate::engine::job::JobState;
 use crate::engine::naming::{job_name, workspace_claim_name};
-use crate::engine::observed::{JobState, Settings};
+use crate::engine::pipelinerun::replan::{record_applied, replan};
+use crate::engine::pipelinerun::{plan, Action, Observed, Plan, View};
+use crate::engine::refusal::Refusal;
+use crate::engine::settings::Settings;
+use crate::engine::testing::t0;
 
 const UID: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
 const SERVER_SAYS: &str =
     "Job.batch \"x\" is invalid: spec.template.spec.serviceAccountName: Invalid value: \"Bad_SA\": \
                            a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters";
-
-fn stage(name: &str, needs: &[&str]) -> Stage {
-    Stage {
-        name: name.into(),
-        needs: needs.iter().map(|s| s.to_string()).collect(),
-        run: Some(ContainerRun { image: Some("local/busybox:1".into()), ..Default::default() }),
-        ..Default::default()
-    }
-}
 
 fn job(stage: &str) -> String {
     job_name("run", UID, stage, 1)
@@ -40,8 +35,8 @@ fn reconcile(
     refuse: &[(&str, Refusal)],
 ) -> Plan {
     let settings = Settings::default();
-    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    let view = RunView {
+    let now = t0();
+    let view = View {
         name: "run",
         uid: UID,
         generation: Some(1),

@@ -8,11 +8,11 @@ use crate::api::pipelinerun::{
     Concurrency, ConcurrencyPolicy, NotifyTarget, ObjectRef, Param, PipelineRunSpec, PipelineRunStatus, ServiceStage,
     Stage, StageDefaults, StagePhase, StageStatus, Workspace,
 };
-use crate::engine::observed::{JobObservation, Observed, RunView, Settings};
-use crate::engine::planner::{plan, Action};
-use crate::engine::references::Referenced;
+use crate::engine::pipelinerun::references::Referenced;
+use crate::engine::pipelinerun::view::{JobObservation, Observed, View};
+use crate::engine::pipelinerun::{plan, validate, Action};
+use crate::engine::settings::Settings;
 use crate::engine::testing::arbitrary::*;
-use crate::engine::validate::validate;
 
 fn stage() -> impl Strategy<Value = Stage> {
     (
@@ -167,13 +167,13 @@ proptest! {
         observed.image_builds.insert("build".into(), Referenced::Ready(BTreeMap::from([("image".into(), "x;y".into())])));
         observed.kata_installs.insert("kata".into(), Referenced::Failed("no".into()));
         let settings = Settings {
-            nested_virt: nested_virt.then(|| crate::engine::launch::NestedVirtPlacement {
+            nested_virt: nested_virt.then(|| crate::engine::nested_virt::NestedVirtPlacement {
                 node_selector: BTreeMap::new(),
                 device_resource: None,
             }),
             ..Default::default()
         };
-        let view = RunView {
+        let view = View {
             name: "run",
             uid: "0c5b1bd4-run",
             generation: Some(1),

@@ -2,15 +2,16 @@
 //! The controller applies every action of a plan, collects the creates the
 //! server refused for good, and plans once more from the planned status with
 //! those refusals observed: the refused stage fails, and fail-fast, gating
-//! and finally follow in the same reconcile, as for any failed stage. (An
-//! ImageBuild's refused Jobs: `engine::imagebuild::replan`.) Pure.
+//! and finally follow in the same reconcile, as for any failed stage. Pure.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::observed::{JobObservation, JobOutcome, Observed, Refusal, RunView};
-use super::planner::{plan, Action, Plan};
+use super::plan::{plan, Action, Plan};
+use super::view::{JobObservation, Observed, View};
+use crate::engine::job::JobOutcome;
+use crate::engine::refusal::Refusal;
 
 /// What the cluster holds once `actions` were applied, except the creates
 /// in `refused` (by object name): created Jobs are there and active,
@@ -43,23 +44,11 @@ pub fn record_applied(
 /// Plans again from `previous`'s status with what `observed` now holds
 /// (see [`record_applied`]). The rerun request was handled by `previous`;
 /// Events of both plans are kept, in order.
-pub fn replan(run: &RunView, observed: &Observed, previous: Plan, now: DateTime<Utc>) -> Plan {
-    let view = RunView { status: &previous.status, rerun: None, ..run.clone() };
+pub fn replan(run: &View, observed: &Observed, previous: Plan, now: DateTime<Utc>) -> Plan {
+    let view = View { status: &previous.status, rerun: None, ..run.clone() };
     let mut next = plan(&view, observed, now);
     let mut notes = previous.notes;
     notes.append(&mut next.notes);
     next.notes = notes;
     next
 }
-
-/// Why a refused Job failed, as its stage or build reports it.
-pub fn refusal_message(job: &str, refusal: &Refusal) -> String {
-    if refusal.conflict {
-        format!("JobConflict: {}", refusal.message)
-    } else {
-        format!("JobRefused: the API server refused Job {job}: {}", refusal.message)
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -5,13 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
-use super::planner::CONDITION_SUCCEEDED;
-use super::text::truncate;
+use super::status::{reasons, CONDITION_SUCCEEDED};
 use crate::api::pipelinerun::{PipelineRunStatus, RunPhase};
-
-/// The `Succeeded` condition's reason for a run the operator failed on.
-pub const REASON_INTERNAL_ERROR: &str = "InternalError";
+use crate::engine::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
+use crate::engine::text::truncate;
 
 /// The status to write after reconciling the run failed with `why`; `None`
 /// when the run had finished already (its result stands).
@@ -37,7 +34,7 @@ pub fn failed_by_internal_error(
         &mut failed.conditions,
         CONDITION_SUCCEEDED,
         ConditionStatus::False,
-        REASON_INTERNAL_ERROR,
+        reasons::INTERNAL_ERROR,
         &message,
         generation,
         now,
@@ -61,7 +58,7 @@ mod tests {
         assert_eq!(failed.phase, Some(RunPhase::Failed));
         assert_eq!(failed.completion_time, Some(now()));
         let condition = failed.conditions.iter().find(|c| c.type_ == CONDITION_SUCCEEDED).expect("condition");
-        assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", REASON_INTERNAL_ERROR));
+        assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", reasons::INTERNAL_ERROR));
         assert!(condition.message.ends_with(": overflow"), "{}", condition.message);
         assert_eq!(condition.observed_generation, Some(2));
         let never_reconciled = failed_by_internal_error(&PipelineRunStatus::default(), "x", None, now());

@@ -8,17 +8,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 
 use super::dag::Graph;
-use super::duration::parse_duration;
-use super::naming::{job_name, workspace_claim_name};
-pub use super::nested_virt::NestedVirtPlacement;
-use super::observed::Settings;
 use super::substitute::{is_safe_output, references, render, Reference, RenderError};
 use crate::api::pipelinerun::{PipelineRunSpec, Stage, StageStatus};
-
-/// Where a stage writes its `name=value` outputs. It is the container's
-/// termination message file, so Kubernetes hands the content back in the
-/// pod status (at most 4 KiB) with no wrapper binary in the image.
-pub const OUTPUTS_PATH: &str = "/dev/termination-log";
+use crate::engine::duration::parse_duration;
+use crate::engine::naming::{job_name, workspace_claim_name};
+use crate::engine::nested_virt::NestedVirtPlacement;
+use crate::engine::outputs::OUTPUTS_PATH;
+use crate::engine::settings::Settings;
 
 /// One attempt of one stage, ready to become a Job.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +95,7 @@ fn check_outputs_are_data(
             let Some(value) = lookup(&reference) else { continue };
             if !is_safe_output(&value) {
                 let env = env_name("GANTRY_OUTPUT", &[stage, output]);
-                let value = super::text::truncate(&value, 64);
+                let value = crate::engine::text::truncate(&value, 64);
                 return Err(RenderError::Unsafe { reference, field, value, env });
             }
         }
