@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 
-use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, NodeInstallStatus, SmokeTest};
+use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, NodeInstallStatus, NodeState, SmokeTest};
 use crate::engine::kata::{
     plan_kata, InstallerPod, KataObserved, KataView, NodeInfo, PodState, Role, SmokeClient, SmokeServer,
 };
@@ -21,7 +21,7 @@ proptest! {
         nodes in proptest::collection::vec((text(), proptest::collection::btree_map(text(), text(), 0..3), proptest::option::of(text())), 0..6),
         pods in proptest::collection::vec((text(), any::<bool>(), 0u8..3, text()), 0..6),
         smoke in (proptest::collection::vec((text(), proptest::option::of(text()), 0u8..3), 0..3), proptest::collection::vec((text(), 0u8..3), 0..3)),
-        node_statuses in proptest::collection::vec((text(), text()), 0..6),
+        node_statuses in proptest::collection::vec((text(), 0u8..4), 0..6),
         deleting in proptest::option::of(time()),
         now in time(),
         generation in any::<i64>(),
@@ -37,7 +37,15 @@ proptest! {
             ..Default::default()
         };
         let status = KataInstallStatus {
-            nodes: node_statuses.into_iter().map(|(name, state)| NodeInstallStatus { name, state, message: None }).collect(),
+            nodes: node_statuses
+                .into_iter()
+                .map(|(name, state)| NodeInstallStatus {
+                    name,
+                    state: [NodeState::InProgress, NodeState::Installed, NodeState::Failed, NodeState::CleaningUp]
+                        [usize::from(state)],
+                    message: None,
+                })
+                .collect(),
             ..Default::default()
         };
         let pod_state = |n: u8, text: String| match n {

@@ -11,11 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    install_config, list_nodes, node_state, note, KataAction, KataObserved, KataPlan, KataView, NodeInfo, NodeMark,
-    PodState, Role, CONDITION_INSTALLED, CONDITION_VERIFIED, DEFAULT_CLEANUP_TIMEOUT, MARKED_FOR_CLEANUP,
-    NODE_RUNTIME_LABEL, RESYNC,
+    install_config, list_nodes, note, KataAction, KataObserved, KataPlan, KataView, NodeInfo, NodeMark, PodState, Role,
+    CONDITION_INSTALLED, CONDITION_VERIFIED, DEFAULT_CLEANUP_TIMEOUT, MARKED_FOR_CLEANUP, NODE_RUNTIME_LABEL, RESYNC,
 };
-use crate::api::katainstall::{KataInstallStatus, KataPhase, NodeInstallStatus};
+use crate::api::katainstall::{KataInstallStatus, KataPhase, NodeInstallStatus, NodeState};
 use crate::engine::conditions::{set_condition, ConditionStatus};
 use crate::engine::duration::{later, parse_duration};
 use crate::engine::planner::Note;
@@ -134,7 +133,7 @@ pub(super) fn clean_node(
     if !installer_left && node.labels.get(NODE_RUNTIME_LABEL).map(String::as_str) != Some(MARKED_FOR_CLEANUP) {
         actions.push(KataAction::MarkNode { node: node.name.clone(), mark: NodeMark::Cleanup });
     }
-    Some(NodeInstallStatus { name: node.name.clone(), state: node_state::CLEANING_UP.into(), message: Some(message) })
+    Some(NodeInstallStatus { name: node.name.clone(), state: NodeState::CleaningUp, message: Some(message) })
 }
 
 fn cleanup_timeout(view: &KataView) -> std::time::Duration {

@@ -23,7 +23,9 @@ use chrono::{DateTime, Utc};
 use super::conditions::{set_condition, ConditionStatus};
 use super::observed::JobState;
 use super::planner::Note;
-use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, KataPhase, NodeInstallStatus};
+use crate::api::katainstall::{
+    KataInstallSpec, KataInstallStatus, KataPhase, NodeInstallStatus, NodeState, SmokeResult,
+};
 pub use pods::{pod_state, PodState};
 pub use tenancy::OtherInstall;
 use validate::validate_kata;
@@ -258,45 +260,33 @@ fn selects(selector: &BTreeMap<String, String>, node: &NodeInfo) -> bool {
     selector.iter().all(|(k, v)| node.labels.get(k) == Some(v))
 }
 
-/// Node states in status.
-pub mod node_state {
-    /// The installer finished (its pod is Ready).
-    pub const INSTALLED: &str = "Installed";
-    /// The installer has not finished yet.
-    pub const IN_PROGRESS: &str = "InProgress";
-    /// The installer failed; the message is its error.
-    pub const FAILED: &str = "Failed";
-    /// Deletion is running the cleanup there.
-    pub const CLEANING_UP: &str = "CleaningUp";
-}
-
 /// The install state of `node` from the install pods of the current config.
 fn node_install_state(node: &str, config: &str, pods: &[InstallerPod]) -> NodeInstallStatus {
     let on_node: Vec<&InstallerPod> = pods.iter().filter(|p| p.role == Role::Install && p.node == node).collect();
     let current: Vec<&PodState> =
         on_node.iter().filter(|p| p.config.as_deref() == Some(config)).map(|p| &p.state).collect();
     let (state, message) = if current.contains(&&PodState::Ready) {
-        (node_state::INSTALLED, None)
+        (NodeState::Installed, None)
     } else if let Some(PodState::Failed(m)) = current.iter().find(|s| matches!(s, PodState::Failed(_))) {
-        (node_state::FAILED, Some(m.clone()))
+        (NodeState::Failed, Some(m.clone()))
     } else if let Some(PodState::Pending(m)) = current.first() {
-        (node_state::IN_PROGRESS, Some(format!("installer {m}")))
+        (NodeState::InProgress, Some(format!("installer {m}")))
     } else if !on_node.is_empty() {
-        (node_state::IN_PROGRESS, Some("the installer is being updated".to_string()))
+        (NodeState::InProgress, Some("the installer is being updated".to_string()))
     } else {
-        (node_state::IN_PROGRESS, Some("waiting for the installer pod".to_string()))
+        (NodeState::InProgress, Some("waiting for the installer pod".to_string()))
     };
-    NodeInstallStatus { name: node.to_string(), state: state.to_string(), message }
+    NodeInstallStatus { name: node.to_string(), state, message }
 }
 
 /// Failed first, then in progress, then the rest, each by name; capped.
 fn list_nodes(mut nodes: Vec<NodeInstallStatus>) -> Vec<NodeInstallStatus> {
-    let rank = |s: &str| match s {
-        node_state::FAILED => 0,
-        node_state::IN_PROGRESS | node_state::CLEANING_UP => 1,
+    let rank = |s: NodeState| match s {
+        NodeState::Failed => 0,
+        NodeState::InProgress | NodeState::CleaningUp => 1,
         _ => 2,
     };
-    nodes.sort_by(|a, b| (rank(&a.state), &a.name).cmp(&(rank(&b.state), &b.name)));
+    nodes.sort_by(|a, b| (rank(a.state), &a.name).cmp(&(rank(b.state), &b.name)));
     nodes.truncate(MAX_NODES_LISTED);
     nodes
 }
@@ -349,8 +339,8 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
 
     let (mut nodes, leaving) = plan_nodes(view, observed, &config, &mut actions, &mut notes);
     let installed: Vec<String> =
-        nodes.iter().filter(|n| n.state == node_state::INSTALLED).map(|n| n.name.clone()).collect();
-    let failed: Vec<NodeInstallStatus> = nodes.iter().filter(|n| n.state == node_state::FAILED).cloned().collect();
+        nodes.iter().filter(|n| n.state == NodeState::Installed).map(|n| n.name.clone()).collect();
+    let failed: Vec<NodeInstallStatus> = nodes.iter().filter(|n| n.state == NodeState::Failed).cloned().collect();
     status.nodes_desired = nodes.len() as u32;
     status.nodes_installed = installed.len() as u32;
     status.nodes_failed = failed.len() as u32;
@@ -400,7 +390,7 @@ pub fn plan_kata(view: &KataView, observed: &KataObserved, now: DateTime<Utc>) -
     let (verified, reason, message) = smoke.condition;
     set_condition(&mut status.conditions, CONDITION_VERIFIED, verified, reason, &message, generation, now);
 
-    let smoke_failed = status.smoke.as_ref().is_some_and(|s| s.result == smoke::FAILED);
+    let smoke_failed = status.smoke.as_ref().is_some_and(|s| s.result == SmokeResult::Failed);
     status.phase = Some(if !failed.is_empty() || smoke_failed {
         KataPhase::Degraded
     } else if installed_status == ConditionStatus::True {
@@ -449,14 +439,14 @@ fn plan_nodes(
             cleanup_runs |= entry.is_some() || label == Some(MARKED_FOR_CLEANUP);
             match entry {
                 Some(entry) if selected => nodes.push(NodeInstallStatus {
-                    state: node_state::IN_PROGRESS.into(),
+                    state: NodeState::InProgress,
                     message: entry.message.map(|m| format!("cleaning up an earlier install first: {m}")),
                     ..entry
                 }),
                 Some(entry) => leaving.push(entry),
                 None if selected => nodes.push(NodeInstallStatus {
                     name: node.name.clone(),
-                    state: node_state::IN_PROGRESS.into(),
+                    state: NodeState::InProgress,
                     message: Some("cleaned up; installing again".into()),
                 }),
                 None => {}
@@ -467,9 +457,9 @@ fn plan_nodes(
             continue;
         }
         let state = node_install_state(&node.name, config, &observed.pods);
-        let mark = match state.state.as_str() {
-            node_state::INSTALLED if !(owned && label == Some("true")) => Some(NodeMark::Installed),
-            node_state::FAILED if !(owned && label.is_none()) => Some(NodeMark::Touched),
+        let mark = match state.state {
+            NodeState::Installed if !(owned && label == Some("true")) => Some(NodeMark::Installed),
+            NodeState::Failed if !(owned && label.is_none()) => Some(NodeMark::Touched),
             _ => None,
         };
         if let Some(mark) = mark {
@@ -495,20 +485,20 @@ fn degraded_message(status: &KataInstallStatus) -> String {
 
 /// Events for nodes that became installed or failed since the last status.
 fn node_notes(before: &[NodeInstallStatus], now: &[NodeInstallStatus], notes: &mut Vec<Note>) {
-    let was = |name: &str| before.iter().find(|n| n.name == name).map(|n| n.state.as_str());
+    let was = |name: &str| before.iter().find(|n| n.name == name).map(|n| n.state);
     let mut changed: Vec<Note> = Vec::new();
     for node in now {
         let previous = was(&node.name);
         // Past the listing cap, the last status cannot tell what is new.
         let unknowable = previous.is_none() && before.len() >= MAX_NODES_LISTED;
-        if previous == Some(node.state.as_str()) || unknowable {
+        if previous == Some(node.state) || unknowable {
             continue;
         }
-        match node.state.as_str() {
-            node_state::INSTALLED => {
+        match node.state {
+            NodeState::Installed => {
                 changed.push(note(false, "NodeInstalled", format!("Kata installed on node {}", node.name)))
             }
-            node_state::FAILED => changed.push(note(
+            NodeState::Failed => changed.push(note(
                 true,
                 "NodeInstallFailed",
                 format!("installer failed on node {}: {}", node.name, node.message.as_deref().unwrap_or("")),

@@ -10,18 +10,11 @@ use chrono::{DateTime, Utc};
 
 use super::validate::default_shim;
 use super::{note, runtime_class_name, short_hash, KataAction, KataObserved, KataView, PodState};
-use crate::api::katainstall::SmokeStatus;
+use crate::api::katainstall::{SmokeResult, SmokeStatus};
 use crate::engine::conditions::ConditionStatus;
 use crate::engine::duration::{format_duration, later, parse_duration};
 use crate::engine::observed::JobState;
 use crate::engine::planner::Note;
-
-/// The smoke test is running.
-pub const RUNNING: &str = "Running";
-/// The client fetched the expected page.
-pub const PASSED: &str = "Passed";
-/// It failed or timed out; the message says why.
-pub const FAILED: &str = "Failed";
 
 /// What the smoke test needs done, and the `Verified` condition.
 pub struct SmokeStep {
@@ -76,12 +69,13 @@ pub fn plan_smoke(view: &KataView, installed: &[String], observed: &KataObserved
         step.actions.push(KataAction::CreateSmokeServer { key: key.clone() });
         let message = format!("started: HTTP server pod with RuntimeClass {class}, client fetching its page");
         step.notes.push(note(false, "SmokeTestStarted", format!("smoke test {key} {message}")));
-        step.record = Some(SmokeStatus { key, result: RUNNING.into(), start_time: Some(now), message: Some(message) });
+        step.record =
+            Some(SmokeStatus { key, result: SmokeResult::Running, start_time: Some(now), message: Some(message) });
         step.condition = (ConditionStatus::Unknown, "SmokeTestRunning", "the smoke test is running".into());
         step.wake = Some(later(now, timeout(view)));
         return step;
     };
-    if record.result != RUNNING {
+    if record.result != SmokeResult::Running {
         step.actions.extend(delete_all());
         step.condition = condition_of(&record);
         step.record = Some(record);
@@ -118,7 +112,7 @@ pub fn plan_smoke(view: &KataView, installed: &[String], observed: &KataObserved
     };
     match outcome {
         Some((passed, message)) => {
-            record.result = if passed { PASSED } else { FAILED }.into();
+            record.result = if passed { SmokeResult::Passed } else { SmokeResult::Failed };
             record.message = Some(message.clone());
             step.actions.extend(delete_all());
             step.notes.push(if passed {
@@ -152,9 +146,9 @@ fn timeout(view: &KataView) -> std::time::Duration {
 
 fn condition_of(record: &SmokeStatus) -> (ConditionStatus, &'static str, String) {
     let message = record.message.clone().unwrap_or_default();
-    match record.result.as_str() {
-        PASSED => (ConditionStatus::True, "SmokeTestPassed", message),
-        FAILED => (ConditionStatus::False, "SmokeTestFailed", message),
-        _ => (ConditionStatus::Unknown, "SmokeTestRunning", message),
+    match record.result {
+        SmokeResult::Passed => (ConditionStatus::True, "SmokeTestPassed", message),
+        SmokeResult::Failed => (ConditionStatus::False, "SmokeTestFailed", message),
+        SmokeResult::Running => (ConditionStatus::Unknown, "SmokeTestRunning", message),
     }
 }

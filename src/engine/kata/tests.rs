@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::smoke::smoke_key;
 use super::*;
-use crate::api::katainstall::SmokeStatus;
+use crate::api::katainstall::{NodeState, SmokeResult, SmokeStatus};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
@@ -114,15 +114,15 @@ fn per_node_state_comes_from_the_installer_pod() {
     let plan = plan_kata(&view(&spec, &status), &observed, now());
     let s = &plan.status;
     assert_eq!((s.nodes_desired, s.nodes_installed, s.nodes_failed), (4, 1, 1));
-    let states: Vec<(&str, &str, Option<&str>)> =
-        s.nodes.iter().map(|n| (n.name.as_str(), n.state.as_str(), n.message.as_deref())).collect();
+    let states: Vec<(&str, NodeState, Option<&str>)> =
+        s.nodes.iter().map(|n| (n.name.as_str(), n.state, n.message.as_deref())).collect();
     assert_eq!(
         states,
         vec![
-            ("crash", "Failed", Some("exit code 1: unknown shim bogus")),
-            ("new", "InProgress", Some("waiting for the installer pod")),
-            ("pending", "InProgress", Some("installer pod Pending")),
-            ("ready", "Installed", None),
+            ("crash", NodeState::Failed, Some("exit code 1: unknown shim bogus")),
+            ("new", NodeState::InProgress, Some("waiting for the installer pod")),
+            ("pending", NodeState::InProgress, Some("installer pod Pending")),
+            ("ready", NodeState::Installed, None),
         ]
     );
     assert_eq!(
@@ -145,7 +145,7 @@ fn a_pod_of_an_older_config_does_not_count_as_installed() {
     observed.nodes = vec![node("n1", true)];
     observed.pods = vec![InstallerPod { config: Some("old".into()), ..pod("n1", PodState::Ready) }];
     let plan = plan_kata(&view(&spec, &status), &observed, now());
-    assert_eq!(plan.status.nodes[0].state, "InProgress");
+    assert_eq!(plan.status.nodes[0].state, NodeState::InProgress);
     assert_eq!(plan.status.nodes[0].message.as_deref(), Some("the installer is being updated"));
 }
 
@@ -194,8 +194,8 @@ fn a_node_that_leaves_the_selector_is_cleaned_up_and_reinstalled_when_back() {
     assert!(marks(&plan).is_empty(), "its installer is still there: not marked yet");
     let entry = plan.status.nodes.iter().find(|n| n.name == "n1").expect("listed while cleaning up");
     assert_eq!(
-        (entry.state.as_str(), entry.message.as_deref()),
-        ("CleaningUp", Some("waiting for the installer to stop"))
+        (entry.state, entry.message.as_deref()),
+        (NodeState::CleaningUp, Some("waiting for the installer to stop"))
     );
     assert_eq!((plan.status.nodes_desired, plan.status.nodes_installed), (1, 1), "only n2 counts");
     assert_eq!(plan.status.phase, Some(KataPhase::Installed));
@@ -217,7 +217,7 @@ fn a_node_that_leaves_the_selector_is_cleaned_up_and_reinstalled_when_back() {
     assert!(!plan.actions.iter().any(|a| matches!(a, KataAction::DeleteDaemonSet(_))), "the cleanup still runs");
     assert_eq!((plan.status.nodes_desired, plan.status.nodes_installed), (2, 1));
     let entry = plan.status.nodes.iter().find(|n| n.name == "n1").unwrap();
-    assert_eq!(entry.state, "InProgress");
+    assert_eq!(entry.state, NodeState::InProgress);
     assert!(entry.message.as_deref().unwrap().starts_with("cleaning up an earlier install first"), "{entry:?}");
 
     observed.pods.last_mut().unwrap().state = PodState::Ready;
@@ -233,7 +233,7 @@ fn a_node_that_leaves_the_selector_is_cleaned_up_and_reinstalled_when_back() {
     let plan = plan_kata(&view(&spec, &plan.status), &observed, now());
     assert!(plan.actions.contains(&KataAction::DeleteDaemonSet(Role::Cleanup)));
     let entry = plan.status.nodes.iter().find(|n| n.name == "n1").unwrap();
-    assert_eq!((entry.state.as_str(), entry.message.as_deref()), ("InProgress", Some("waiting for the installer pod")));
+    assert_eq!((entry.state, entry.message.as_deref()), (NodeState::InProgress, Some("waiting for the installer pod")));
 }
 
 #[test]
@@ -328,7 +328,7 @@ fn a_newly_installed_node_starts_a_new_smoke_test() {
     let spec = spec();
     let key = smoke_key(1, &["n1".to_string()]);
     let status = KataInstallStatus {
-        smoke: Some(SmokeStatus { key, result: "Passed".into(), start_time: Some(now()), message: None }),
+        smoke: Some(SmokeStatus { key, result: SmokeResult::Passed, start_time: Some(now()), message: None }),
         ..Default::default()
     };
     let mut observed = installed_observed();
@@ -344,7 +344,8 @@ fn a_newly_installed_node_starts_a_new_smoke_test() {
 fn smoke_failures_and_timeouts_are_reported() {
     let spec = spec();
     let key = smoke_key(1, &["n1".to_string()]);
-    let running = SmokeStatus { key: key.clone(), result: "Running".into(), start_time: Some(now()), message: None };
+    let running =
+        SmokeStatus { key: key.clone(), result: SmokeResult::Running, start_time: Some(now()), message: None };
     let status = KataInstallStatus { smoke: Some(running), ..Default::default() };
     let mut observed = installed_observed();
     observed.smoke_servers = vec![SmokeServer {
@@ -402,7 +403,7 @@ fn cleanup_waits_for_the_installer_then_cleans_each_node_then_releases() {
     assert!(plan.actions.contains(&KataAction::ApplyDaemonSet { role: Role::Cleanup, config: config.clone() }));
     assert_eq!(marks(&plan), vec![("n1".to_string(), NodeMark::Cleanup)]);
     assert!(!plan.actions.contains(&KataAction::RemoveFinalizer));
-    assert_eq!(plan.status.nodes[0].state, "CleaningUp");
+    assert_eq!(plan.status.nodes[0].state, NodeState::CleaningUp);
 
     observed.daemon_sets.insert(Role::Cleanup, Some(config));
     observed.nodes[0].labels.insert(NODE_RUNTIME_LABEL.into(), "cleanup".into());
