@@ -27,9 +27,9 @@ use super::jobs::observe_jobs;
 use super::{catch_panic, describe, ok_if, panic_note, to_event, Context, Error, KubeResultExt, Shutdown};
 use crate::api::katainstall::KataInstallStatus;
 use crate::api::{KataInstall, FIELD_MANAGER};
-use crate::engine::kata::{
-    plan_kata, pod_state, InstallerPod, KataAction, KataObserved, KataView, NodeInfo, NodeMark, OtherInstall, PodState,
-    Role, SmokeClient, SmokeServer, FINALIZER, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
+use crate::engine::katainstall::{
+    self as kata, pod_state, InstallerPod, NodeInfo, NodeMark, Observed, OtherInstall, PodState, Role, SmokeClient,
+    SmokeServer, View, FINALIZER, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
     MARKED_FOR_CLEANUP, NODE_RUNTIME_LABEL,
 };
 use crate::resources::controller_ref;
@@ -94,7 +94,7 @@ fn pod_node(pod: &Pod) -> Option<String> {
         .find_map(|f| (f.key == "metadata.name").then(|| f.values.as_ref()?.first().cloned()).flatten())
 }
 
-async fn observe(ctx: &Context, install: &KataInstall) -> Result<KataObserved, Error> {
+async fn observe(ctx: &Context, install: &KataInstall) -> Result<Observed, Error> {
     let name = install.name_any();
     let uid = install.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let ns = &ctx.operator_namespace;
@@ -114,7 +114,7 @@ async fn observe(ctx: &Context, install: &KataInstall) -> Result<KataObserved, E
     let installs =
         Api::<KataInstall>::all(client).list(&ListParams::default()).await.observing(|| "KataInstalls".into())?;
 
-    let mut observed = KataObserved::default();
+    let mut observed = Observed::default();
     for node in nodes.items {
         observed.nodes.push(NodeInfo {
             owner: node.annotations().get(LABEL_KATA_INSTALL).cloned(),
@@ -202,7 +202,7 @@ async fn reconcile(install: Arc<KataInstall>, ctx: Arc<Context>) -> Result<Actio
     let name = install.name_any();
     let observed = observe(&ctx, &install).await?;
     let status = install.status.clone().unwrap_or_default();
-    let view = KataView {
+    let view = View {
         name: &name,
         generation: install.metadata.generation.unwrap_or(1),
         created: install.metadata.creation_timestamp.as_ref().map(crate::engine::conditions::from_k8s_time),
@@ -211,18 +211,18 @@ async fn reconcile(install: Arc<KataInstall>, ctx: Arc<Context>) -> Result<Actio
         deleting_since: install.metadata.deletion_timestamp.as_ref().map(crate::engine::conditions::from_k8s_time),
         has_finalizer: install.finalizers().iter().any(|f| f == FINALIZER),
     };
-    let plan = plan_kata(&view, &observed, Utc::now());
+    let plan = kata::plan(&view, &observed, Utc::now());
     let mut released = false;
     for action in &plan.actions {
         debug!(install = %name, ?action, "applying");
         apply(&ctx, &install, &observed, action).await?;
-        released |= *action == KataAction::RemoveFinalizer;
+        released |= *action == kata::Action::RemoveFinalizer;
     }
     if !released && plan.status != status {
         write_status(&ctx, &name, &plan.status).await?;
     }
     publish(&ctx, &install, &plan.notes).await;
-    Ok(Action::requeue(plan.requeue_after))
+    Ok(Action::requeue(plan.requeue_after.unwrap_or(kata::RESYNC)))
 }
 
 /// Publishes Events about the KataInstall. API servers before 1.22 refuse
@@ -243,12 +243,7 @@ async fn publish(ctx: &Context, install: &KataInstall, notes: &[crate::engine::p
     }
 }
 
-async fn apply(
-    ctx: &Context,
-    install: &KataInstall,
-    observed: &KataObserved,
-    action: &KataAction,
-) -> Result<(), Error> {
+async fn apply(ctx: &Context, install: &KataInstall, observed: &Observed, action: &kata::Action) -> Result<(), Error> {
     let name = install.name_any();
     let ns = &ctx.operator_namespace;
     let client = ctx.client.clone();
@@ -256,20 +251,20 @@ async fn apply(
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let background = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
     match action {
-        KataAction::AddFinalizer | KataAction::RemoveFinalizer => {
+        kata::Action::AddFinalizer | kata::Action::RemoveFinalizer => {
             let mut finalizers: Vec<String> =
                 install.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-            if *action == KataAction::AddFinalizer {
+            if *action == kata::Action::AddFinalizer {
                 finalizers.push(FINALIZER.into());
             }
             let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": install.resource_version()}});
             let result =
                 Api::<KataInstall>::all(client).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
             let verb =
-                if *action == KataAction::AddFinalizer { "add the finalizer to" } else { "remove the finalizer of" };
+                if *action == kata::Action::AddFinalizer { "add the finalizer to" } else { "remove the finalizer of" };
             ok_if(result, 404).applying(verb, || describe::<KataInstall>(None, &name))?;
         }
-        KataAction::ApplyDaemonSet { role, config } => {
+        kata::Action::ApplyDaemonSet { role, config } => {
             info!(install = %name, role = role.as_str(), "applying the installer DaemonSet");
             let ds = installer_daemonset(&name, ns, &install.spec, *role, config, &ctx.config.kata_installer, owner);
             let ds_name = daemonset_name(&name, *role);
@@ -278,12 +273,12 @@ async fn apply(
                 .await
                 .applying("apply", || describe::<DaemonSet>(Some(ns), &ds_name))?;
         }
-        KataAction::DeleteDaemonSet(role) => {
+        kata::Action::DeleteDaemonSet(role) => {
             let ds_name = daemonset_name(&name, *role);
             let result = Api::<DaemonSet>::namespaced(client, ns).delete(&ds_name, &background).await;
             ok_if(result, 404).applying("delete", || describe::<DaemonSet>(Some(ns), &ds_name))?;
         }
-        KataAction::MarkNode { node, mark } => {
+        kata::Action::MarkNode { node, mark } => {
             let (label, owner) = match mark {
                 NodeMark::Installed => (json!("true"), json!(name)),
                 NodeMark::Touched => (json!(null), json!(name)),
@@ -295,28 +290,28 @@ async fn apply(
             let result = Api::<Node>::all(client).patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await;
             ok_if(result, 404).applying("mark", || describe::<Node>(None, node))?;
         }
-        KataAction::ApplyRuntimeClass { shim, config } => {
+        kata::Action::ApplyRuntimeClass { shim, config } => {
             let owner = owner.ok_or(Error::MissingField("metadata.uid"))?;
             let class = runtime_class(&name, &install.spec, shim, config, Some(owner));
             info!(install = %name, runtime_class = ?class.metadata.name, "applying RuntimeClass");
             apply_owned_runtime_class(Api::all(client), class, install).await?;
         }
-        KataAction::DeleteRuntimeClass { name: class } => {
+        kata::Action::DeleteRuntimeClass { name: class } => {
             delete_owned_runtime_class(Api::all(client), class, install).await?;
         }
-        KataAction::CreateSmokeServer { key } => {
+        kata::Action::CreateSmokeServer { key } => {
             let pod = smoke_server_pod(&name, ns, &install.spec, key, owner);
             let pod_name = smoke_server_name(&name, key);
             ok_if(Api::<Pod>::namespaced(client, ns).create(&PostParams::default(), &pod).await, 409)
                 .applying("create", || describe::<Pod>(Some(ns), &pod_name))?;
         }
-        KataAction::CreateSmokeClient { key, server_ip } => {
+        kata::Action::CreateSmokeClient { key, server_ip } => {
             let job = smoke_client_job(&name, ns, &install.spec, key, server_ip, owner);
             let job_name = smoke_client_name(&name, key);
             ok_if(Api::<Job>::namespaced(client, ns).create(&PostParams::default(), &job).await, 409)
                 .applying("create", || describe::<Job>(Some(ns), &job_name))?;
         }
-        KataAction::DeleteSmoke { keep_key } => {
+        kata::Action::DeleteSmoke { keep_key } => {
             let stale = |key: &String| Some(key) != keep_key.as_ref();
             let pods = Api::<Pod>::namespaced(client.clone(), ns);
             for server in observed.smoke_servers.iter().filter(|s| stale(&s.key)) {

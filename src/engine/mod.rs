@@ -9,7 +9,7 @@ pub mod duration;
 pub mod imagebuild;
 pub mod internal_error;
 pub mod job;
-pub mod kata;
+pub mod katainstall;
 pub mod launch;
 pub mod log_tail;
 pub mod naming;

@@ -104,7 +104,7 @@ pub fn run_label(run: &str) -> String {
 }
 
 /// FNV-1a: a stable hash (unlike std's, which may change between releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 

@@ -4,5 +4,4 @@
 //! limit whatever a user (or a stage) wrote.
 
 mod imagebuild;
-mod katainstall;
 mod pipelinerun;

@@ -3,10 +3,10 @@
 use proptest::prelude::*;
 
 use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, NodeInstallStatus, NodeState, SmokeTest};
-use crate::engine::kata::{
-    plan_kata, InstallerPod, KataObserved, KataView, NodeInfo, PodState, Role, SmokeClient, SmokeServer,
+use crate::engine::job::JobState;
+use crate::engine::katainstall::{
+    plan, InstallerPod, NodeInfo, Observed, PodState, Role, SmokeClient, SmokeServer, View,
 };
-use crate::engine::observed::JobState;
 use crate::engine::testing::arbitrary::*;
 
 proptest! {
@@ -54,7 +54,7 @@ proptest! {
             _ => PodState::Failed(text),
         };
         let (servers, clients) = smoke;
-        let observed = KataObserved {
+        let observed = Observed {
             nodes: nodes.into_iter().map(|(name, labels, owner)| NodeInfo { name, labels, owner }).collect(),
             pods: pods
                 .into_iter()
@@ -79,7 +79,7 @@ proptest! {
                 .collect(),
             ..Default::default()
         };
-        let view = KataView {
+        let view = View {
             name: "kata",
             generation,
             created: Some(now),
@@ -88,7 +88,7 @@ proptest! {
             deleting_since: deleting,
             has_finalizer: deleting.is_some(),
         };
-        let planned = plan_kata(&view, &observed, now);
+        let planned = plan(&view, &observed, now);
         let bytes = serde_json::to_vec(&planned.status).map(|v| v.len()).unwrap_or(0);
         prop_assert!(bytes < MAX_STATUS_BYTES, "status of {bytes} bytes");
     }
