@@ -122,7 +122,7 @@ pub struct SmokeStatus {
     /// (a node joined or was reinstalled) starts a new smoke test.
     pub key: String,
     /// Running, Passed or Failed.
-    pub result: String,
+    pub result: SmokeResult,
     /// When it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<DateTime<Utc>>,
@@ -144,6 +144,32 @@ pub enum KataPhase {
     Uninstalling,
 }
 
+/// How one smoke test went.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SmokeResult {
+    /// The smoke test is running.
+    #[default]
+    Running,
+    /// The client fetched the expected page.
+    Passed,
+    /// It failed or timed out; the message says why.
+    Failed,
+}
+
+/// Where the install (or cleanup) of one node stands.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum NodeState {
+    /// The installer has not finished yet.
+    #[default]
+    InProgress,
+    /// The installer finished (its pod is Ready).
+    Installed,
+    /// The installer failed; the message is its error.
+    Failed,
+    /// Deletion (or the node leaving the selector) is running the cleanup there.
+    CleaningUp,
+}
+
 /// Install state of one node.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -151,7 +177,7 @@ pub struct NodeInstallStatus {
     /// Node name.
     pub name: String,
     /// InProgress, Installed, Failed or CleaningUp.
-    pub state: String,
+    pub state: NodeState,
     /// The installer's error, when failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -1,12 +1,11 @@
 //! Pure decisions: spec and observed state in, actions out. No I/O here,
 //! so nearly all of Gantry's behaviour is tested without a cluster.
 
-mod compat;
 pub mod conditions;
 pub mod duration;
 pub mod imagebuild;
 pub mod job;
-pub mod kata;
+pub mod katainstall;
 pub mod naming;
 pub mod nested_virt;
 pub mod note;
@@ -19,10 +18,5 @@ pub mod spec_error;
 pub mod text;
 pub mod wake;
 
-pub use compat::{launch, observed, planner, validate};
-
 #[cfg(test)]
 pub mod testing;
-
-#[cfg(test)]
-mod fuzz_tests;

@@ -115,7 +115,7 @@ pub fn is_dns_label(s: &str) -> bool {
 }
 
 /// FNV-1a: a stable hash (unlike std's, which may change between releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 

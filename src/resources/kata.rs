@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::katainstall::KataInstallSpec;
 use crate::config::KataInstallerHostAccess;
-use crate::engine::kata::validate::default_shim;
-use crate::engine::kata::{
+use crate::engine::katainstall::validate::default_shim;
+use crate::engine::katainstall::{
     runtime_class_name, Role, LABEL_KATA_CONFIG, LABEL_KATA_INSTALL, LABEL_KATA_ROLE, LABEL_SMOKE_KEY,
     MARKED_FOR_CLEANUP, NODE_RUNTIME_LABEL,
 };

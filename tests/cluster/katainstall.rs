@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use gantry::api::katainstall::KataPhase;
+use gantry::api::katainstall::{KataPhase, NodeState};
 use gantry::api::KataInstall;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Node;
@@ -151,7 +151,7 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     let status = verified.status.clone().unwrap();
     assert_eq!(status.phase, Some(KataPhase::Installed), "{status:#?}");
     assert_eq!((status.nodes_desired, status.nodes_installed, status.nodes_failed), (1, 1, 0));
-    assert_eq!((status.nodes[0].name.as_str(), status.nodes[0].state.as_str()), (NODE, "Installed"));
+    assert_eq!((status.nodes[0].name.as_str(), status.nodes[0].state), (NODE, NodeState::Installed));
     assert_eq!(status.runtime_classes, vec!["kata-qemu".to_string()]);
     assert_eq!(condition(&verified, "Installed").unwrap().1, "AllNodesInstalled");
     assert_eq!(condition(&verified, "Verified").unwrap().1, "SmokeTestPassed");
@@ -189,7 +189,7 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     assert_eq!(status.nodes_installed, 1);
     assert_eq!(status.phase, Some(KataPhase::Installing));
     let entry = status.nodes.iter().find(|n| n.name == fake_node).expect("the new node is listed");
-    assert_eq!(entry.state, "InProgress");
+    assert_eq!(entry.state, NodeState::InProgress);
     nodes.delete(&fake_node, &DeleteParams::default()).await.unwrap();
     let left = wait_for(&installs, &name, 60, "the node dropped out", |k| {
         k.and_then(|k| k.status.as_ref()).is_some_and(|s| s.nodes_desired == 1 && s.nodes_installed == 1)
@@ -244,7 +244,7 @@ async fn katainstall_installs_verifies_follows_nodes_and_cleans_up() {
     .await;
     let status = degraded.status.clone().unwrap();
     assert_eq!((status.nodes_desired, status.nodes_installed, status.nodes_failed), (1, 0, 1));
-    assert_eq!(status.nodes[0].state, "Failed");
+    assert_eq!(status.nodes[0].state, NodeState::Failed);
     let message = status.nodes[0].message.clone().unwrap_or_default();
     assert!(message.contains("unknown shim \"bogus\""), "the installer's own error: {message}");
     let installed = condition(&degraded, "Installed").unwrap();

@@ -67,8 +67,8 @@ pub fn kata_install_state(install: &KataInstall) -> Referenced {
     if status.observed_generation != install.metadata.generation {
         return Referenced::Waiting(format!("KataInstall {name} has not seen its latest spec yet"));
     }
-    let installed = condition(&status.conditions, "Installed");
-    let verified = condition(&status.conditions, "Verified");
+    let installed = condition(&status.conditions, crate::engine::katainstall::CONDITION_INSTALLED);
+    let verified = condition(&status.conditions, crate::engine::katainstall::CONDITION_VERIFIED);
     match (installed.map(|c| c.status.as_str()), verified.map(|c| c.status.as_str())) {
         (Some("True"), Some("True")) => {
             let shim = install.spec.default_shim.clone().or_else(|| install.spec.shims.first().cloned());

@@ -2,11 +2,11 @@
 
 use proptest::prelude::*;
 
-use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, NodeInstallStatus, SmokeTest};
-use crate::engine::kata::{
-    plan_kata, InstallerPod, KataObserved, KataView, NodeInfo, PodState, Role, SmokeClient, SmokeServer,
+use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, NodeInstallStatus, NodeState, SmokeTest};
+use crate::engine::job::JobState;
+use crate::engine::katainstall::{
+    plan, InstallerPod, NodeInfo, Observed, PodState, Role, SmokeClient, SmokeServer, View,
 };
-use crate::engine::observed::JobState;
 use crate::engine::testing::arbitrary::*;
 
 proptest! {
@@ -21,7 +21,7 @@ proptest! {
         nodes in proptest::collection::vec((text(), proptest::collection::btree_map(text(), text(), 0..3), proptest::option::of(text())), 0..6),
         pods in proptest::collection::vec((text(), any::<bool>(), 0u8..3, text()), 0..6),
         smoke in (proptest::collection::vec((text(), proptest::option::of(text()), 0u8..3), 0..3), proptest::collection::vec((text(), 0u8..3), 0..3)),
-        node_statuses in proptest::collection::vec((text(), text()), 0..6),
+        node_statuses in proptest::collection::vec((text(), 0u8..4), 0..6),
         deleting in proptest::option::of(time()),
         now in time(),
         generation in any::<i64>(),
@@ -37,7 +37,15 @@ proptest! {
             ..Default::default()
         };
         let status = KataInstallStatus {
-            nodes: node_statuses.into_iter().map(|(name, state)| NodeInstallStatus { name, state, message: None }).collect(),
+            nodes: node_statuses
+                .into_iter()
+                .map(|(name, state)| NodeInstallStatus {
+                    name,
+                    state: [NodeState::InProgress, NodeState::Installed, NodeState::Failed, NodeState::CleaningUp]
+                        [usize::from(state)],
+                    message: None,
+                })
+                .collect(),
             ..Default::default()
         };
         let pod_state = |n: u8, text: String| match n {
@@ -46,7 +54,7 @@ proptest! {
             _ => PodState::Failed(text),
         };
         let (servers, clients) = smoke;
-        let observed = KataObserved {
+        let observed = Observed {
             nodes: nodes.into_iter().map(|(name, labels, owner)| NodeInfo { name, labels, owner }).collect(),
             pods: pods
                 .into_iter()
@@ -71,7 +79,7 @@ proptest! {
                 .collect(),
             ..Default::default()
         };
-        let view = KataView {
+        let view = View {
             name: "kata",
             generation,
             created: Some(now),
@@ -80,7 +88,7 @@ proptest! {
             deleting_since: deleting,
             has_finalizer: deleting.is_some(),
         };
-        let planned = plan_kata(&view, &observed, now);
+        let planned = plan(&view, &observed, now);
         let bytes = serde_json::to_vec(&planned.status).map(|v| v.len()).unwrap_or(0);
         prop_assert!(bytes < MAX_STATUS_BYTES, "status of {bytes} bytes");
     }

@@ -8,32 +8,16 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use super::Planner;
+use crate::api::katainstall::KataPhase;
+use crate::engine::katainstall::view::{NodeInfo, Observed, OtherInstall, View};
+use crate::engine::katainstall::{reasons, runtime_class_name, validate, CONDITION_INSTALLED};
+use crate::engine::note::Note;
 
-use super::validate::validate_kata;
-use super::{note, runtime_class_name, selects, KataObserved, KataPlan, KataView, NodeInfo};
-use super::{CONDITION_INSTALLED, CONDITION_VERIFIED};
-use crate::api::katainstall::{KataInstallSpec, KataInstallStatus, KataPhase};
-use crate::engine::conditions::{set_condition, ConditionStatus};
-
-/// The reason on `Installed` and `Verified` of a KataInstall in conflict.
-pub const REASON_CONFLICT: &str = "Conflict";
 /// How often a KataInstall in conflict looks again (besides the watches).
 pub const CONFLICT_RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most node names one conflict message lists.
 const MAX_NODES_NAMED: usize = 5;
-
-/// Another KataInstall in the cluster (whatever the operator's selector:
-/// nodes and RuntimeClass names are shared by all).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OtherInstall {
-    /// `metadata.name`.
-    pub name: String,
-    /// `metadata.creationTimestamp`.
-    pub created: Option<DateTime<Utc>>,
-    /// Its spec.
-    pub spec: KataInstallSpec,
-}
 
 /// Why a KataInstall may not install.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +53,7 @@ impl fmt::Display for Conflict {
 
 /// Whether `other` goes first: created earlier, or at the same time with a
 /// smaller name. (A missing timestamp counts as earliest.)
-fn is_earlier(other: &OtherInstall, view: &KataView) -> bool {
+fn is_earlier(other: &OtherInstall, view: &View) -> bool {
     (other.created, other.name.as_str()) < (view.created, view.name)
 }
 
@@ -78,23 +62,23 @@ fn is_earlier(other: &OtherInstall, view: &KataView) -> bool {
 fn claimed_by<'a>(other: &OtherInstall, nodes: &'a [NodeInfo]) -> impl Iterator<Item = &'a NodeInfo> {
     let name = other.name.clone();
     let selector = other.spec.node_selector.clone();
-    nodes.iter().filter(move |n| selects(&selector, n) || n.owner.as_deref() == Some(name.as_str()))
+    nodes.iter().filter(move |n| n.selected_by(&selector) || n.owner.as_deref() == Some(name.as_str()))
 }
 
 /// Every reason this KataInstall may not install; empty when it may.
-pub fn conflicts(view: &KataView, observed: &KataObserved) -> Vec<Conflict> {
+pub fn conflicts(view: &View, observed: &Observed) -> Vec<Conflict> {
     let mut found = Vec::new();
     let mut earlier: Vec<&OtherInstall> = observed
         .other_installs
         .iter()
         .filter(|o| o.name != view.name && is_earlier(o, view))
         // An invalid spec installs nothing, so it claims nothing.
-        .filter(|o| validate_kata(&o.name, &o.spec).is_ok())
+        .filter(|o| validate(&o.name, &o.spec).is_ok())
         .collect();
     earlier.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
     for other in earlier {
         let nodes: Vec<String> = claimed_by(other, &observed.nodes)
-            .filter(|n| selects(&view.spec.node_selector, n))
+            .filter(|n| n.selected_by(&view.spec.node_selector))
             .map(|n| n.name.clone())
             .collect();
         if !nodes.is_empty() {
@@ -114,35 +98,25 @@ pub fn conflicts(view: &KataView, observed: &KataObserved) -> Vec<Conflict> {
     found
 }
 
-/// The plan of a KataInstall in conflict: no action at all (what it made
-/// before the conflict arose stays until it clears or the KataInstall is
-/// deleted), both conditions False with reason `Conflict`, and a Warning
-/// Event when the conflict is new or changed.
-pub fn plan_conflict(
-    view: &KataView,
-    mut status: KataInstallStatus,
-    conflicts: &[Conflict],
-    now: DateTime<Utc>,
-) -> KataPlan {
-    let message = conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-    let generation = Some(view.generation);
-    for condition in [CONDITION_INSTALLED, CONDITION_VERIFIED] {
-        set_condition(
-            &mut status.conditions,
-            condition,
-            ConditionStatus::False,
-            REASON_CONFLICT,
-            &message,
-            generation,
-            now,
-        );
+impl Planner<'_> {
+    /// The plan of a KataInstall in conflict: no action at all (what it
+    /// made before the conflict arose stays until it clears or the
+    /// KataInstall is deleted), both conditions False with reason
+    /// `Conflict`, Degraded, and a Warning when the conflict is new or
+    /// changed; it looks again after [`CONFLICT_RESYNC`].
+    pub(super) fn conflict(&mut self, conflicts: &[Conflict]) {
+        let message = conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        self.both_false(reasons::CONFLICT, &message);
+        self.status.phase = Some(KataPhase::Degraded);
+        let already_told = self
+            .view
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_INSTALLED && c.reason == reasons::CONFLICT && c.message == message);
+        if !already_told {
+            self.notes.push(Note::warning(reasons::CONFLICT, message));
+        }
+        self.wake.after(CONFLICT_RESYNC);
     }
-    status.phase = Some(KataPhase::Degraded);
-    let already_told = view
-        .status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == CONDITION_INSTALLED && c.reason == REASON_CONFLICT && c.message == message);
-    let notes = if already_told { Vec::new() } else { vec![note(true, REASON_CONFLICT, message)] };
-    KataPlan { status, actions: Vec::new(), notes, requeue_after: CONFLICT_RESYNC }
 }

@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
+use super::view::PodState;
 use crate::engine::conditions::MAX_MESSAGE_BYTES;
 use crate::engine::text::truncate;
 
@@ -16,17 +17,6 @@ const STUCK_REASONS: [&str; 7] = [
     "CreateContainerError",
     "RunContainerError",
 ];
-
-/// How a pod is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PodState {
-    /// Its readiness probe passes (the installer finished its work).
-    Ready,
-    /// Scheduled or starting; the text says where it is.
-    Pending(String),
-    /// It failed; the text is the container's error.
-    Failed(String),
-}
 
 /// The state of `pod`, judged by its first container.
 pub fn pod_state(pod: &Pod) -> PodState {

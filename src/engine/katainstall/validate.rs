@@ -2,7 +2,8 @@
 
 use crate::api::katainstall::KataInstallSpec;
 use crate::engine::duration::{parse_duration_at_most, MAX_TIMEOUT};
-use crate::engine::validate::{is_dns_label, SpecError};
+use crate::engine::naming::is_dns_label;
+use crate::engine::spec_error::SpecError;
 
 /// Longest KataInstall name: it goes into label values and child names
 /// (`<name>-cleanup`, `<name>-smoke-server`), which must stay valid.
@@ -12,64 +13,66 @@ pub const MAX_SHIM_LEN: usize = 40;
 /// Most shims one KataInstall may list.
 pub const MAX_SHIMS: usize = 16;
 
-fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
-    SpecError { field: field.into(), message: message.into() }
-}
-
 /// The shim the smoke test uses: `defaultShim`, else the first shim.
 pub fn default_shim(spec: &KataInstallSpec) -> Option<&str> {
     spec.default_shim.as_deref().or(spec.shims.first().map(String::as_str))
 }
 
 /// Validates `name` and `spec`.
-pub fn validate_kata(name: &str, spec: &KataInstallSpec) -> Result<(), SpecError> {
+pub fn validate(name: &str, spec: &KataInstallSpec) -> Result<(), SpecError> {
     if !is_dns_label(name) || name.len() > MAX_NAME_LEN {
-        return Err(err("metadata.name", format!("must be a DNS label of at most {MAX_NAME_LEN} characters")));
+        return Err(SpecError::at(
+            "metadata.name",
+            format!("must be a DNS label of at most {MAX_NAME_LEN} characters"),
+        ));
     }
     let image = spec.installer_image.trim();
     if image.is_empty() || image.len() != spec.installer_image.len() || image.contains(char::is_whitespace) {
-        return Err(err("spec.installerImage", "must be an image reference without spaces"));
+        return Err(SpecError::at("spec.installerImage", "must be an image reference without spaces"));
     }
     if spec.shims.is_empty() {
-        return Err(err("spec.shims", "list at least one shim, e.g. qemu"));
+        return Err(SpecError::at("spec.shims", "list at least one shim, e.g. qemu"));
     }
     if spec.shims.len() > MAX_SHIMS {
-        return Err(err("spec.shims", format!("at most {MAX_SHIMS} shims")));
+        return Err(SpecError::at("spec.shims", format!("at most {MAX_SHIMS} shims")));
     }
     for (i, shim) in spec.shims.iter().enumerate() {
         if !is_dns_label(shim) || shim.len() > MAX_SHIM_LEN {
-            return Err(err(
+            return Err(SpecError::at(
                 format!("spec.shims[{i}]"),
                 format!("{shim:?} is not a shim name (lowercase letters, digits and '-', at most {MAX_SHIM_LEN})"),
             ));
         }
         if spec.shims[..i].contains(shim) {
-            return Err(err(format!("spec.shims[{i}]"), format!("{shim:?} is listed twice")));
+            return Err(SpecError::at(format!("spec.shims[{i}]"), format!("{shim:?} is listed twice")));
         }
     }
     if let Some(shim) = &spec.default_shim {
         if !spec.shims.contains(shim) {
-            return Err(err("spec.defaultShim", format!("{shim:?} is not one of spec.shims")));
+            return Err(SpecError::at("spec.defaultShim", format!("{shim:?} is not one of spec.shims")));
         }
     }
     for (key, value) in &spec.node_selector {
         if !is_label_key(key) {
-            return Err(err(format!("spec.nodeSelector[{key}]"), "is not a valid label key"));
+            return Err(SpecError::at(format!("spec.nodeSelector[{key}]"), "is not a valid label key"));
         }
         if !is_label_value(value) {
-            return Err(err(format!("spec.nodeSelector[{key}]"), format!("{value:?} is not a valid label value")));
+            return Err(SpecError::at(
+                format!("spec.nodeSelector[{key}]"),
+                format!("{value:?} is not a valid label value"),
+            ));
         }
     }
     for (shim, resources) in &spec.overhead {
         if !spec.shims.contains(shim) {
-            return Err(err(format!("spec.overhead.{shim}"), "names a shim that is not in spec.shims"));
+            return Err(SpecError::at(format!("spec.overhead.{shim}"), "names a shim that is not in spec.shims"));
         }
         for (resource, quantity) in resources {
             if !is_label_key(resource) {
-                return Err(err(format!("spec.overhead.{shim}.{resource}"), "is not a resource name"));
+                return Err(SpecError::at(format!("spec.overhead.{shim}.{resource}"), "is not a resource name"));
             }
             if !is_quantity(&quantity.0) {
-                return Err(err(
+                return Err(SpecError::at(
                     format!("spec.overhead.{shim}.{resource}"),
                     format!("{:?} is not a quantity", quantity.0),
                 ));
@@ -78,7 +81,7 @@ pub fn validate_kata(name: &str, spec: &KataInstallSpec) -> Result<(), SpecError
     }
     if let Some(image) = &spec.smoke_test.image {
         if image.is_empty() || image.contains(char::is_whitespace) {
-            return Err(err("spec.smokeTest.image", "must be an image reference without spaces"));
+            return Err(SpecError::at("spec.smokeTest.image", "must be an image reference without spaces"));
         }
     }
     for (field, value) in
@@ -86,9 +89,9 @@ pub fn validate_kata(name: &str, spec: &KataInstallSpec) -> Result<(), SpecError
     {
         if let Some(v) = value {
             match parse_duration_at_most(v, MAX_TIMEOUT) {
-                Ok(d) if d.is_zero() => return Err(err(field, "must be longer than zero")),
+                Ok(d) if d.is_zero() => return Err(SpecError::at(field, "must be longer than zero")),
                 Ok(_) => {}
-                Err(e) => return Err(err(field, e)),
+                Err(e) => return Err(SpecError::at(field, e)),
             }
         }
     }
@@ -137,12 +140,12 @@ mod tests {
     }
 
     fn field(name: &str, spec: &KataInstallSpec) -> String {
-        validate_kata(name, spec).unwrap_err().field
+        validate(name, spec).unwrap_err().field
     }
 
     #[test]
     fn a_plain_spec_is_valid_and_the_default_shim_is_the_first() {
-        assert_eq!(validate_kata("kata", &spec()), Ok(()));
+        assert_eq!(validate("kata", &spec()), Ok(()));
         assert_eq!(default_shim(&spec()), Some("qemu"));
         let s = KataInstallSpec { default_shim: Some("clh".into()), ..spec() };
         assert_eq!(default_shim(&s), Some("clh"));
@@ -156,9 +159,9 @@ mod tests {
         let bad_shim = KataInstallSpec { shims: vec!["qemu".into(), "Q EMU".into()], ..spec() };
         assert_eq!(field("kata", &bad_shim), "spec.shims[1]");
         let twice = KataInstallSpec { shims: vec!["qemu".into(), "qemu".into()], ..spec() };
-        assert_eq!(validate_kata("kata", &twice).unwrap_err().to_string(), "spec.shims[1]: \"qemu\" is listed twice");
+        assert_eq!(validate("kata", &twice).unwrap_err().to_string(), "spec.shims[1]: \"qemu\" is listed twice");
         let default = KataInstallSpec { default_shim: Some("fc".into()), ..spec() };
-        let e = validate_kata("kata", &default).unwrap_err();
+        let e = validate("kata", &default).unwrap_err();
         assert_eq!(e.field, "spec.defaultShim");
         assert!(e.message.contains("\"fc\" is not one of spec.shims"), "{e}");
         let selector = KataInstallSpec { node_selector: BTreeMap::from([("a b".into(), "x".into())]), ..spec() };
@@ -169,7 +172,7 @@ mod tests {
             overhead: BTreeMap::from([(shim.into(), BTreeMap::from([("memory".into(), Quantity(q.into()))]))]),
             ..spec()
         };
-        assert_eq!(validate_kata("kata", &overhead("qemu", "160Mi")), Ok(()));
+        assert_eq!(validate("kata", &overhead("qemu", "160Mi")), Ok(()));
         assert_eq!(field("kata", &overhead("fc", "160Mi")), "spec.overhead.fc");
         assert_eq!(field("kata", &overhead("qemu", "lots")), "spec.overhead.qemu.memory");
         let mut timeout = spec();
@@ -183,7 +186,7 @@ mod tests {
     fn the_sample_is_valid() {
         let text = include_str!("../../../manifests/samples/katainstall.yaml");
         let install: crate::api::KataInstall = serde_yaml::from_str(text).unwrap();
-        assert_eq!(validate_kata(&install.metadata.name.unwrap(), &install.spec), Ok(()));
+        assert_eq!(validate(&install.metadata.name.unwrap(), &install.spec), Ok(()));
     }
 
     #[test]

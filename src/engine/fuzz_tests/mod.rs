@@ -1,7 +1,0 @@
-//! Arbitrary specs, statuses and observations through validation and the
-//! three planners (PipelineRun, ImageBuild, KataInstall): no panic, no Job
-//! for an invalid spec, and a status that stays far below etcd's object
-//! limit whatever a user (or a stage) wrote. PipelineRun's are in
-//! `pipelinerun/tests/fuzz.rs`.
-
-mod katainstall;
