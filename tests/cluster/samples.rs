@@ -96,7 +96,7 @@ async fn every_sample_runs_and_ends_as_documented() {
                     pvs.patch(&name, &PatchParams::apply("gantry-tests"), &Patch::Apply(&pv)).await.unwrap();
                 }
                 // Cluster-scoped and node-wide: tests/cluster/katainstall.rs covers it,
-                // and src/engine/kata/validate.rs checks the sample is valid.
+                // and src/engine/katainstall/validate.rs checks the sample is valid.
                 Some("KataInstall") => {}
                 other => panic!("{file:?}: unexpected kind {other:?} in a sample"),
             }

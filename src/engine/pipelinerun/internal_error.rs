@@ -45,11 +45,7 @@ pub fn failed_by_internal_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()
-    }
+    use crate::engine::testing::t0 as now;
 
     #[test]
     fn an_unfinished_run_fails_with_the_reason_and_message() {

@@ -123,6 +123,8 @@ impl Sim<Builds> {
     }
 }
 
+/// `secs` after the instant the build scenarios start at: their own, not
+/// `testing::t0()`, because the expected suffixes (`c20261121t150000z`) name it.
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 15, 0, 0).unwrap() + chrono::Duration::seconds(secs)
 }
