@@ -43,14 +43,18 @@ pub fn node_changes(before: &[NodeInstallStatus], now: &[NodeInstallStatus]) -> 
 }
 
 /// The Event when the phase changed from `previous` to `status.phase`:
-/// Installed (with `installed_message`) or Degraded (with the failing
-/// condition's message); none for the other phases.
-pub fn phase_changed(previous: Option<KataPhase>, status: &KataInstallStatus, installed_message: &str) -> Option<Note> {
+/// Installed (with the `Installed` condition's message, e.g. `Kata installed
+/// on 3 node(s)`) or Degraded (with the failing condition's message); none
+/// for the other phases.
+pub fn phase_changed(previous: Option<KataPhase>, status: &KataInstallStatus) -> Option<Note> {
     if status.phase == previous {
         return None;
     }
     match status.phase {
-        Some(KataPhase::Installed) => Some(Note::normal(reasons::INSTALLED, installed_message)),
+        Some(KataPhase::Installed) => {
+            let installed = status.conditions.iter().find(|c| c.type_ == super::CONDITION_INSTALLED);
+            Some(Note::normal(reasons::INSTALLED, installed.map_or("installed", |c| c.message.as_str())))
+        }
         Some(KataPhase::Degraded) => Some(Note::warning(reasons::DEGRADED, degraded_message(status))),
         _ => None,
     }

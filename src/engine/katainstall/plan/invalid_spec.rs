@@ -13,8 +13,7 @@ impl Planner<'_> {
         let message = error.to_string();
         self.status.phase = Some(KataPhase::Degraded);
         self.both_false(REASON_INVALID_SPEC, &message);
-        let conditions = &self.view.status.conditions;
-        if conditions.iter().all(|c| c.reason != REASON_INVALID_SPEC || c.message != message) {
+        if !self.already_said(REASON_INVALID_SPEC, &message) {
             self.notes.push(Note::warning(REASON_INVALID_SPEC, message));
         }
     }

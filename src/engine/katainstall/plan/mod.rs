@@ -39,8 +39,9 @@ use chrono::{DateTime, Utc};
 use super::{events, install_config, validate, Action, Observed, Plan, View, RESYNC};
 use super::{CONDITION_INSTALLED, CONDITION_VERIFIED};
 use crate::api::katainstall::{KataInstallStatus, NodeInstallStatus};
-use crate::engine::conditions::{set_condition, ConditionStatus};
+use crate::engine::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
 use crate::engine::note::Note;
+use crate::engine::text::truncate;
 use crate::engine::wake::Wake;
 
 pub use smoke::smoke_key;
@@ -134,10 +135,18 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Events: a phase change, once every pass had its say. The Installed
-    /// Event carries the `Verified` condition's message.
+    /// Whether the last written `Installed` condition already says `message`
+    /// with `reason`, so its Warning was published before. The condition
+    /// keeps the message cut to fit status: compare with that.
+    fn already_said(&self, reason: &str, message: &str) -> bool {
+        let kept = truncate(message, MAX_MESSAGE_BYTES);
+        let conditions = &self.view.status.conditions;
+        conditions.iter().any(|c| c.type_ == CONDITION_INSTALLED && c.reason == reason && c.message == kept)
+    }
+
+    /// Events: a phase change, once every pass had its say.
     fn events(&mut self) {
-        let note = events::phase_changed(self.view.status.phase, &self.status, &self.verified.2);
+        let note = events::phase_changed(self.view.status.phase, &self.status);
         self.notes.extend(note);
     }
 

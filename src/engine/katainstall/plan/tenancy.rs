@@ -11,7 +11,7 @@ use std::fmt;
 use super::Planner;
 use crate::api::katainstall::KataPhase;
 use crate::engine::katainstall::view::{NodeInfo, Observed, OtherInstall, View};
-use crate::engine::katainstall::{reasons, runtime_class_name, validate, CONDITION_INSTALLED};
+use crate::engine::katainstall::{reasons, runtime_class_name, validate};
 use crate::engine::note::Note;
 
 /// How often a KataInstall in conflict looks again (besides the watches).
@@ -108,13 +108,7 @@ impl Planner<'_> {
         let message = conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         self.both_false(reasons::CONFLICT, &message);
         self.status.phase = Some(KataPhase::Degraded);
-        let already_told = self
-            .view
-            .status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == CONDITION_INSTALLED && c.reason == reasons::CONFLICT && c.message == message);
-        if !already_told {
+        if !self.already_said(reasons::CONFLICT, &message) {
             self.notes.push(Note::warning(reasons::CONFLICT, message));
         }
         self.wake.after(CONFLICT_RESYNC);

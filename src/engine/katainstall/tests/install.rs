@@ -41,3 +41,25 @@ fn the_installer_daemonset_is_applied_when_missing_or_changed_and_only_then() {
     let changed = KataInstallSpec { shims: vec!["qemu".into(), "clh".into()], ..spec.clone() };
     assert_ne!(install_config(&changed), install_config(&spec));
 }
+
+#[test]
+fn an_invalid_spec_with_a_long_message_is_reported_once() {
+    // The condition keeps the message cut to fit status; the Warning is
+    // still published only once, not on every reconcile.
+    let spec = KataInstallSpec { default_shim: Some("x".repeat(2000)), ..spec() };
+    let status = KataInstallStatus::default();
+    let first = plan_kata(&view(&spec, &status), &Observed::default(), t0());
+    assert_eq!(first.notes.len(), 1, "{:?}", first.notes);
+    assert!(first.notes[0].message.len() > crate::engine::conditions::MAX_MESSAGE_BYTES);
+    let again = plan_kata(&view(&spec, &first.status), &Observed::default(), t0());
+    assert!(again.notes.is_empty(), "{:?}", again.notes);
+}
+
+#[test]
+fn the_installed_event_says_where_kata_is_installed() {
+    let mut sim = Sim::of(Cluster::new(installed_observed()));
+    let plan = sim.step();
+    assert_eq!(plan.status.phase, Some(KataPhase::Installed));
+    let installed = plan.notes.iter().find(|n| n.reason == "Installed").expect("an Installed Event");
+    assert_eq!(installed.message, "Kata installed on 1 node(s)");
+}
