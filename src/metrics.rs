@@ -28,7 +28,7 @@ pub struct KindLabels {
 pub struct ErrorLabels {
     /// The reconciled kind.
     pub kind: String,
-    /// A short, bounded reason, e.g. `kube_api_409`.
+    /// A short, bounded reason: the reconcile step and HTTP code, e.g. `apply_409`.
     pub reason: String,
 }
 
@@ -167,13 +167,10 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         drop(metrics.reconcile_started("pipelinerun"));
         drop(metrics.reconcile_started("pipelinerun"));
-        metrics.reconcile_failed("pipelinerun", "kube_api_409");
+        metrics.reconcile_failed("pipelinerun", "apply_409");
         let text = metrics.render();
         assert!(text.contains("gantry_reconciles_total{kind=\"pipelinerun\"} 2"), "{text}");
-        assert!(
-            text.contains("gantry_reconcile_errors_total{kind=\"pipelinerun\",reason=\"kube_api_409\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("gantry_reconcile_errors_total{kind=\"pipelinerun\",reason=\"apply_409\"} 1"), "{text}");
         assert!(text.contains("gantry_reconcile_duration_seconds_count{kind=\"pipelinerun\"} 2"), "{text}");
         assert!(text.contains("gantry_reconciles_in_flight{kind=\"pipelinerun\"} 0"), "{text}");
         metrics.notification("delivered");
