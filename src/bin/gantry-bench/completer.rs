@@ -7,11 +7,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use gantry::engine::naming::LABEL_RUN;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -22,33 +21,16 @@ use crate::metrics::Tally;
 pub async fn start(client: Client, namespace: &str, message: String, tally: Arc<Tally>) -> tokio::task::JoinHandle<()> {
     let api = Api::<Pod>::namespaced(client, namespace);
     let config = watcher::Config::default().labels(LABEL_RUN);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
-        let mut done: HashSet<String> = HashSet::new();
-        let mut stream = watcher::watcher(api.clone(), config).boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
-                    let uid = pod.metadata.uid.clone().unwrap_or_default();
-                    if is_finished(&pod) || !done.insert(uid) {
-                        continue;
-                    }
-                    let (api, message, tally) = (api.clone(), message.clone(), tally.clone());
-                    tokio::spawn(async move { complete(&api, &pod, &message, &tally).await });
-                }
-                Ok(Event::InitDone) => {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => eprintln!("bench: watching pods: {e}"),
-            }
+    let mut done: HashSet<String> = HashSet::new();
+    crate::watch::each(api.clone(), config, "pods", move |pod: Pod| {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if is_finished(&pod) || !done.insert(uid) {
+            return;
         }
-    });
-    let _ = ready_rx.await;
-    task
+        let (api, message, tally) = (api.clone(), message.clone(), tally.clone());
+        tokio::spawn(async move { complete(&api, &pod, &message, &tally).await });
+    })
+    .await
 }
 
 fn is_finished(pod: &Pod) -> bool {

@@ -12,7 +12,7 @@ use futures::{stream, StreamExt};
 use gantry::api::pipelinerun::RunPhase;
 use gantry::api::PipelineRun;
 use kube::api::PostParams;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 
 use crate::cluster::{counter_sum, http_get, peak_rss_kib};
@@ -116,33 +116,16 @@ pub async fn run(
 /// Sends the final phase of each run once, as the watch first sees it.
 async fn watch_final_phases(runs: Api<PipelineRun>) -> tokio::sync::mpsc::UnboundedReceiver<RunPhase> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
-        let mut done: HashSet<String> = HashSet::new();
-        let mut stream = watcher::watcher(runs, watcher::Config::default()).boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Apply(run) | Event::InitApply(run)) => {
-                    let phase = run.status.as_ref().and_then(|s| s.phase);
-                    let name = run.metadata.name.clone().unwrap_or_default();
-                    let last = matches!(phase, Some(RunPhase::Succeeded | RunPhase::Failed | RunPhase::Cancelled));
-                    if let (true, Some(phase)) = (last, phase) {
-                        if done.insert(name) && tx.send(phase).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Ok(Event::InitDone) => {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => eprintln!("bench: watching PipelineRuns: {e}"),
+    let mut done: HashSet<String> = HashSet::new();
+    crate::watch::each(runs, watcher::Config::default(), "PipelineRuns", move |run: PipelineRun| {
+        let phase = run.status.as_ref().and_then(|s| s.phase);
+        let name = run.metadata.name.clone().unwrap_or_default();
+        if let Some(phase @ (RunPhase::Succeeded | RunPhase::Failed | RunPhase::Cancelled)) = phase {
+            if done.insert(name) {
+                let _ = tx.send(phase);
             }
         }
-    });
-    let _ = ready_rx.await;
+    })
+    .await;
     rx
 }

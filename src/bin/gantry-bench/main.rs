@@ -18,6 +18,7 @@ mod metrics;
 mod plot;
 mod report;
 mod tracker;
+mod watch;
 mod workload;
 
 use std::future::Future;

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::report::{Phase, Report};
@@ -66,26 +67,14 @@ where
         .y_desc("runs finished")
         .label_style(("sans-serif", 14))
         .draw()?;
-    for (phase, color) in phases {
+    let lines = phases.iter().map(|(phase, color)| {
         let mut points = vec![(0.0, 0.0)];
         for (i, t) in phase.finished_at.iter().enumerate() {
-            points.push((*t, i as f64));
-            points.push((*t, (i + 1) as f64));
+            points.extend([(*t, i as f64), (*t, (i + 1) as f64)]);
         }
-        let color = *color;
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(label(phase))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 15))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+        (points, label(phase), *color)
+    });
+    draw_lines(&mut chart, lines)
 }
 
 fn latency_cdf<DB: DrawingBackend>(
@@ -108,23 +97,32 @@ where
         .y_desc("fraction of hand-offs")
         .label_style(("sans-serif", 14))
         .draw()?;
-    for (phase, color) in phases {
+    let lines = phases.iter().map(|(phase, color)| {
         let mut sorted = phase.latencies_ms.clone();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len().max(1) as f64;
-        let points: Vec<(f64, f64)> =
-            sorted.iter().enumerate().map(|(i, v)| (v.max(1.0), (i + 1) as f64 / n)).collect();
-        let color = *color;
+        let points = sorted.iter().enumerate().map(|(i, v)| (v.max(1.0), (i + 1) as f64 / n)).collect();
         let p = &phase.handoff_latency;
-        let text = format!(
-            "{}: p50 {:.0} ms, p99 {:.0} ms",
-            phase.name,
-            p.p50_ms.unwrap_or_default(),
-            p.p99_ms.unwrap_or_default()
-        );
+        let (p50, p99) = (p.p50_ms.unwrap_or_default(), p.p99_ms.unwrap_or_default());
+        (points, format!("{}: p50 {p50:.0} ms, p99 {p99:.0} ms", phase.name), *color)
+    });
+    draw_lines(&mut chart, lines)
+}
+
+/// Draws each `(points, label, color)` as a line with its legend entry, then the legend.
+fn draw_lines<'a, DB, X>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, RangedCoordf64>>,
+    lines: impl Iterator<Item = (Vec<(f64, f64)>, String, RGBColor)>,
+) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+{
+    for (points, label, color) in lines {
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(text)
+            .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart

@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures::StreamExt;
 use gantry::engine::naming::{LABEL_ATTEMPT, LABEL_RUN, LABEL_STAGE};
 use k8s_openapi::api::batch::v1::Job;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -47,25 +46,8 @@ impl Tracker {
         let tracker = Tracker { start, jobs: Arc::default() };
         let api = Api::<Job>::namespaced(client, namespace);
         let config = watcher::Config::default().labels(LABEL_RUN);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tracker.clone();
-        tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            let mut stream = watcher::watcher(api, config).boxed();
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(Event::Apply(job) | Event::InitApply(job)) => task.saw(&job, &completions),
-                    Ok(Event::InitDone) => {
-                        if let Some(tx) = ready.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => eprintln!("bench: watching Jobs: {e}"),
-                }
-            }
-        });
-        let _ = ready_rx.await;
+        crate::watch::each(api, config, "Jobs", move |job| task.saw(&job, &completions)).await;
         tracker
     }
 
