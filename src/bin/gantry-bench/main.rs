@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
 
     let (mut baseline, mut gantry_phase) = (None, None);
-    for phase in &cli.phases {
+    for (i, phase) in cli.phases.iter().enumerate() {
         let namespace = format!("bench-{phase}-{stamp}");
         println!("bench: {phase}: {} runs x {} stages in namespace {namespace}", workload.runs, workload.stages);
         cluster::create_namespace(&client, &namespace).await?;
@@ -112,7 +112,8 @@ async fn main() -> anyhow::Result<()> {
         };
         completer.abort();
         // The next phase starts on a cluster without this one's objects.
-        cluster::delete_namespace(&client, &namespace, measured).await?;
+        let next = i + 1 < cli.phases.len();
+        cluster::delete_namespace(&client, &namespace, measured && next).await?;
     }
 
     let report = Report::new(baseline, gantry_phase);
