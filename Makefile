@@ -51,6 +51,23 @@ e2e: cluster-up
 test-faults: cluster-up
 	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test cluster faults:: -- --test-threads=1
 
+## bench: Gantry against a no-operator baseline on the control-plane tier (no kubelet; a
+## job-completer marks stage pods Succeeded): `make bench N=100 S=5` (defaults 500 x 5).
+## Writes target/bench/{bench.json,summary.txt,bench.png,gantry.log} and copies the plot to
+## docs/bench.png. Leaves the cluster on the control-plane tier. See README "Performance".
+N ?= 500
+S ?= 5
+BENCH_BIN := $(or $(CARGO_TARGET_DIR),target)/release
+bench:
+	test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || apt-get install -y -qq fonts-dejavu-core
+	$(CLUSTER) down
+	$(CLUSTER) up control-plane
+	$(CARGO) build --release --features bench --bin gantry --bin gantry-bench
+	KUBECONFIG=$(E2E_KUBECONFIG) kubectl apply --server-side --field-manager=gantry -f crds/
+	KUBECONFIG=$(E2E_KUBECONFIG) kubectl wait --for=condition=Established --timeout=60s -f crds/
+	KUBECONFIG=$(E2E_KUBECONFIG) $(BENCH_BIN)/gantry-bench --runs $(N) --stages $(S) --out target/bench
+	cp target/bench/bench.png docs/bench.png
+
 cluster-up:
 	$(CLUSTER) up node
 
