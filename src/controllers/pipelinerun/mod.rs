@@ -24,7 +24,7 @@ use crate::api::{ImageBuild, KataInstall, PipelineRun};
 use crate::engine::naming::LABEL_RUN;
 use crate::engine::note::Note;
 use crate::engine::pipelinerun::internal_error::failed_by_internal_error;
-use crate::engine::pipelinerun::{plan, Action as PlanAction, Plan};
+use crate::engine::pipelinerun::{needs_observation, plan, Action as PlanAction, Observed, Plan};
 use crate::notify::delivery::Deliveries;
 
 /// The reconciler's state: the shared context, the cache of runs (for
@@ -118,7 +118,10 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     let (client, settings) = (&ctx.base.client, ctx.base.config.settings_for(&ns));
     let status = run.status.clone().unwrap_or_default();
     let view = observe::view(&run, &name, &uid, &status, &settings);
-    let mut observed = observe::observe(client, &ns, &run, &view, &ctx.runs).await?;
+    let mut observed = match needs_observation(&view) {
+        true => observe::observe(client, &ns, &run, &view, &ctx.runs).await?,
+        false => Observed::default(),
+    };
     let now = Utc::now();
     let plan = plan(&view, &observed, now);
     let clear_rerun = plan.actions.contains(&PlanAction::ClearRerunAnnotation);

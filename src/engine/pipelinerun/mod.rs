@@ -38,4 +38,4 @@ mod tests;
 pub use plan::{plan, Action, Plan};
 pub use status::{reasons, CONDITION_SUCCEEDED};
 pub use validate::validate;
-pub use view::{Observed, View};
+pub use view::{needs_observation, Observed, View};

@@ -1,13 +1,16 @@
 //! What the planner reads: the run itself ([`View`]) and what the
-//! controller observed in the cluster for it ([`Observed`]), with what the
-//! controller must fetch besides ([`failures_to_explain`], [`logs_wanted`]).
+//! controller observed in the cluster for it ([`Observed`]), with whether it
+//! must observe at all ([`needs_observation`]) and what it must fetch besides
+//! ([`failures_to_explain`], [`logs_wanted`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
 use super::references::Referenced;
-use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus, ResultsFormat, StageStatus};
+use crate::api::pipelinerun::{
+    ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus, ResultsFormat, RunPhase, StageStatus,
+};
 use crate::engine::job::{JobOutcome, JobState};
 use crate::engine::refusal::Refusal;
 use crate::engine::settings::Settings;
@@ -111,6 +114,14 @@ impl Observed {
     pub fn latest_attempt(&self, stage: &str) -> Option<u32> {
         self.jobs.iter().filter(|j| j.stage == stage).map(|j| j.attempt).max()
     }
+}
+
+/// Whether the planner needs to know what the cluster holds for `run`. A
+/// finished run that is not asked to rerun plans from its status alone
+/// (its result stands, only its TTL runs), so the controller reads nothing
+/// for it: finished runs stay off the hot path however many there are.
+pub fn needs_observation(run: &View) -> bool {
+    run.rerun.is_some() || !run.status.phase.is_some_and(RunPhase::is_finished)
 }
 
 /// Failed Jobs of the current attempt of stages not yet recorded as finished

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::api::pipelinerun::{
-    Concurrency, ConcurrencyPolicy, NotifyTarget, ObjectRef, Param, PipelineRunSpec, PipelineRunStatus, ServiceStage,
-    Stage, StageDefaults, StagePhase, StageStatus, Workspace,
+    Concurrency, ConcurrencyPolicy, NotifyTarget, ObjectRef, Param, PipelineRunSpec, PipelineRunStatus, RunPhase,
+    ServiceStage, Stage, StageDefaults, StagePhase, StageStatus, Workspace,
 };
 use crate::engine::pipelinerun::references::Referenced;
 use crate::engine::pipelinerun::view::{JobObservation, Observed, View};
-use crate::engine::pipelinerun::{plan, validate, Action};
+use crate::engine::pipelinerun::{needs_observation, plan, validate, Action};
 use crate::engine::settings::Settings;
 use crate::engine::testing::arbitrary::*;
 
@@ -190,5 +190,40 @@ proptest! {
         }
         let bytes = serde_json::to_vec(&planned.status).map(|v| v.len()).unwrap_or(0);
         prop_assert!(bytes < MAX_STATUS_BYTES, "status of {bytes} bytes");
+    }
+
+    /// The controller reads nothing for a finished run that is not asked to
+    /// rerun ([`needs_observation`]): that must never change its plan.
+    #[test]
+    fn a_finished_run_plans_the_same_whatever_the_cluster_holds(
+        spec in run_spec(),
+        stages in proptest::collection::vec(stage_status(), 0..6),
+        jobs in proptest::collection::vec(job(true), 0..8),
+        phase in prop_oneof![Just(RunPhase::Succeeded), Just(RunPhase::Failed), Just(RunPhase::Cancelled)],
+        completed in time(),
+        now in time(),
+    ) {
+        let status = PipelineRunStatus { phase: Some(phase), stages, completion_time: Some(completed), ..Default::default() };
+        let settings = Settings::default();
+        let view = View {
+            name: "run",
+            uid: "0c5b1bd4-run",
+            generation: Some(1),
+            created: completed,
+            spec: &spec,
+            status: &status,
+            rerun: None,
+            superseded_by: None,
+            settings: &settings,
+        };
+        prop_assert!(!needs_observation(&view));
+        let jobs = jobs.into_iter().map(|(stage, attempt, outcome)| JobObservation { stage, attempt, outcome }).collect();
+        let observed = Observed { jobs, ..Default::default() };
+        prop_assert_eq!(plan(&view, &observed, now), plan(&view, &Observed::default(), now));
+        let asked_to_rerun = View { rerun: Some("s0"), ..view.clone() };
+        prop_assert!(needs_observation(&asked_to_rerun));
+        let running = PipelineRunStatus { phase: Some(RunPhase::Running), ..status.clone() };
+        let unfinished = View { status: &running, ..view };
+        prop_assert!(needs_observation(&unfinished));
     }
 }
