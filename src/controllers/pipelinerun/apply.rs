@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::api::{ImageBuild, PipelineRun};
 use crate::controllers::create::create_child;
 use crate::controllers::{describe, ok_if, Error, KubeResultExt};
+use crate::engine::imagebuild::suffix::may_be_built_image;
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
 use crate::engine::pipelinerun::references::builds_with_image;
 use crate::engine::pipelinerun::replan::{record_applied, replan};
@@ -145,6 +146,9 @@ async fn mark_images_of_new_jobs_used(
             Action::CreateJob(launch) if !refused.contains_key(&launch.job_name) => Some(launch.image.as_str()),
             _ => None,
         })
+        // Only an image tagged with a build suffix can be a build's: for the
+        // others, no ImageBuild LIST per created Job.
+        .filter(|image| may_be_built_image(image))
         .collect();
     if images.is_empty() {
         return Ok(());
