@@ -129,6 +129,12 @@ impl Context {
     }
 }
 
+impl AsRef<Context> for Context {
+    fn as_ref(&self) -> &Context {
+        self
+    }
+}
+
 /// A controller for `api` whose cache holds each object without its
 /// `managedFields`: server-side apply's bookkeeping, often the larger part
 /// of an object, and never read by a reconcile.

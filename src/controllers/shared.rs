@@ -35,10 +35,12 @@ where
 /// Transient errors (5xx, throttling, timeouts, connection errors, write
 /// conflicts) never fail a stage or a build: the object is reconciled again,
 /// backing off per object while the errors last (a panic waits longer).
-pub fn error_policy<K>(object: Arc<K>, err: &Error, ctx: &Context) -> Action
+pub fn error_policy<K, C>(object: Arc<K>, err: &Error, ctx: Arc<C>) -> Action
 where
     K: Resource<DynamicType = ()>,
+    C: AsRef<Context>,
 {
+    let ctx = (*ctx).as_ref();
     let kind = K::kind(&()).to_ascii_lowercase();
     ctx.metrics.reconcile_failed(&kind, &err.metric_reason());
     let key = ObjectRef::from_obj(&*object).to_string();

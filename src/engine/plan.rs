@@ -18,10 +18,3 @@ pub struct Plan<S, A> {
     /// When to look again even if nothing changes.
     pub requeue_after: Option<Duration>,
 }
-
-impl<S, A> Plan<S, A> {
-    /// A plan that writes `status` and does nothing else.
-    pub fn status_only(status: S) -> Self {
-        Plan { status, actions: Vec::new(), notes: Vec::new(), requeue_after: None }
-    }
-}

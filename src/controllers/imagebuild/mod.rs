@@ -36,7 +36,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .owns(jobs, watcher::Config::default().labels(LABEL_IMAGE_BUILD))
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_catching_panics, error_policy, ctx);
+        .run(reconcile_catching_panics, super::error_policy, ctx);
     super::drain(results, backoff).await;
 }
 
@@ -79,10 +79,4 @@ fn view<'a>(build: &'a ImageBuild, status: &'a ImageBuildStatus, settings: &'a S
         rebuild: build.annotations().get(ANNOTATION_REBUILD).map(String::as_str),
         settings,
     }
-}
-
-/// Transient errors never fail a build: it is reconciled again, backing
-/// off per ImageBuild while the errors last.
-fn error_policy(build: Arc<ImageBuild>, err: &Error, ctx: Arc<Context>) -> Action {
-    super::error_policy(build, err, &ctx)
 }

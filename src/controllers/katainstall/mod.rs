@@ -58,7 +58,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .watches(Api::<RuntimeClass>::all(client), watcher::Config::default(), move |_: RuntimeClass| wake_on_class())
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_catching_panics, error_policy, ctx);
+        .run(reconcile_catching_panics, super::error_policy, ctx);
     super::drain(results, backoff).await;
 }
 
@@ -118,8 +118,4 @@ async fn publish(ctx: &Context, install: &KataInstall, notes: &[Note]) {
             warn!(install = %install.name_any(), error = %e, "cannot publish Event");
         }
     }
-}
-
-fn error_policy(install: Arc<KataInstall>, err: &Error, ctx: Arc<Context>) -> Action {
-    super::error_policy(install, err, &ctx)
 }

@@ -35,6 +35,12 @@ struct RunContext {
     deliveries: Arc<Deliveries>,
 }
 
+impl AsRef<Context> for RunContext {
+    fn as_ref(&self) -> &Context {
+        &self.base
+    }
+}
+
 /// How often the delivery task forgets runs that were deleted.
 const FORGET_DELETED_RUNS_EVERY: Duration = Duration::from_secs(60);
 
@@ -71,7 +77,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let backoff = ctx.backoff.clone();
     let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store(), deliveries });
     info!("watching PipelineRuns");
-    super::drain(controller.run(reconcile_catching_panics, error_policy, run_ctx), backoff).await;
+    super::drain(controller.run(reconcile_catching_panics, super::error_policy, run_ctx), backoff).await;
     forget.abort();
 }
 
@@ -227,11 +233,4 @@ async fn write_status(
 ) -> Result<PipelineRun, Error> {
     let api = Api::<PipelineRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default());
     super::write_status(&api, &run.name_any(), status).await
-}
-
-/// Transient errors (5xx, throttling, timeouts, connection errors, write
-/// conflicts) never fail a stage: the run is reconciled again, backing off
-/// per run while the errors last.
-fn error_policy(run: Arc<PipelineRun>, err: &Error, ctx: Arc<RunContext>) -> Action {
-    super::error_policy(run, err, &ctx.base)
 }

@@ -28,16 +28,6 @@ pub fn condition(conditions: &[Condition], type_: &str) -> (String, String) {
     (c.status.clone(), c.reason.clone())
 }
 
-/// The (status, reason, message) of condition `type_`, when it is set.
-pub fn condition_with_message(conditions: &[Condition], type_: &str) -> Option<(String, String, String)> {
-    conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// The reasons of `notes`, in order.
-pub fn reasons(notes: &[Note]) -> Vec<&str> {
-    notes.iter().map(|n| n.reason.as_str()).collect()
-}
-
 /// What a kind's simulated cluster must do: plan from what it holds, and
 /// apply one of the plan's actions to itself.
 pub trait World {
@@ -87,11 +77,6 @@ impl<W: World> Sim<W> {
     /// Moves the clock `secs` seconds on.
     pub fn advance(&mut self, secs: i64) {
         self.now += chrono::Duration::seconds(secs);
-    }
-
-    /// The reasons of every Event published so far.
-    pub fn reasons(&self) -> Vec<&str> {
-        reasons(&self.notes)
     }
 }
 
