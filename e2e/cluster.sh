@@ -52,7 +52,8 @@ ensure_packages() {
     for pkg in etcd-server containerd runc containernetworking-plugins busybox-static golang-go \
         rsync jq iptables conntrack openssl dpkg-dev gcc libc6-dev curl iproute2 patch \
         docker-registry skopeo debootstrap; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+        # No `| grep -q` under pipefail: grep quitting early can SIGPIPE the writer.
+        [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == *"ok installed"* ]] || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
@@ -92,7 +93,10 @@ ensure_bridge() {
     if ! ip link show cni0 >/dev/null 2>&1; then
         ip link add cni0 type bridge
     fi
-    ip addr show dev cni0 | grep -q " $GATEWAY_IP/" || ip addr add "$GATEWAY_IP/${POD_CIDR#*/}" dev cni0
+    # Captured first: under pipefail, `ip … | grep -q` fails when grep's early exit
+    # SIGPIPEs ip, and adding the address again is an error.
+    local addresses; addresses="$(ip -4 addr show dev cni0)"
+    [[ "$addresses" == *" $GATEWAY_IP/"* ]] || ip addr add "$GATEWAY_IP/${POD_CIDR#*/}" dev cni0
     ip link set cni0 up
     sysctl -qw net.ipv4.ip_forward=1
 }

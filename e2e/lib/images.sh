@@ -97,7 +97,7 @@ build_kata_installer_image() {
 import_image() {
     local tar="$1" ref="docker.io/$2" stamp="$GANTRY_E2E_DIR/run/imported-$(basename "$1")"
     if [ -f "$stamp" ] && [ "$stamp" -nt "$tar" ] \
-        && ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qx "$ref"; then
+        && grep -qx "$ref" <<<"$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q)"; then
         return
     fi
     ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$tar" >/dev/null
