@@ -5,7 +5,8 @@
 //! ```yaml
 //! watchNamespace: ci            # PipelineRuns and ImageBuilds in this namespace only
 //! defaultStageTimeout: 2h       # per-attempt deadline when a run sets none
-//! reconcileConcurrency: 8       # reconciles of one kind at once (0: no limit)
+//! reconcileConcurrency: 8       # reconciles of one kind at once (default 16; 0: no limit)
+//! apiQps: 50                    # API requests per second from the operator (default 100; 0: no limit)
 //! nestedVirt:
 //!   allowedNamespaces: [ci]     # nowhere else may a stage ask for /dev/kvm
 //!   nodeSelector: {feature.node.kubernetes.io/cpu-cpuid.VMX: "true"}
@@ -53,9 +54,14 @@ pub struct OperatorConfig {
     /// Per-attempt stage deadline when neither the stage nor the run's defaults set one.
     #[serde(default)]
     pub default_stage_timeout: Option<String>,
-    /// Most reconciles of one kind running at once; 0 means no limit.
+    /// Most reconciles of one kind running at once (default
+    /// [`DEFAULT_RECONCILE_CONCURRENCY`]); 0 means no limit.
     #[serde(default)]
     pub reconcile_concurrency: Option<u16>,
+    /// Most API requests the operator starts per second, in bursts of a tenth
+    /// of that every 100 ms (default [`DEFAULT_API_QPS`]); 0 means no limit.
+    #[serde(default)]
+    pub api_qps: Option<u32>,
     /// How stages and builds that ask for `nestedVirt` get virtualization.
     #[serde(default)]
     pub nested_virt: NestedVirtPolicy,
@@ -148,7 +154,26 @@ fn default_device_resource() -> String {
     "devices.kubevirt.io/kvm".to_string()
 }
 
+/// Reconciles of one kind at once unless the configuration says otherwise:
+/// enough to keep the API server busy, few enough that a burst of changes
+/// cannot open hundreds of requests at once.
+pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 16;
+
+/// API requests per second unless the configuration says otherwise (the
+/// kube client has no limit of its own; client-go's default is 5).
+pub const DEFAULT_API_QPS: u32 = 100;
+
 impl OperatorConfig {
+    /// Reconciles of one kind at once; `None`: no limit.
+    pub fn reconcile_concurrency(&self) -> Option<u16> {
+        Some(self.reconcile_concurrency.unwrap_or(DEFAULT_RECONCILE_CONCURRENCY)).filter(|n| *n > 0)
+    }
+
+    /// API requests per second; `None`: no limit.
+    pub fn api_qps(&self) -> Option<u32> {
+        Some(self.api_qps.unwrap_or(DEFAULT_API_QPS)).filter(|n| *n > 0)
+    }
+
     /// Reads and checks the file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -199,6 +224,10 @@ mod tests {
     fn an_empty_file_means_defaults_and_no_nested_virt_anywhere() {
         let config = OperatorConfig::parse("{}").unwrap();
         assert_eq!(config, OperatorConfig::default());
+        assert_eq!(config.reconcile_concurrency(), Some(DEFAULT_RECONCILE_CONCURRENCY));
+        assert_eq!(config.api_qps(), Some(DEFAULT_API_QPS));
+        let unlimited = OperatorConfig::parse("{reconcileConcurrency: 0, apiQps: 0}").unwrap();
+        assert_eq!((unlimited.reconcile_concurrency(), unlimited.api_qps()), (None, None));
         assert!(!config.nested_virt_allowed("default"));
         assert_eq!(config.nested_virt.node_selector["feature.node.kubernetes.io/cpu-cpuid.VMX"], "true");
         let notify = config.settings_for("default").notify;
@@ -217,7 +246,8 @@ mod tests {
             .join("\n");
         let config = OperatorConfig::parse(&example).unwrap();
         assert_eq!(config.watch_namespace.as_deref(), Some("ci"));
-        assert_eq!(config.reconcile_concurrency, Some(8));
+        assert_eq!(config.reconcile_concurrency(), Some(8));
+        assert_eq!(config.api_qps(), Some(50));
         assert!(config.nested_virt_allowed("ci"));
         assert!(!config.nested_virt_allowed("default"));
         let ci = config.settings_for("ci");

@@ -4,6 +4,7 @@
 //! `resources` (pure manifest builders), `controllers` (thin I/O).
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod controllers;
 pub mod crdgen;

@@ -89,9 +89,7 @@ async fn main() -> anyhow::Result<()> {
                 None => gantry::config::OperatorConfig::default(),
             };
             let namespace = namespace.or_else(|| config.watch_namespace.clone());
-            let client = kube::Client::try_default()
-                .await
-                .context("no Kubernetes cluster found: set KUBECONFIG or run in a pod")?;
+            let client = gantry::client::client(config.api_qps()).await?;
             let leader = match (leader_elect, lease_namespace) {
                 (false, _) => None,
                 (true, None) => anyhow::bail!("--leader-elect needs --lease-namespace (or POD_NAMESPACE)"),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::api::events::v1::Event;
 
@@ -36,13 +36,25 @@ pub fn observe_jobs<'a>(jobs: &'a [Job], pods: &[Pod], container: &str) -> Vec<(
         .collect()
 }
 
+/// Whether a Job says it finished (Complete or Failed) while its outcome
+/// read with `pods` is still Active: its pod has not been seen to finish.
+/// Read from watch caches, that is the pod cache lagging behind the Job's;
+/// it also holds while a replacement pod of a pod deleted mid-run runs on.
+pub fn finished_but_observed_active(jobs: &[Job], pods: &[Pod], container: &str) -> bool {
+    observe_jobs(jobs, pods, container)
+        .iter()
+        .any(|(job, outcome)| outcome.state == JobState::Active && finished_condition(job).is_some())
+}
+
+/// The Job's Complete or Failed condition, when it is True.
+fn finished_condition(job: &Job) -> Option<JobCondition> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed")).cloned()
+}
+
 fn observe_job(job: &Job, name: String, pods: &[&Pod], container_name: &str) -> JobOutcome {
     let status = job.status.clone().unwrap_or_default();
-    let finished_condition = status
-        .conditions
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"));
+    let finished_condition = finished_condition(job);
     let mut state = match finished_condition.as_ref().map(|c| c.type_.as_str()) {
         Some("Complete") => JobState::Succeeded,
         Some("Failed") => JobState::Failed,
@@ -221,6 +233,20 @@ mod tests {
         assert_eq!(obs[0].state, JobState::Succeeded);
         assert_eq!(obs[0].outputs.as_deref(), Some("image=sdk:1\n"));
         assert!(obs[0].finished.is_some());
+    }
+
+    #[test]
+    fn a_complete_job_whose_pod_is_seen_running_is_a_cache_catching_up() {
+        let jobs = [job("r-test-2", Some(("Complete", "")))];
+        let running = pod_at("r-test-2", "a", 1, "Running", serde_json::json!({"running": {}}));
+        assert!(finished_but_observed_active(&jobs, &[running], "stage"));
+        let done = serde_json::json!({"terminated": {"exitCode": 0, "message": "out=1\n"}});
+        let finished = pod_at("r-test-2", "a", 1, "Succeeded", done);
+        assert!(!finished_but_observed_active(&jobs, &[finished], "stage"));
+        assert!(!finished_but_observed_active(&jobs, &[], "stage"), "no pod at all: its outputs are lost, no wait");
+        let active = [job("r-test-2", None)];
+        let running = pod_at("r-test-2", "a", 1, "Running", serde_json::json!({"running": {}}));
+        assert!(!finished_but_observed_active(&active, &[running], "stage"), "an active Job is no lag");
     }
 
     /// A pod named `suffix`, created `second`s after the Job, in `phase`.

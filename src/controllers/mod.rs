@@ -1,11 +1,15 @@
 //! The reconcilers: thin loops that observe the cluster, ask the engine what
 //! to do, apply it and write status.
 
+pub mod cache;
 pub mod create;
 mod error;
+pub mod expectations;
+pub mod freshness;
 pub mod imagebuild;
 pub mod jobs;
 pub mod katainstall;
+pub mod lean;
 pub mod logs;
 pub mod ownership;
 pub mod pipelinerun;
@@ -111,9 +115,9 @@ impl Context {
     /// The kube-runtime controller settings from the configuration.
     pub fn controller_config(&self) -> kube::runtime::controller::Config {
         let config = kube::runtime::controller::Config::default();
-        match self.config.reconcile_concurrency {
-            Some(n) if n > 0 => config.concurrency(n),
-            _ => config,
+        match self.config.reconcile_concurrency() {
+            Some(n) => config.concurrency(n),
+            None => config,
         }
     }
 
@@ -144,14 +148,12 @@ where
 {
     use kube::runtime::WatchStreamExt;
     let (reader, writer) = kube::runtime::reflector::store();
-    let objects =
-        kube::runtime::watcher(api, config).default_backoff().modify(lean::<K>).reflect(writer).applied_objects();
+    let objects = kube::runtime::watcher(api, config)
+        .default_backoff()
+        .modify(lean::without_managed_fields::<K>)
+        .reflect(writer)
+        .applied_objects();
     kube::runtime::Controller::for_stream(objects, reader)
-}
-
-/// Drops what no reconcile reads from an object before it is cached.
-fn lean<K: kube::Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
 }
 
 /// Publishes `notes` as Kubernetes Events about `obj`.
@@ -362,7 +364,7 @@ mod tests {
         }))
         .unwrap();
         let before = run.clone();
-        lean(&mut run);
+        lean::without_managed_fields(&mut run);
         assert_eq!(run.metadata.managed_fields, None);
         assert_eq!(run.metadata.annotations, before.metadata.annotations);
         assert_eq!((run.metadata.uid, run.spec), (before.metadata.uid, before.spec));

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::api::{ImageBuild, PipelineRun};
 use crate::controllers::create::create_child;
+use crate::controllers::expectations::Expectations;
 use crate::controllers::{describe, ok_if, Error, KubeResultExt};
 use crate::engine::imagebuild::suffix::may_be_built_image;
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
@@ -37,10 +38,11 @@ pub async fn apply(
     view: &View<'_>,
     observed: &mut Observed,
     mut plan: Plan,
+    expectations: &Expectations,
     now: DateTime<Utc>,
 ) -> Result<Option<Plan>, Error> {
     for round in 0.. {
-        let refused = match apply_actions(client, run, &plan.actions).await? {
+        let refused = match apply_actions(client, run, &plan.actions, expectations).await? {
             Outcome::Deleted => return Ok(None),
             Outcome::Continue(refused) => refused,
         };
@@ -64,8 +66,14 @@ enum Outcome {
 
 /// Applies `actions` for `run` in order, except `ClearRerunAnnotation`:
 /// the reconcile clears the annotation once the status that records the
-/// rerun is written, so a failed write never loses the request.
-async fn apply_actions(client: &Client, run: &PipelineRun, actions: &[Action]) -> Result<Outcome, Error> {
+/// rerun is written, so a failed write never loses the request. The Jobs
+/// created and deleted are remembered until the Job cache shows it.
+async fn apply_actions(
+    client: &Client,
+    run: &PipelineRun,
+    actions: &[Action],
+    expectations: &Expectations,
+) -> Result<Outcome, Error> {
     let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let owner = controller_ref(run).ok_or(Error::MissingField("metadata.uid"))?;
     let mut refused = BTreeMap::new();
@@ -76,15 +84,19 @@ async fn apply_actions(client: &Client, run: &PipelineRun, actions: &[Action]) -
             Action::CreateJob(launch) => {
                 let job = stage_job(launch, &ns, owner.clone());
                 info!(run = %run.name_any(), job = %launch.job_name, "creating stage Job");
-                if let Some(refusal) = create_child(&jobs, &job, &owner.uid).await? {
-                    warn!(run = %run.name_any(), job = %launch.job_name, why = %refusal.message, "stage Job refused");
-                    refused.insert(launch.job_name.clone(), refusal);
+                match create_child(&jobs, &job, &owner.uid).await? {
+                    None => expectations.created(&owner.uid, &launch.job_name),
+                    Some(refusal) => {
+                        warn!(run = %run.name_any(), job = %launch.job_name, why = %refusal.message, "stage Job refused");
+                        refused.insert(launch.job_name.clone(), refusal);
+                    }
                 }
             }
             Action::DeleteJob { name } => {
                 let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
                 info!(run = %run.name_any(), job = %name, "deleting stage Job");
                 ok_if(jobs.delete(name, &dp).await, 404).applying("delete", || describe::<Job>(Some(&ns), name))?;
+                expectations.deleted(&owner.uid, name);
             }
             Action::EnsureWorkspace { claim, size, storage_class } => {
                 let pvc = workspace_claim(claim, &run.name_any(), &ns, size, storage_class.as_deref(), owner.clone());

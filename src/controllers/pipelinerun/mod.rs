@@ -1,7 +1,7 @@
-//! The PipelineRun reconciler: observe the run's Jobs and pods
-//! (`observe.rs`), ask the planner, apply its actions (`apply.rs`), write
-//! status, publish Events, and hand new transitions to the notification
-//! delivery task (`notifications.rs`).
+//! The PipelineRun reconciler: observe the run's Jobs and pods from watch
+//! caches (`observe.rs`), ask the planner, apply its actions (`apply.rs`),
+//! write status, publish Events, and hand new transitions to the
+//! notification delivery task (`notifications.rs`).
 
 mod apply;
 mod notifications;
@@ -11,27 +11,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::cache::ChildCache;
+use super::freshness::WrittenVersions;
+use super::lean::{lean_job, lean_pod};
 use super::{catch_panic, panic_note, publish, Context, Error, Shutdown};
 use crate::api::pipelinerun::{PipelineRunStatus, Stage};
 use crate::api::{ImageBuild, KataInstall, PipelineRun};
 use crate::engine::naming::LABEL_RUN;
 use crate::engine::note::Note;
+use crate::engine::pipelinerun::events;
 use crate::engine::pipelinerun::internal_error::failed_by_internal_error;
 use crate::engine::pipelinerun::{needs_observation, plan, Action as PlanAction, Observed, Plan};
 use crate::notify::delivery::Deliveries;
+use observe::Children;
 
-/// The reconciler's state: the shared context, the cache of runs (for
-/// concurrency groups) and the CloudEvent delivery task.
+/// The reconciler's state: the shared context, the caches of runs (for
+/// concurrency groups) and of their Jobs and pods, and the CloudEvent
+/// delivery task.
 struct RunContext {
     base: Arc<Context>,
     runs: Store<PipelineRun>,
+    children: Children,
+    written: WrittenVersions,
     deliveries: Arc<Deliveries>,
 }
 
@@ -41,15 +51,25 @@ impl AsRef<Context> for RunContext {
     }
 }
 
-/// How often the delivery task forgets runs that were deleted.
+/// How often the memory kept per run (deliveries, expectations, written
+/// versions) forgets runs that were deleted.
 const FORGET_DELETED_RUNS_EVERY: Duration = Duration::from_secs(60);
+
+/// How soon a run is looked at again when the caches have not caught up
+/// with what the operator wrote (the watch event usually wakes it sooner).
+const CACHE_CATCH_UP: Duration = Duration::from_millis(250);
 
 /// Runs the PipelineRun controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let runs = ctx.scoped_api::<PipelineRun>();
-    let jobs = ctx.scoped_api::<Job>();
+    // One watch of the stage Jobs feeds both the cache the reconciles read
+    // and the controller's trigger; pods are only cached (a Job's own
+    // change is what wakes its run).
+    let (jobs, job_events) = cached_children(ctx.scoped_api::<Job>(), lean_job);
+    let (pods, pod_events) = cached_children(ctx.scoped_api::<Pod>(), lean_pod);
+    let pods_task = tokio::spawn(pod_events.for_each(|_| std::future::ready(())));
     let controller = super::lean_controller(runs, watcher::Config::default())
-        .owns(jobs, watcher::Config::default().labels(LABEL_RUN))
+        .owns_stream(job_events)
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown);
     // A stage waiting for an ImageBuild or KataInstall wakes when it changes.
@@ -73,26 +93,60 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         Some((ObjectRef::<PipelineRun>::new(&run.name).within(&run.namespace), woken))
     });
     let controller = controller.reconcile_on(woken);
-    let forget = tokio::spawn(forget_deleted_runs(deliveries.clone(), controller.store()));
     let backoff = ctx.backoff.clone();
-    let run_ctx = Arc::new(RunContext { base: ctx, runs: controller.store(), deliveries });
+    let children = Children { jobs, pods, expectations: Default::default() };
+    let run_ctx = Arc::new(RunContext {
+        base: ctx,
+        runs: controller.store(),
+        children,
+        written: WrittenVersions::default(),
+        deliveries,
+    });
+    let forget = tokio::spawn(forget_deleted_runs(run_ctx.clone()));
     info!("watching PipelineRuns");
     super::drain(controller.run(reconcile_catching_panics, super::error_policy, run_ctx), backoff).await;
     forget.abort();
+    pods_task.abort();
 }
 
-/// Keeps the delivery task's memory to runs that exist.
-async fn forget_deleted_runs(deliveries: Arc<Deliveries>, cache: Store<PipelineRun>) {
+/// A watch of the children of kind `K` carrying the run label, `lean`ed:
+/// the cache it feeds, and the stream of the children it touched (for a
+/// controller's trigger; it must be polled for the cache to fill).
+fn cached_children<K>(
+    api: Api<K>,
+    lean: fn(&mut K),
+) -> (Arc<ChildCache<K>>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let cache = ChildCache::new(LABEL_RUN);
+    let feed = cache.clone();
+    // The first list comes from the API server's watch cache, not etcd.
+    let config = watcher::Config::default().labels(LABEL_RUN).any_semantic();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(lean)
+        .inspect_ok(move |event| feed.apply(event))
+        .touched_objects();
+    (cache, events)
+}
+
+/// Keeps what is remembered per run to runs that exist.
+async fn forget_deleted_runs(ctx: Arc<RunContext>) {
     let mut every = tokio::time::interval(FORGET_DELETED_RUNS_EVERY);
     loop {
         every.tick().await;
+        let cache = &ctx.runs;
         if cache.is_empty() {
             continue; // not listed yet, or truly empty: nothing is lost by waiting
         }
-        deliveries.retain_runs(|key| {
+        ctx.deliveries.retain_runs(|key| {
             let cached = cache.get(&ObjectRef::new(&key.name).within(&key.namespace));
             cached.is_some_and(|run| run.uid().as_deref() == Some(key.uid.as_str()))
         });
+        let uids: std::collections::HashSet<String> = cache.state().iter().filter_map(|run| run.uid()).collect();
+        ctx.children.expectations.retain_owners(|uid| uids.contains(uid));
+        ctx.written.retain(|uid| uids.contains(uid));
     }
 }
 
@@ -117,7 +171,7 @@ async fn reconcile_catching_panics(run: Arc<PipelineRun>, ctx: Arc<RunContext>) 
 /// publish (and hand new transitions to the delivery task).
 async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action, Error> {
     let _timer = ctx.base.metrics.reconcile_started("pipelinerun");
-    let (ns, name, uid) = match next(&run, &ctx.deliveries)? {
+    let (ns, name, uid) = match next(&run, &ctx.deliveries, &ctx.written)? {
         Next::Plan { ns, name, uid } => (ns, name, uid),
         Next::Wait(action) => return Ok(action),
     };
@@ -125,13 +179,17 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     let status = run.status.clone().unwrap_or_default();
     let view = observe::view(&run, &name, &uid, &status, &settings);
     let mut observed = match needs_observation(&view) {
-        true => observe::observe(client, &ns, &run, &view, &ctx.runs).await?,
+        true => match observe::observe(client, &ns, &run, &view, &ctx.runs, &ctx.children).await? {
+            Some(observed) => observed,
+            None => return Ok(Action::requeue(CACHE_CATCH_UP)),
+        },
         false => Observed::default(),
     };
     let now = Utc::now();
     let plan = plan(&view, &observed, now);
     let clear_rerun = plan.actions.contains(&PlanAction::ClearRerunAnnotation);
-    let Some(mut plan) = apply::apply(client, &run, &view, &mut observed, plan, now).await? else {
+    let expectations = &ctx.children.expectations;
+    let Some(mut plan) = apply::apply(client, &run, &view, &mut observed, plan, expectations, now).await? else {
         return Ok(Action::await_change()); // the run itself was deleted (its TTL passed)
     };
     let notify_warnings =
@@ -153,7 +211,7 @@ async fn publish_and_hand_over(
     plan: &Plan,
     notify_warnings: &[Note],
 ) -> Option<Duration> {
-    publish(&ctx.base, run, &plan.notes).await;
+    publish(&ctx.base, run, &events::to_publish(&plan.notes)).await;
     publish(&ctx.base, run, notify_warnings).await;
     let handover = notifications::hand_over(run, &plan.status, &ctx.deliveries);
     publish(&ctx.base, run, &handover.notes).await;
@@ -169,7 +227,7 @@ enum Next {
     Wait(Action),
 }
 
-fn next(run: &PipelineRun, deliveries: &Deliveries) -> Result<Next, Error> {
+fn next(run: &PipelineRun, deliveries: &Deliveries, written: &WrittenVersions) -> Result<Next, Error> {
     let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = run.name_any();
     if run.meta().deletion_timestamp.is_some() {
@@ -179,6 +237,10 @@ fn next(run: &PipelineRun, deliveries: &Deliveries) -> Result<Next, Error> {
     if notifications::is_stale(run, deliveries) {
         debug!(run = %name, "cached status is older than the one written; looking again shortly");
         return Ok(Next::Wait(Action::requeue(notifications::STALE_RECHECK)));
+    }
+    if written.is_stale(&uid, run.metadata.resource_version.as_deref()) {
+        debug!(run = %name, "cached run predates the status just written; waiting for the watch");
+        return Ok(Next::Wait(Action::requeue(CACHE_CATCH_UP)));
     }
     Ok(Next::Plan { ns, name, uid })
 }
@@ -197,6 +259,9 @@ async fn write(
     if status != read {
         let stored = write_status(&ctx.base.client, run, status).await?;
         notifications::written(status, &stored, &ctx.deliveries);
+        if let Some(uid) = stored.uid() {
+            ctx.written.written(&uid, stored.metadata.resource_version.as_deref());
+        }
     }
     if clear_rerun {
         apply::clear_rerun_annotation(&ctx.base.client, run).await?;

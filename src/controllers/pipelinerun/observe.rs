@@ -1,6 +1,6 @@
 //! What a PipelineRun's planner reads, gathered from the cluster: the run
 //! itself ([`view`]) and everything around it ([`observe`]): its stage Jobs
-//! and their pods, listed straight from the API server; the ImageBuilds and
+//! and their pods, from the watch caches; the ImageBuilds and
 //! KataInstalls its stages wait for; the other runs of its concurrency group
 //! (from the cache); the last pod Event of failures whose pods are gone; and
 //! the logs of finished TAP stages. A Job is the run's when the run is its
@@ -9,6 +9,7 @@
 //! reported by name.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use chrono::Utc;
 use k8s_openapi::api::batch::v1::Job;
@@ -17,18 +18,18 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::api::pipelinerun::PipelineRunStatus;
 use crate::api::{ImageBuild, KataInstall, PipelineRun};
-use crate::controllers::jobs::{last_pod_warning, observe_jobs};
+use crate::controllers::cache::ChildCache;
+use crate::controllers::expectations::Expectations;
+use crate::controllers::jobs::{finished_but_observed_active, last_pod_warning, observe_jobs};
 use crate::controllers::logs::read_log_tail;
 use crate::controllers::ownership::split_by_owner;
 use crate::controllers::{describe, Error, KubeResultExt};
 use crate::engine::conditions::from_k8s_time;
-use crate::engine::naming::{
-    run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_ATTEMPT, LABEL_RUN, LABEL_STAGE,
-};
+use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_ATTEMPT, LABEL_STAGE};
 use crate::engine::pipelinerun::references::{image_build_state, kata_install_state, Referenced};
 use crate::engine::pipelinerun::stage_kind::{stage_kind, StageKind};
 use crate::engine::pipelinerun::view::{failures_to_explain, logs_wanted, GroupMember, JobObservation};
@@ -59,29 +60,51 @@ pub fn view<'a>(
     }
 }
 
-/// Everything the planner needs from the cluster for `view`'s run.
-/// Listed straight from the API server (not a cache), so a Job created by
-/// the previous reconcile is always seen. The label narrows the list; the
-/// owner UID decides what is the run's.
+/// The watch caches of stage Jobs and their pods (grouped by the run
+/// label), and what reconciles created or deleted that the caches may not
+/// show yet.
+pub struct Children {
+    /// Stage Jobs, by `gantry.dev/run`.
+    pub jobs: std::sync::Arc<ChildCache<Job>>,
+    /// Their pods, by the same label (the Job template carries it).
+    pub pods: std::sync::Arc<ChildCache<Pod>>,
+    /// Jobs created or deleted and not yet seen so by the cache.
+    pub expectations: Expectations,
+}
+
+/// Everything the planner needs from the cluster for `view`'s run, or
+/// `None` while the caches have not caught up with the operator's own
+/// writes (a Job it created that the cache does not show yet, a Job that
+/// completed before the cache saw its pod finish): then the run is looked
+/// at again shortly, and the Job's watch event wakes it sooner. The label
+/// narrows what is read; the owner UID decides what is the run's.
 pub async fn observe(
     client: &Client,
     ns: &str,
     run: &PipelineRun,
     view: &View<'_>,
     runs: &Store<PipelineRun>,
-) -> Result<Observed, Error> {
+    children: &Children,
+) -> Result<Option<Observed>, Error> {
     let name = view.name;
-    let selector = format!("{LABEL_RUN}={}", run_label(name));
-    let of_run = || format!("of {}", describe::<PipelineRun>(Some(ns), name));
-    let jobs = Api::<Job>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .observing(|| format!("Jobs {}", of_run()))?;
-    let pods_api = Api::<Pod>::namespaced(client.clone(), ns);
-    let pods =
-        pods_api.list(&ListParams::default().labels(&selector)).await.observing(|| format!("pods {}", of_run()))?;
+    children.jobs.ready().await;
+    children.pods.ready().await;
+    let label = run_label(name);
+    let jobs: Vec<Job> = children.jobs.group(ns, &label).iter().map(|job| (**job).clone()).collect();
+    let cached: BTreeSet<String> = jobs.iter().map(|job| job.name_any()).collect();
+    let unmet = children.expectations.unmet(view.uid, &cached, Instant::now());
+    if !unmet.created.is_empty() {
+        debug!(run = %name, jobs = ?unmet.created, "the Job cache has not seen the Jobs just created; waiting for it");
+        return Ok(None);
+    }
+    let jobs: Vec<Job> = jobs.into_iter().filter(|job| !unmet.deleted.contains(&job.name_any())).collect();
+    let pods: Vec<Pod> = children.pods.group(ns, &label).iter().map(|pod| (**pod).clone()).collect();
+    if finished_but_observed_active(&jobs, &pods, STAGE_CONTAINER) {
+        debug!(run = %name, "a Job finished before the pod cache saw its pod finish; waiting for it");
+        return Ok(None);
+    }
     let (image_builds, kata_installs) = observe_references(client, ns, run).await?;
-    let (stage_jobs, foreign_jobs) = observe_stage_jobs(jobs.items, &pods.items, view.uid);
+    let (stage_jobs, foreign_jobs) = observe_stage_jobs(jobs, &pods, view.uid);
     let mut observed = Observed {
         jobs: stage_jobs,
         group: group_members(runs, run),
@@ -93,8 +116,8 @@ pub async fn observe(
         refused: Default::default(),
     };
     explain_failures(client, ns, view, &mut observed).await;
-    read_logs(&pods_api, view, &mut observed).await;
-    Ok(observed)
+    read_logs(&Api::<Pod>::namespaced(client.clone(), ns), view, &mut observed).await;
+    Ok(Some(observed))
 }
 
 /// Adds the last Warning Event of their pods to failed Jobs whose pods are

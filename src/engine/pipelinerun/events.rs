@@ -2,7 +2,8 @@
 //! and run phase change a plan makes (the last thing [`super::plan()`] does).
 
 use crate::api::pipelinerun::{PipelineRunStatus, RunPhase, StagePhase};
-use crate::engine::note::Note;
+use crate::engine::note::{Note, MAX_NOTE_BYTES};
+use crate::engine::text::truncate;
 
 /// A stage is waiting for its needs again (after a rerun).
 pub const STAGE_PENDING: &str = "StagePending";
@@ -106,6 +107,46 @@ pub fn transitions(before: &PipelineRunStatus, after: &PipelineRunStatus) -> Vec
     notes
 }
 
+/// Whether a Normal note only says that something began or waits (a stage
+/// or the run started, is pending or queued): news worth an Event of its
+/// own only when nothing else happened in the same reconcile.
+fn is_progress(note: &Note) -> bool {
+    !note.warning
+        && [STAGE_STARTED, STAGE_PENDING, RUN_PENDING, RUN_QUEUED, RUN_RUNNING].contains(&note.reason.as_str())
+}
+
+/// The Kubernetes Events for one reconcile's `notes`. Each Event is an API
+/// write, and a stage transition (one stage succeeds, the next starts) must
+/// cost at most one: the progress notes are folded into the message of the
+/// first other Normal note (or of the first of them when there is none), so
+/// `StageSucceeded` for a stage reads "…; then StageStarted: stage test
+/// attempt 1". Warnings and outcomes each stay an Event of their own. The
+/// notes themselves (and the CloudEvents made from them) are unchanged.
+pub fn to_publish(notes: &[Note]) -> Vec<Note> {
+    let (progress, mut published): (Vec<&Note>, Vec<Note>) = {
+        let progress = notes.iter().filter(|n| is_progress(n)).collect();
+        (progress, notes.iter().filter(|n| !is_progress(n)).cloned().collect())
+    };
+    let mut progress = progress.into_iter();
+    let carrier = match published.iter().position(|n| !n.warning) {
+        Some(i) => i,
+        None => match progress.next() {
+            Some(first) => {
+                published.push(first.clone());
+                published.len() - 1
+            }
+            None => return published,
+        },
+    };
+    let folded: Vec<String> = progress.map(|n| format!("{}: {}", n.reason, n.message)).collect();
+    if !folded.is_empty() {
+        let carrier = &mut published[carrier];
+        let message = format!("{}; then {}", carrier.message, folded.join("; "));
+        carrier.message = truncate(&message, MAX_NOTE_BYTES);
+    }
+    published
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +159,54 @@ mod tests {
             assert_eq!(reason, format!("Run{phase:?}"));
             assert_eq!(warning, matches!(phase, Failed | Cancelled));
         }
+    }
+
+    fn reasons(notes: &[Note]) -> Vec<&str> {
+        notes.iter().map(|n| n.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn a_stage_transition_is_one_event_naming_both_stages() {
+        let notes = [
+            Note::normal(STAGE_SUCCEEDED, "stage build attempt 1")
+                .about_stage("build")
+                .about_job(Some("r-build-1".into())),
+            Note::normal(STAGE_STARTED, "stage test attempt 1").about_stage("test").about_job(Some("r-test-1".into())),
+        ];
+        let events = to_publish(&notes);
+        assert_eq!(reasons(&events), [STAGE_SUCCEEDED]);
+        assert_eq!(events[0].message, "stage build attempt 1; then StageStarted: stage test attempt 1");
+        assert_eq!((events[0].stage.as_deref(), events[0].job.as_deref()), (Some("build"), Some("r-build-1")));
+    }
+
+    #[test]
+    fn a_run_that_starts_is_one_event_and_one_that_ends_keeps_both_outcomes() {
+        let start = [Note::normal(STAGE_STARTED, "stage a attempt 1").about_stage("a"), Note::normal(RUN_RUNNING, "")];
+        let events = to_publish(&start);
+        assert_eq!(reasons(&events), [STAGE_STARTED]);
+        assert_eq!(events[0].message, "stage a attempt 1; then RunRunning: ");
+        let end =
+            [Note::normal(STAGE_SUCCEEDED, "stage z attempt 1"), Note::normal(RUN_SUCCEEDED, "all stages succeeded")];
+        assert_eq!(reasons(&to_publish(&end)), [STAGE_SUCCEEDED, RUN_SUCCEEDED]);
+    }
+
+    #[test]
+    fn warnings_stay_events_of_their_own_and_never_carry_progress() {
+        let notes = [
+            Note::warning(STAGE_RETRYING, "stage t attempt 1: exit 1"),
+            Note::normal(STAGE_STARTED, "stage t attempt 2"),
+            Note::warning(STAGE_FAILED, "stage u attempt 3"),
+        ];
+        let events = to_publish(&notes);
+        assert_eq!(reasons(&events), [STAGE_RETRYING, STAGE_FAILED, STAGE_STARTED]);
+        assert_eq!(events[0].message, notes[0].message);
+        assert!(to_publish(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_folded_message_is_cut_to_the_note_limit() {
+        let long = "x".repeat(crate::engine::note::MAX_NOTE_BYTES);
+        let notes = [Note::normal(STAGE_SUCCEEDED, &long), Note::normal(STAGE_STARTED, &long)];
+        assert!(to_publish(&notes)[0].message.len() <= crate::engine::note::MAX_NOTE_BYTES);
     }
 }
