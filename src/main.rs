@@ -48,6 +48,12 @@ enum Command {
         /// that could not renew for two thirds of it stops.
         #[arg(long, default_value_t = 15)]
         lease_seconds: u64,
+        /// Spread PipelineRuns over this many shards (1 to 64), each a Lease
+        /// `<lease-name>-shard-<k>` (needs --leader-elect): each replica reconciles
+        /// only the runs of the shards it holds. 1: one leader reconciles everything.
+        #[arg(long, default_value_t = 1, env = "GANTRY_SHARDS",
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(gantry::engine::shard::BUCKETS)))]
+        shards: u32,
         /// The operator's own namespace: KataInstall's installer DaemonSets and smoke test run there.
         #[arg(long, env = "POD_NAMESPACE", default_value = controllers::DEFAULT_OPERATOR_NAMESPACE)]
         operator_namespace: String,
@@ -80,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
             lease_name,
             lease_namespace,
             lease_seconds,
+            shards,
             operator_namespace,
             katainstall_selector,
         } => {
@@ -90,6 +97,9 @@ async fn main() -> anyhow::Result<()> {
             };
             let namespace = namespace.or_else(|| config.watch_namespace.clone());
             let client = gantry::client::client(config.api_qps()).await?;
+            if shards > 1 && !leader_elect {
+                anyhow::bail!("--shards {shards} needs --leader-elect: each shard is a Lease");
+            }
             let leader = match (leader_elect, lease_namespace) {
                 (false, _) => None,
                 (true, None) => anyhow::bail!("--leader-elect needs --lease-namespace (or POD_NAMESPACE)"),
@@ -107,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
                     config,
                     operator_namespace,
                     katainstall_selector,
+                    shards,
                 },
             )
             .await

@@ -3,7 +3,7 @@
 //! stages by phase (counted from the controller's cache when scraped, so
 //! deleted runs drop out).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use kube::runtime::reflector::Store;
@@ -56,7 +56,10 @@ pub struct Metrics {
     runs: Family<PhaseLabels, Gauge>,
     stages: Family<PhaseLabels, Gauge>,
     notifications: Family<ResultLabels, Counter>,
-    run_cache: OnceLock<Store<PipelineRun>>,
+    shards_held: Gauge,
+    /// The running PipelineRun controller's cache (replaced when the
+    /// controllers restart for another set of shards).
+    run_cache: RwLock<Option<Store<PipelineRun>>>,
 }
 
 impl Default for Metrics {
@@ -82,6 +85,12 @@ impl Default for Metrics {
             "CloudEvent deliveries to spec.notify targets: tries by result, give-ups and full queues",
             notifications.clone(),
         );
+        let shards_held = Gauge::default();
+        registry.register(
+            "shards_held",
+            "Shards whose PipelineRuns this replica reconciles (1 without --shards once leading)",
+            shards_held.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -91,7 +100,8 @@ impl Default for Metrics {
             runs,
             stages,
             notifications,
-            run_cache: OnceLock::new(),
+            shards_held,
+            run_cache: RwLock::default(),
         }
     }
 }
@@ -131,7 +141,12 @@ impl Metrics {
 
     /// Lets scrapes count PipelineRuns and stages from the controller's cache.
     pub fn watch_runs(&self, cache: Store<PipelineRun>) {
-        let _ = self.run_cache.set(cache);
+        *self.run_cache.write().unwrap_or_else(|e| e.into_inner()) = Some(cache);
+    }
+
+    /// Records how many shards this replica holds.
+    pub fn shards_held(&self, n: usize) {
+        self.shards_held.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -143,7 +158,7 @@ impl Metrics {
     }
 
     fn refresh_phase_gauges(&self) {
-        let Some(cache) = self.run_cache.get() else { return };
+        let Some(cache) = self.run_cache.read().unwrap_or_else(|e| e.into_inner()).clone() else { return };
         self.runs.clear();
         self.stages.clear();
         for run in cache.state() {
@@ -177,5 +192,7 @@ mod tests {
         metrics.notification("delivered");
         let text = metrics.render();
         assert!(text.contains("gantry_notifications_total{result=\"delivered\"} 2"), "{text}");
+        metrics.shards_held(3);
+        assert!(metrics.render().contains("gantry_shards_held 3"), "{text}");
     }
 }

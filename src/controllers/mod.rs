@@ -14,6 +14,7 @@ pub mod logs;
 pub mod ownership;
 pub mod pipelinerun;
 pub mod retry;
+mod shards;
 mod shared;
 
 pub use error::{describe, Error, KubeResultExt, Step};
@@ -67,6 +68,9 @@ pub struct Scope {
     pub operator_namespace: String,
     /// Reconcile only the KataInstalls matching this label selector.
     pub katainstall_selector: Option<String>,
+    /// Shards PipelineRuns over this many Leases (`--shards`; 1: no sharding,
+    /// the single `leader` Lease). More than 1 needs `leader`.
+    pub shards: u32,
 }
 
 /// What every reconciler shares.
@@ -91,6 +95,12 @@ pub struct Context {
     pub katainstall_selector: Option<String>,
     /// Per-object backoff after failed reconciles.
     pub backoff: Arc<retry::Backoff>,
+    /// With `--shards` > 1: the label selector of the runs of the shards
+    /// this replica holds (see [`Context::watch_config`]).
+    pub shard_selector: Option<String>,
+    /// With `--shards` > 1: the label selector of those runs' children (see
+    /// [`Context::child_watch_config`]).
+    pub child_shard_selector: Option<String>,
 }
 
 impl Context {
@@ -109,6 +119,8 @@ impl Context {
             operator_namespace: DEFAULT_OPERATOR_NAMESPACE.to_string(),
             katainstall_selector: None,
             backoff: Arc::default(),
+            shard_selector: None,
+            child_shard_selector: None,
         })
     }
 
@@ -119,6 +131,19 @@ impl Context {
             Some(n) => config.concurrency(n),
             None => config,
         }
+    }
+
+    /// `config` narrowed to the PipelineRuns of this replica's shards (by
+    /// their shard label). Unchanged without sharding.
+    pub fn watch_config(&self, config: kube::runtime::watcher::Config) -> kube::runtime::watcher::Config {
+        narrowed(config, self.shard_selector.as_deref())
+    }
+
+    /// `config` narrowed to the children (stage Jobs, their pods) of the
+    /// PipelineRuns of this replica's shards: those not labelled with
+    /// another shard's bucket. Unchanged without sharding.
+    pub fn child_watch_config(&self, config: kube::runtime::watcher::Config) -> kube::runtime::watcher::Config {
+        narrowed(config, self.child_shard_selector.as_deref())
     }
 
     /// An Api for a namespaced kind over the watched namespace(s).
@@ -136,6 +161,19 @@ impl Context {
 impl AsRef<Context> for Context {
     fn as_ref(&self) -> &Context {
         self
+    }
+}
+
+/// `config` whose label selector also requires `extra` (selectors are
+/// comma-separated requirements, all of which must hold).
+fn narrowed(config: kube::runtime::watcher::Config, extra: Option<&str>) -> kube::runtime::watcher::Config {
+    match (extra, &config.label_selector) {
+        (None, _) => config,
+        (Some(extra), None) => config.labels(extra),
+        (Some(extra), Some(labels)) => {
+            let both = format!("{labels},{extra}");
+            config.labels(&both)
+        }
     }
 }
 
@@ -261,6 +299,35 @@ pub fn shutdown_handle(rx: &tokio::sync::watch::Receiver<bool>) -> Shutdown {
 /// What `Controller::graceful_shutdown_on` waits for.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
+/// The `kinds` controllers with `ctx`, until `stop` says so.
+fn controllers(
+    ctx: Arc<Context>,
+    kinds: &[Kind],
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let enabled = |kind| kinds.contains(&kind).then(|| (ctx.clone(), shutdown_handle(stop)));
+    let (runs, builds, installs) = (enabled(Kind::Pipelinerun), enabled(Kind::Imagebuild), enabled(Kind::Katainstall));
+    async move {
+        tokio::join!(
+            async {
+                if let Some((ctx, stop)) = runs {
+                    pipelinerun::run(ctx, stop).await
+                }
+            },
+            async {
+                if let Some((ctx, stop)) = builds {
+                    imagebuild::run(ctx, stop).await
+                }
+            },
+            async {
+                if let Some((ctx, stop)) = installs {
+                    katainstall::run(ctx, stop).await
+                }
+            },
+        );
+    }
+}
+
 /// Runs every controller until a shutdown signal arrives.
 pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
     let mut ctx = Context::new(client, scope.namespace.clone(), scope.config.clone());
@@ -277,6 +344,9 @@ pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
     // waiting for the lease is ready too (it can take over at any time).
     ctx.client.apiserver_version().await?;
     health.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    if scope.shards > 1 {
+        return shards::run(ctx, &scope, rx).await;
+    }
     let mut elector = scope.leader.clone().map(|cfg| crate::leader::Elector::new(ctx.client.clone(), cfg));
     let mut tenure = None;
     if let Some(elector) = &mut elector {
@@ -285,28 +355,10 @@ pub async fn run(client: Client, scope: Scope) -> anyhow::Result<()> {
             _ = shutdown_handle(&rx) => return Ok(()),
         }
     }
+    ctx.metrics.shards_held(1);
     let where_ = scope.namespace.as_deref().map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
     info!(controllers = ?scope.kinds, "starting controllers for {where_}");
-    let enabled = |kind| scope.kinds.contains(&kind);
-    let controllers = async {
-        tokio::join!(
-            async {
-                if enabled(Kind::Pipelinerun) {
-                    pipelinerun::run(ctx.clone(), shutdown_handle(&rx)).await
-                }
-            },
-            async {
-                if enabled(Kind::Imagebuild) {
-                    imagebuild::run(ctx.clone(), shutdown_handle(&rx)).await
-                }
-            },
-            async {
-                if enabled(Kind::Katainstall) {
-                    katainstall::run(ctx.clone(), shutdown_handle(&rx)).await
-                }
-            },
-        )
-    };
+    let controllers = controllers(ctx.clone(), &scope.kinds, &rx);
     // kube-runtime's applier waits for its cache to be ready before it
     // stops; a signal that arrives before the first list completed would
     // then wait forever. In-flight reconciles get a bounded grace period.
@@ -368,6 +420,17 @@ mod tests {
         assert_eq!(run.metadata.managed_fields, None);
         assert_eq!(run.metadata.annotations, before.metadata.annotations);
         assert_eq!((run.metadata.uid, run.spec), (before.metadata.uid, before.spec));
+    }
+
+    #[test]
+    fn watches_are_narrowed_to_the_shards_held_and_keep_their_own_selector() {
+        use kube::runtime::watcher::Config;
+        let shards = "gantry.dev/shard in (0,2)";
+        assert_eq!(narrowed(Config::default(), None).label_selector, None);
+        assert_eq!(narrowed(Config::default(), Some(shards)).label_selector.as_deref(), Some(shards));
+        let jobs = narrowed(Config::default().labels("gantry.dev/run"), Some(shards));
+        assert_eq!(jobs.label_selector.as_deref(), Some("gantry.dev/run,gantry.dev/shard in (0,2)"));
+        assert_eq!(narrowed(Config::default().labels("a=b"), None).label_selector.as_deref(), Some("a=b"));
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ pub mod pipelinerun;
 pub mod plan;
 pub mod refusal;
 pub mod settings;
+pub mod shard;
 pub mod spec_error;
 pub mod text;
 pub mod wake;

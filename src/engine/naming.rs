@@ -3,6 +3,9 @@
 
 /// Label on every child: the owning run's name.
 pub const LABEL_RUN: &str = "gantry.dev/run";
+/// Label on every PipelineRun and its children (stage Jobs, their pods,
+/// workspace claims): the run's shard bucket (see `engine::shard`).
+pub const LABEL_SHARD: &str = "gantry.dev/shard";
 /// Label on every stage Job and pod: the stage's name.
 pub const LABEL_STAGE: &str = "gantry.dev/stage";
 /// Label on every stage Job and pod: the attempt number.

@@ -17,6 +17,7 @@
 //! leadership while renewals fail, and it clears an expired holder with a
 //! patch that has no resourceVersion precondition.
 
+pub mod shards;
 pub mod timing;
 
 use std::time::Duration;
@@ -30,8 +31,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::engine::conditions::to_k8s_time;
-use timing::{Decision, LeaseRecord, Observer, Renewal};
-pub use timing::{Lost, Tenure};
+pub use timing::{Decision, Lost, Tenure};
+use timing::{LeaseRecord, Observer, Renewal};
 
 /// Where the lease lives, who competes for it, and its timing.
 #[derive(Clone, Debug)]
@@ -93,6 +94,17 @@ fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
+/// The Lease as one look found it.
+#[derive(Debug, Clone)]
+pub struct Look {
+    /// The Lease read (`None`: it does not exist).
+    pub current: Option<Lease>,
+    /// Whether it may be claimed now.
+    pub decision: Decision,
+    /// Who holds it, as written (empty or released: `None`).
+    pub holder: Option<String>,
+}
+
 /// One replica's part in the election.
 pub struct Elector {
     api: Api<Lease>,
@@ -133,11 +145,30 @@ impl Elector {
     /// by a write sent at that instant; else how long to wait at most before
     /// looking again.
     async fn try_acquire(&mut self) -> Result<Result<Instant, Duration>, kube::Error> {
+        let look = self.look().await?;
+        match look.decision {
+            Decision::WaitFor(wait) => Ok(Err(wait)),
+            Decision::Create | Decision::Claim => Ok(self.claim(look).await?.ok_or(Duration::ZERO)),
+        }
+    }
+
+    /// Reads the Lease and decides, on this replica's clock, whether it may
+    /// be claimed (see `timing::Observer`).
+    pub async fn look(&mut self) -> Result<Look, kube::Error> {
         let current = self.api.get_opt(&self.cfg.name).await?;
         let record = current.as_ref().map(|l| record_of(l, self.cfg.duration));
+        let decision = self.observer.decide(record.as_ref(), &self.cfg.identity, Instant::now());
+        let holder = record.and_then(|r| r.holder).filter(|h| !h.is_empty());
+        Ok(Look { current, decision, holder })
+    }
+
+    /// Claims the Lease as `look` found it (when its decision allows). `Some`:
+    /// we hold it now, by a write sent at that instant; `None`: someone else
+    /// wrote first, or the decision was to wait.
+    pub async fn claim(&mut self, look: Look) -> Result<Option<Instant>, kube::Error> {
         let sent = Instant::now();
-        let written = match self.observer.decide(record.as_ref(), &self.cfg.identity, sent) {
-            Decision::WaitFor(wait) => return Ok(Err(wait)),
+        let written = match look.decision {
+            Decision::WaitFor(_) => return Ok(None),
             Decision::Create => {
                 let lease = Lease {
                     metadata: ObjectMeta { name: Some(self.cfg.name.clone()), ..Default::default() },
@@ -146,7 +177,7 @@ impl Elector {
                 self.api.create(&PostParams::default(), &lease).await
             }
             Decision::Claim => {
-                let mut lease = current.unwrap_or_default();
+                let mut lease = look.current.unwrap_or_default();
                 lease.spec = Some(claimed(lease.spec.as_ref(), &self.cfg, Utc::now()));
                 self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await
             }
@@ -154,12 +185,17 @@ impl Elector {
         match written {
             Ok(lease) => {
                 *self.last_written.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(lease);
-                Ok(Ok(sent))
+                Ok(Some(sent))
             }
-            // Someone else wrote first: look again at once.
-            Err(e) if is_conflict(&e) => Ok(Err(Duration::ZERO)),
+            // Someone else wrote first (409 on replace; on create, 409 too).
+            Err(e) if is_conflict(&e) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The timing this elector uses.
+    pub fn config(&self) -> &LeaseConfig {
+        &self.cfg
     }
 
     /// Renews the lease until leadership is lost, and says why; the caller

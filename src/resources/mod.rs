@@ -5,6 +5,7 @@ pub mod build_job;
 pub mod cloudevent;
 pub mod job;
 pub mod kata;
+pub mod shard;
 pub mod workspace;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;

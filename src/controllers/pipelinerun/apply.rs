@@ -25,6 +25,8 @@ use crate::engine::pipelinerun::references::builds_with_image;
 use crate::engine::pipelinerun::replan::{record_applied, replan};
 use crate::engine::pipelinerun::{Action, Observed, Plan, View};
 use crate::engine::refusal::Refusal;
+use crate::engine::shard::run_bucket;
+use crate::resources::shard::{shard_claim, shard_job};
 use crate::resources::{controller_ref, job::stage_job, workspace::workspace_claim};
 
 /// Applies `plan`'s actions for `view`'s run. A refused create fails its
@@ -77,12 +79,13 @@ async fn apply_actions(
     let ns = run.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let owner = controller_ref(run).ok_or(Error::MissingField("metadata.uid"))?;
     let mut refused = BTreeMap::new();
+    let shard = run_bucket(run);
     let jobs = Api::<Job>::namespaced(client.clone(), &ns);
     let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns);
     for action in actions {
         match action {
             Action::CreateJob(launch) => {
-                let job = stage_job(launch, &ns, owner.clone());
+                let job = shard_job(stage_job(launch, &ns, owner.clone()), shard);
                 info!(run = %run.name_any(), job = %launch.job_name, "creating stage Job");
                 match create_child(&jobs, &job, &owner.uid).await? {
                     None => expectations.created(&owner.uid, &launch.job_name),
@@ -100,6 +103,7 @@ async fn apply_actions(
             }
             Action::EnsureWorkspace { claim, size, storage_class } => {
                 let pvc = workspace_claim(claim, &run.name_any(), &ns, size, storage_class.as_deref(), owner.clone());
+                let pvc = shard_claim(pvc, shard);
                 let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
                 if let Some(refusal) = create_child(&claims, &pvc, &owner.uid).await? {
                     warn!(run = %run.name_any(), claim = %claim, why = %refusal.message, "workspace claim refused");

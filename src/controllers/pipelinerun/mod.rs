@@ -65,10 +65,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     // One watch of the stage Jobs feeds both the cache the reconciles read
     // and the controller's trigger; pods are only cached (a Job's own
     // change is what wakes its run).
-    let (jobs, job_events) = cached_children(ctx.scoped_api::<Job>(), lean_job);
-    let (pods, pod_events) = cached_children(ctx.scoped_api::<Pod>(), lean_pod);
+    // The first list comes from the API server's watch cache, not etcd.
+    let config = ctx.child_watch_config(watcher::Config::default().labels(LABEL_RUN).any_semantic());
+    let (jobs, job_events) = cached_children(ctx.scoped_api::<Job>(), lean_job, config.clone());
+    let (pods, pod_events) = cached_children(ctx.scoped_api::<Pod>(), lean_pod, config);
     let pods_task = tokio::spawn(pod_events.for_each(|_| std::future::ready(())));
-    let controller = super::lean_controller(runs, watcher::Config::default())
+    let controller = super::lean_controller(runs, ctx.watch_config(watcher::Config::default()))
         .owns_stream(job_events)
         .with_config(ctx.controller_config())
         .graceful_shutdown_on(shutdown);
@@ -109,20 +111,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     pods_task.abort();
 }
 
-/// A watch of the children of kind `K` carrying the run label, `lean`ed:
-/// the cache it feeds, and the stream of the children it touched (for a
-/// controller's trigger; it must be polled for the cache to fill).
+/// A watch of the children of kind `K` carrying the run label (`config`),
+/// `lean`ed: the cache it feeds, and the stream of the children it touched
+/// (for a controller's trigger; it must be polled for the cache to fill).
 fn cached_children<K>(
     api: Api<K>,
     lean: fn(&mut K),
+    config: watcher::Config,
 ) -> (Arc<ChildCache<K>>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let cache = ChildCache::new(LABEL_RUN);
     let feed = cache.clone();
-    // The first list comes from the API server's watch cache, not etcd.
-    let config = watcher::Config::default().labels(LABEL_RUN).any_semantic();
     let events = watcher(api, config)
         .default_backoff()
         .modify(lean)
