@@ -500,6 +500,9 @@ fn the_chart_defaults_match_the_kustomize_deployment() {
     assert_eq!(Value::from(image), container["image"], "values.image differs from the base's");
     assert_eq!(values["replicaCount"], 1, "replicaCount must default to 1");
     assert_eq!(values["leaderElection"], true, "leaderElection must default to true, as in the kustomize base");
+    let shards = container["env"].as_array().and_then(|vars| vars.iter().find(|v| v["name"] == "GANTRY_SHARDS"));
+    assert_eq!(shards.map(|v| &v["value"]), Some(&Value::from("1")), "the kustomize base sets GANTRY_SHARDS=1");
+    assert_eq!(values["shards"], 1, "shards must default to 1, as in the kustomize base");
     assert_eq!(values["config"]["enabled"], true, "the chart passes its config file to the operator");
     // The file the ConfigMap template renders from these defaults must be accepted by the
     // operator itself (it refuses unknown keys and bad values).

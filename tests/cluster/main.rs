@@ -16,5 +16,6 @@ mod pipelinerun;
 mod receiver;
 mod registry;
 mod samples;
+mod sharding;
 mod soak;
 mod support;

@@ -161,6 +161,8 @@ pub fn start_operator(args: &[&str]) -> (std::process::Child, std::sync::mpsc::R
 pub struct Operator {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// Every line received so far (see [`Operator::lines_so_far`]).
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl Operator {
@@ -172,19 +174,19 @@ impl Operator {
     /// Starts `gantry run --namespace NS --controllers imagebuild`.
     pub fn for_builds(namespace: &str) -> Self {
         let (child, lines) = start_operator(&["--namespace", namespace, "--controllers", "imagebuild"]);
-        Operator { child, lines }
+        Operator { child, lines, seen: Default::default() }
     }
 
     /// Starts `gantry run ARGS`.
     pub fn with_args(args: &[&str]) -> Self {
         let (child, lines) = start_operator(args);
-        Operator { child, lines }
+        Operator { child, lines, seen: Default::default() }
     }
 
     /// Starts `gantry run --namespace NS --controllers pipelinerun,imagebuild`.
     pub fn for_pipelines_and_builds(namespace: &str) -> Self {
         let (child, lines) = start_operator(&["--namespace", namespace, "--controllers", "pipelinerun,imagebuild"]);
-        Operator { child, lines }
+        Operator { child, lines, seen: Default::default() }
     }
 
     /// Starts `gantry run --controllers katainstall` that puts its workloads
@@ -203,7 +205,7 @@ impl Operator {
         args.extend(["--katainstall-selector", &selector]);
         args.extend_from_slice(extra);
         let (child, lines) = start_operator(&args);
-        Operator { child, lines }
+        Operator { child, lines, seen: Default::default() }
     }
 
     /// The same, with extra arguments.
@@ -211,7 +213,7 @@ impl Operator {
         let mut args = vec!["--namespace", namespace, "--controllers", "pipelinerun"];
         args.extend_from_slice(extra);
         let (child, lines) = start_operator(&args);
-        Operator { child, lines }
+        Operator { child, lines, seen: Default::default() }
     }
 
     /// Whether the operator logs a line containing `needle` within `wait`.
@@ -220,11 +222,23 @@ impl Operator {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return true,
-                Ok(_) => {}
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.lock().unwrap().push(line);
+                    if found {
+                        return true;
+                    }
+                }
                 Err(_) => return false,
             }
         }
+    }
+
+    /// Every line the operator logged so far, from its start.
+    pub fn lines_so_far(&self) -> Vec<String> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend(self.lines.try_iter());
+        seen.clone()
     }
 
     /// The `host:port` its HTTP server bound, read from its log.
@@ -233,6 +247,7 @@ impl Operator {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = self.lines.recv_timeout(left).expect("the operator logs its HTTP address");
+            self.seen.lock().unwrap().push(line.clone());
             if let Some((_, addr)) = line.split_once("/readyz on http://") {
                 return addr.trim().to_string();
             }
