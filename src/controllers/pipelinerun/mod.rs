@@ -69,7 +69,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let config = ctx.child_watch_config(watcher::Config::default().labels(LABEL_RUN).any_semantic());
     let (jobs, job_events) = cached_children(ctx.scoped_api::<Job>(), lean_job, config.clone());
     let (pods, pod_events) = cached_children(ctx.scoped_api::<Pod>(), lean_pod, config);
-    let pods_task = tokio::spawn(pod_events.for_each(|_| std::future::ready(())));
+    let _pods_task = AbortOnDrop(tokio::spawn(pod_events.for_each(|_| std::future::ready(()))));
     let controller = super::lean_controller(runs, ctx.watch_config(watcher::Config::default()))
         .owns_stream(job_events)
         .with_config(ctx.controller_config())
@@ -104,11 +104,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         written: WrittenVersions::default(),
         deliveries,
     });
-    let forget = tokio::spawn(forget_deleted_runs(run_ctx.clone()));
+    let _forget = AbortOnDrop(tokio::spawn(forget_deleted_runs(run_ctx.clone())));
     info!("watching PipelineRuns");
     super::drain(controller.run(reconcile_catching_panics, super::error_policy, run_ctx), backoff).await;
-    forget.abort();
-    pods_task.abort();
+}
+
+/// A task that ends with the controller, however it ends: also when its
+/// future is dropped (a shard lost stops the controllers at once).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A watch of the children of kind `K` carrying the run label (`config`),
