@@ -6,7 +6,7 @@
 //! watchNamespace: ci            # PipelineRuns and ImageBuilds in this namespace only
 //! defaultStageTimeout: 2h       # per-attempt deadline when a run sets none
 //! reconcileConcurrency: 8       # reconciles of one kind at once (default 16; 0: no limit)
-//! apiQps: 50                    # API requests per second from the operator (default 100; 0: no limit)
+//! apiQps: 50                    # API requests per second from the operator (default 500; 0: no limit)
 //! nestedVirt:
 //!   allowedNamespaces: [ci]     # nowhere else may a stage ask for /dev/kvm
 //!   nodeSelector: {feature.node.kubernetes.io/cpu-cpuid.VMX: "true"}
@@ -159,9 +159,12 @@ fn default_device_resource() -> String {
 /// cannot open hundreds of requests at once.
 pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 16;
 
-/// API requests per second unless the configuration says otherwise (the
-/// kube client has no limit of its own; client-go's default is 5).
-pub const DEFAULT_API_QPS: u32 = 100;
+/// API requests per second unless the configuration says otherwise: a
+/// ceiling against a runaway loop, high enough not to be the bottleneck
+/// (2000 runs moving at the API server's pace on a 2-core control plane
+/// take some 300 a second); the API server's priority and fairness is what
+/// shares it between clients. The kube client has no limit of its own.
+pub const DEFAULT_API_QPS: u32 = 500;
 
 impl OperatorConfig {
     /// Reconciles of one kind at once; `None`: no limit.

@@ -46,6 +46,23 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Labels of an API request the operator made.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `apply` or `delete`.
+    pub verb: String,
+    /// The resource, with its subresource: `jobs`, `pipelineruns/status`.
+    pub resource: String,
+}
+
+/// API requests the operator made, by verb and resource. Process-wide: the
+/// client counts them before any [`Metrics`] exists, and every registry
+/// exports the same family.
+pub fn api_requests() -> &'static Family<RequestLabels, Counter> {
+    static REQUESTS: std::sync::OnceLock<Family<RequestLabels, Counter>> = std::sync::OnceLock::new();
+    REQUESTS.get_or_init(Family::default)
+}
+
 /// Every metric Gantry exports.
 pub struct Metrics {
     registry: Registry,
@@ -84,6 +101,11 @@ impl Default for Metrics {
             "notifications",
             "CloudEvent deliveries to spec.notify targets: tries by result, give-ups and full queues",
             notifications.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests the operator sent to the API server, by verb and resource",
+            api_requests().clone(),
         );
         let shards_held = Gauge::default();
         registry.register(

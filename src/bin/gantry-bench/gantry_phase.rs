@@ -109,7 +109,8 @@ pub async fn run(
     outcome.jobs = tracker.jobs();
     outcome.peak_rss_kib = peak_rss_kib(operator.pid());
     let metrics = http_get(operator.addr, "/metrics").await;
-    outcome.reconciles = metrics.ok().map(|text| counter_sum(&text, "gantry_reconciles_total"));
+    outcome.reconciles = metrics.as_ref().ok().map(|text| counter_sum(text, "gantry_reconciles_total"));
+    outcome.operator_requests = metrics.ok().map(|text| crate::metrics::parse_operator_requests(&text));
     Ok(outcome)
 }
 

@@ -101,6 +101,34 @@ pub fn sum_verbs(counts: &Counts, verbs: &[&str]) -> f64 {
     counts.iter().filter(|(k, _)| verbs.contains(&verb_of(k))).map(|(_, v)| v).sum()
 }
 
+/// The operator's own `gantry_api_requests_total{verb,resource}` samples,
+/// by the apiserver's keys (`POST jobs`, `APPLY pipelineruns/status`).
+pub fn parse_operator_requests(text: &str) -> Counts {
+    let mut counts = Counts::new();
+    for line in text.lines().filter(|l| l.starts_with("gantry_api_requests_total{")) {
+        let (Some(verb), Some(resource)) = (label(line, "verb"), label(line, "resource")) else { continue };
+        let Some(value) = line.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()) else { continue };
+        *counts.entry(format!("{} {resource}", apiserver_verb(verb))).or_default() += value;
+    }
+    counts
+}
+
+/// The apiserver's name for the operator's verb.
+fn apiserver_verb(verb: &str) -> String {
+    match verb {
+        "create" => "POST".into(),
+        "update" => "PUT".into(),
+        other => other.to_ascii_uppercase(),
+    }
+}
+
+/// The value of label `name` in a Prometheus sample line.
+fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
+}
+
 /// Counts the requests the bench itself makes, by the same keys as the apiserver.
 #[derive(Default)]
 pub struct Tally(Mutex<Counts>);
@@ -121,6 +149,20 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_operators_own_request_counts_by_the_apiservers_keys() {
+        let text = "# TYPE gantry_api_requests counter\n\
+                    gantry_api_requests_total{verb=\"create\",resource=\"jobs\"} 500\n\
+                    gantry_api_requests_total{verb=\"apply\",resource=\"pipelineruns/status\"} 612\n\
+                    gantry_api_requests_total{verb=\"watch\",resource=\"pods\"} 2\n\
+                    gantry_reconciles_total{kind=\"pipelinerun\"} 700\n";
+        let counts = parse_operator_requests(text);
+        assert_eq!(counts["POST jobs"], 500.0);
+        assert_eq!(counts["APPLY pipelineruns/status"], 612.0);
+        assert_eq!(counts["WATCH pods"], 2.0);
+        assert_eq!(counts.len(), 3);
+    }
 
     const SCRAPE: &str = r#"# HELP apiserver_request_total [STABLE] Counter of apiserver requests
 # TYPE apiserver_request_total counter

@@ -66,6 +66,10 @@ pub struct Phase {
     pub lists_per_transition: f64,
     pub peak_rss_mib: Option<f64>,
     pub reconciles_per_transition: Option<f64>,
+    /// The operator's own requests per transition, as it counted them
+    /// (`gantry_api_requests_total`; Gantry phase only).
+    pub operator_requests_per_transition: Option<Counts>,
+    pub operator_writes_per_transition: Option<f64>,
     /// When each chain finished (seconds since the phase started), for the plot.
     pub finished_at: Vec<f64>,
     /// Every hand-off latency (ms), for the plot.
@@ -97,6 +101,14 @@ impl Phase {
             bench_requests_per_transition: per(bench, t),
             peak_rss_mib: outcome.peak_rss_kib.map(|k| k as f64 / 1024.0),
             reconciles_per_transition: outcome.reconciles.map(|r| if t > 0.0 { r / t } else { 0.0 }),
+            operator_writes_per_transition: outcome.operator_requests.as_ref().map(|c| {
+                if t > 0.0 {
+                    sum_verbs(c, &WRITE_VERBS) / t
+                } else {
+                    0.0
+                }
+            }),
+            operator_requests_per_transition: outcome.operator_requests.as_ref().map(|c| per(c, t)),
             finished_at: outcome.finished,
             latencies_ms,
         }
@@ -201,6 +213,11 @@ fn phase_summary(p: &Phase) -> String {
     if let Some(r) = p.reconciles_per_transition {
         out += &format!("  reconciles per transition: {r:.2}\n");
     }
+    if let Some(own) = &p.operator_requests_per_transition {
+        let writes = p.operator_writes_per_transition.unwrap_or_default();
+        out += &format!("  the operator's own requests per transition, as it counted them; writes {writes:.2}:\n");
+        out += &table(own);
+    }
     out
 }
 
@@ -248,6 +265,7 @@ mod tests {
             jobs: vec![job("s1", 0.0, 1.0), job("s2", 1.1, 2.0)],
             peak_rss_kib: Some(2048),
             reconciles: Some(8.0),
+            operator_requests: Some([("POST jobs".into(), 2.0), ("APPLY pipelineruns/status".into(), 2.0)].into()),
         }
     }
 
@@ -266,6 +284,8 @@ mod tests {
         assert_eq!(phase.lists_per_transition, 1.0);
         assert_eq!(phase.peak_rss_mib, Some(2.0));
         assert_eq!(phase.reconciles_per_transition, Some(4.0));
+        assert_eq!(phase.operator_writes_per_transition, Some(2.0));
+        assert_eq!(phase.operator_requests_per_transition.as_ref().unwrap()["POST jobs"], 1.0);
     }
 
     #[test]

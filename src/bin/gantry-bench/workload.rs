@@ -39,6 +39,8 @@ pub struct Outcome {
     pub peak_rss_kib: Option<u64>,
     /// Reconciles the operator started (Gantry phase only).
     pub reconciles: Option<f64>,
+    /// The requests the operator counted itself (Gantry phase only).
+    pub operator_requests: Option<crate::metrics::Counts>,
 }
 
 impl Workload {
