@@ -8,6 +8,8 @@
 //! guarantees as a reflector: a relist (`Init` … `InitDone`) is buffered and
 //! swapped in whole, so a reader never sees a half-listed state, and
 //! readers wait until the first list is complete ([`ChildCache::ready`]).
+//! It also says which events are news for the parent: a Job whose pod
+//! started changes nothing a planner reads, and need not wake its run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -25,6 +27,8 @@ type Key = (String, String);
 /// Children of kind `K`, grouped by the value of one label.
 pub struct ChildCache<K> {
     label: &'static str,
+    /// What of a child its parent reads (see [`ChildCache::with_news`]).
+    signature: Option<fn(&K) -> u64>,
     inner: RwLock<Groups<K>>,
     ready: watch::Sender<bool>,
 }
@@ -54,6 +58,10 @@ impl<K: Resource> Groups<K> {
         self.group_of.insert(key, group);
     }
 
+    fn get(&self, key: &Key) -> Option<&Arc<K>> {
+        self.by_group.get(self.group_of.get(key)?)?.get(&key.1)
+    }
+
     fn remove(&mut self, key: &Key) {
         let Some(group) = self.group_of.remove(key) else { return };
         if let Some(children) = self.by_group.get_mut(&group) {
@@ -73,14 +81,33 @@ impl<K: Resource + Clone> ChildCache<K> {
     /// An empty cache grouping children by `label`; not ready until its
     /// first list is complete.
     pub fn new(label: &'static str) -> Arc<Self> {
-        Arc::new(Self { label, inner: RwLock::new(Groups::default()), ready: watch::channel(false).0 })
+        Self::build(label, None)
     }
 
-    /// Folds one watch event into the cache.
-    pub fn apply(&self, event: &Event<K>) {
+    /// The same, where an update is news for the parent only when it changes
+    /// `signature` (a hash of what the parent reads); a new child, a deleted
+    /// one and a relist always are.
+    pub fn with_news(label: &'static str, signature: fn(&K) -> u64) -> Arc<Self> {
+        Self::build(label, Some(signature))
+    }
+
+    fn build(label: &'static str, signature: Option<fn(&K) -> u64>) -> Arc<Self> {
+        Arc::new(Self { label, signature, inner: RwLock::new(Groups::default()), ready: watch::channel(false).0 })
+    }
+
+    /// Folds one watch event into the cache; returns whether it is news for
+    /// the child's parent.
+    pub fn apply(&self, event: &Event<K>) -> bool {
         let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         match event {
-            Event::Apply(object) => groups.insert(self.label, object.clone()),
+            Event::Apply(object) => {
+                let news = match (self.signature, groups.get(&key_of(object))) {
+                    (Some(signature), Some(cached)) => signature(cached) != signature(object),
+                    _ => true,
+                };
+                groups.insert(self.label, object.clone());
+                return news;
+            }
             Event::Delete(object) => groups.remove(&key_of(object)),
             Event::Init => groups.relisting = Some(Vec::new()),
             Event::InitApply(object) => groups.relisting.get_or_insert_with(Vec::new).push(object.clone()),
@@ -95,6 +122,7 @@ impl<K: Resource + Clone> ChildCache<K> {
                 self.ready.send_replace(true);
             }
         }
+        true
     }
 
     /// The children in `namespace` whose label has `value`, in no order.
@@ -107,8 +135,7 @@ impl<K: Resource + Clone> ChildCache<K> {
     /// The child `name` in `namespace`, if cached.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
         let groups = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let group = groups.group_of.get(&(namespace.to_string(), name.to_string()))?;
-        groups.by_group.get(group)?.get(name).cloned()
+        groups.get(&(namespace.to_string(), name.to_string())).cloned()
     }
 
     /// How many children are cached.
@@ -191,6 +218,23 @@ mod tests {
         assert_eq!(names(cache.group("a", "r")), ["old"], "readers see the last complete state meanwhile");
         cache.apply(&Event::InitDone);
         assert_eq!(names(cache.group("a", "r")), ["new"], "the child deleted while the watch was down is gone");
+    }
+
+    #[test]
+    fn an_update_is_news_only_when_it_changes_what_the_parent_reads() {
+        fn finished(job: &Job) -> u64 {
+            job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) as u64
+        }
+        let cache = ChildCache::<Job>::with_news("gantry.dev/run", finished);
+        let mut j = job("a", "j", Some("r"));
+        assert!(cache.apply(&Event::Apply(j.clone())), "a new child is news");
+        j.metadata.annotations = Some([("seen".to_string(), "1".to_string())].into());
+        assert!(!cache.apply(&Event::Apply(j.clone())), "nothing the parent reads changed");
+        assert!(cache.get("a", "j").unwrap().metadata.annotations.is_some(), "but the cache has the update");
+        j.status = Some(k8s_openapi::api::batch::v1::JobStatus { succeeded: Some(1), ..Default::default() });
+        assert!(cache.apply(&Event::Apply(j.clone())));
+        assert!(cache.apply(&Event::Delete(j)), "a deleted child is news");
+        assert!(ChildCache::<Job>::new("gantry.dev/run").apply(&Event::Apply(job("a", "j", Some("r")))));
     }
 
     #[tokio::test]

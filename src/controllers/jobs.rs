@@ -46,6 +46,17 @@ pub fn finished_but_observed_active(jobs: &[Job], pods: &[Pod], container: &str)
         .any(|(job, outcome)| outcome.state == JobState::Active && finished_condition(job).is_some())
 }
 
+/// A hash of what a planner reads from a Job's own status: whether it
+/// finished and how, and its pods' success and failure counts. A Job's
+/// update that leaves it unchanged (its pod started, `active` counted) is
+/// no news for its parent.
+pub fn outcome_signature(job: &Job) -> u64 {
+    let status = job.status.as_ref();
+    let finished = finished_condition(job).map(|c| c.type_).unwrap_or_default();
+    let counts = status.map(|s| (s.succeeded.unwrap_or(0), s.failed.unwrap_or(0))).unwrap_or_default();
+    crate::engine::naming::fnv1a(format!("{finished}/{}/{}", counts.0, counts.1).as_bytes())
+}
+
 /// The Job's Complete or Failed condition, when it is True.
 fn finished_condition(job: &Job) -> Option<JobCondition> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
@@ -247,6 +258,19 @@ mod tests {
         let active = [job("r-test-2", None)];
         let running = pod_at("r-test-2", "a", 1, "Running", serde_json::json!({"running": {}}));
         assert!(!finished_but_observed_active(&active, &[running], "stage"), "an active Job is no lag");
+    }
+
+    #[test]
+    fn a_jobs_signature_changes_when_it_finishes_not_when_its_pod_starts() {
+        let mut started = job("r-test-2", None);
+        let created = outcome_signature(&started);
+        started.status.get_or_insert_with(Default::default).active = Some(1);
+        assert_eq!(outcome_signature(&started), created);
+        assert_ne!(outcome_signature(&job("r-test-2", Some(("Complete", "")))), created);
+        assert_ne!(outcome_signature(&job("r-test-2", Some(("Failed", "BackoffLimitExceeded")))), created);
+        let mut failed_once = job("r-test-2", None);
+        failed_once.status.get_or_insert_with(Default::default).failed = Some(1);
+        assert_ne!(outcome_signature(&failed_once), created, "a failed pod of a retrying Job");
     }
 
     /// A pod named `suffix`, created `second`s after the Job, in `phase`.

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::cache::ChildCache;
 use super::freshness::WrittenVersions;
+use super::jobs::outcome_signature;
 use super::lean::{lean_job, lean_pod};
 use super::{catch_panic, panic_note, publish, Context, Error, Shutdown};
 use crate::api::pipelinerun::{PipelineRunStatus, Stage};
@@ -67,8 +68,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     // change is what wakes its run).
     // The first list comes from the API server's watch cache, not etcd.
     let config = ctx.child_watch_config(watcher::Config::default().labels(LABEL_RUN).any_semantic());
-    let (jobs, job_events) = cached_children(ctx.scoped_api::<Job>(), lean_job, config.clone());
-    let (pods, pod_events) = cached_children(ctx.scoped_api::<Pod>(), lean_pod, config);
+    let jobs = ChildCache::with_news(LABEL_RUN, outcome_signature);
+    let job_events = cached_children(ctx.scoped_api::<Job>(), lean_job, config.clone(), jobs.clone());
+    let pods = ChildCache::new(LABEL_RUN);
+    let pod_events = cached_children(ctx.scoped_api::<Pod>(), lean_pod, config, pods.clone());
     let _pods_task = AbortOnDrop(tokio::spawn(pod_events.for_each(|_| std::future::ready(()))));
     let controller = super::lean_controller(runs, ctx.watch_config(watcher::Config::default()))
         .owns_stream(job_events)
@@ -120,24 +123,23 @@ impl Drop for AbortOnDrop {
 }
 
 /// A watch of the children of kind `K` carrying the run label (`config`),
-/// `lean`ed: the cache it feeds, and the stream of the children it touched
-/// (for a controller's trigger; it must be polled for the cache to fill).
+/// `lean`ed into `cache`: the stream of the children whose change is news
+/// for their run (for a controller's trigger; it must be polled for the
+/// cache to fill).
 fn cached_children<K>(
     api: Api<K>,
     lean: fn(&mut K),
     config: watcher::Config,
-) -> (Arc<ChildCache<K>>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+    cache: Arc<ChildCache<K>>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    let cache = ChildCache::new(LABEL_RUN);
-    let feed = cache.clone();
-    let events = watcher(api, config)
+    watcher(api, config)
         .default_backoff()
         .modify(lean)
-        .inspect_ok(move |event| feed.apply(event))
-        .touched_objects();
-    (cache, events)
+        .try_filter(move |event| std::future::ready(cache.apply(event)))
+        .touched_objects()
 }
 
 /// Keeps what is remembered per run to runs that exist.

@@ -108,8 +108,8 @@ pub fn transitions(before: &PipelineRunStatus, after: &PipelineRunStatus) -> Vec
 }
 
 /// Whether a Normal note only says that something began or waits (a stage
-/// or the run started, is pending or queued): news worth an Event of its
-/// own only when nothing else happened in the same reconcile.
+/// or the run started, is pending or queued): news the status tells, worth
+/// a line in another Event but no API write of its own.
 fn is_progress(note: &Note) -> bool {
     !note.warning
         && [STAGE_STARTED, STAGE_PENDING, RUN_PENDING, RUN_QUEUED, RUN_RUNNING].contains(&note.reason.as_str())
@@ -117,30 +117,17 @@ fn is_progress(note: &Note) -> bool {
 
 /// The Kubernetes Events for one reconcile's `notes`. Each Event is an API
 /// write, and a stage transition (one stage succeeds, the next starts) must
-/// cost at most one: the progress notes are folded into the message of the
-/// first other Normal note (or of the first of them when there is none), so
-/// `StageSucceeded` for a stage reads "…; then StageStarted: stage test
-/// attempt 1". Warnings and outcomes each stay an Event of their own. The
-/// notes themselves (and the CloudEvents made from them) are unchanged.
+/// cost one at most: progress notes are folded into the message of the
+/// first other Normal note (`StageSucceeded` for a stage reads "…; then
+/// StageStarted: stage test attempt 1") and, alone, publish nothing (a run
+/// that starts, a retry that begins: the status and the Warning before it
+/// say so). Warnings and outcomes each stay an Event of their own. The
+/// notes themselves, and the CloudEvents made from them, are unchanged.
 pub fn to_publish(notes: &[Note]) -> Vec<Note> {
-    let (progress, mut published): (Vec<&Note>, Vec<Note>) = {
-        let progress = notes.iter().filter(|n| is_progress(n)).collect();
-        (progress, notes.iter().filter(|n| !is_progress(n)).cloned().collect())
-    };
-    let mut progress = progress.into_iter();
-    let carrier = match published.iter().position(|n| !n.warning) {
-        Some(i) => i,
-        None => match progress.next() {
-            Some(first) => {
-                published.push(first.clone());
-                published.len() - 1
-            }
-            None => return published,
-        },
-    };
-    let folded: Vec<String> = progress.map(|n| format!("{}: {}", n.reason, n.message)).collect();
-    if !folded.is_empty() {
-        let carrier = &mut published[carrier];
+    let mut published: Vec<Note> = notes.iter().filter(|n| !is_progress(n)).cloned().collect();
+    let folded: Vec<String> =
+        notes.iter().filter(|n| is_progress(n)).map(|n| format!("{}: {}", n.reason, n.message)).collect();
+    if let Some(carrier) = published.iter_mut().find(|n| !n.warning).filter(|_| !folded.is_empty()) {
         let message = format!("{}; then {}", carrier.message, folded.join("; "));
         carrier.message = truncate(&message, MAX_NOTE_BYTES);
     }
@@ -180,11 +167,9 @@ mod tests {
     }
 
     #[test]
-    fn a_run_that_starts_is_one_event_and_one_that_ends_keeps_both_outcomes() {
+    fn a_run_that_starts_publishes_nothing_and_one_that_ends_keeps_both_outcomes() {
         let start = [Note::normal(STAGE_STARTED, "stage a attempt 1").about_stage("a"), Note::normal(RUN_RUNNING, "")];
-        let events = to_publish(&start);
-        assert_eq!(reasons(&events), [STAGE_STARTED]);
-        assert_eq!(events[0].message, "stage a attempt 1; then RunRunning: ");
+        assert!(to_publish(&start).is_empty(), "the status says it runs");
         let end =
             [Note::normal(STAGE_SUCCEEDED, "stage z attempt 1"), Note::normal(RUN_SUCCEEDED, "all stages succeeded")];
         assert_eq!(reasons(&to_publish(&end)), [STAGE_SUCCEEDED, RUN_SUCCEEDED]);
@@ -198,8 +183,8 @@ mod tests {
             Note::warning(STAGE_FAILED, "stage u attempt 3"),
         ];
         let events = to_publish(&notes);
-        assert_eq!(reasons(&events), [STAGE_RETRYING, STAGE_FAILED, STAGE_STARTED]);
-        assert_eq!(events[0].message, notes[0].message);
+        assert_eq!(reasons(&events), [STAGE_RETRYING, STAGE_FAILED]);
+        assert_eq!((&events[0].message, &events[1].message), (&notes[0].message, &notes[2].message));
         assert!(to_publish(&[]).is_empty());
     }
 
