@@ -10,13 +10,21 @@
 //! readers wait until the first list is complete ([`ChildCache::ready`]).
 //! It also says which events are news for the parent: a Job whose pod
 //! started changes nothing a planner reads, and need not wake its run.
+//!
+//! Each child is kept as its JSON (after the controller's `lean` step):
+//! k8s-openapi's structs hold every optional field inline (a `Job` is
+//! 2.8 KB before its first label, a `Pod` 2.5 KB), where a lean stage Job's
+//! JSON is a few hundred bytes. A reconcile decodes its own few children.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::watch;
+use tracing::warn;
 
 /// A child's place: its namespace and the value of the grouping label.
 type Group = (String, String);
@@ -24,41 +32,38 @@ type Group = (String, String);
 /// A child's identity: namespace and name.
 type Key = (String, String);
 
+/// A cached child: its JSON, and the signature of what its parent reads.
+struct Entry {
+    json: Box<[u8]>,
+    signature: u64,
+}
+
 /// Children of kind `K`, grouped by the value of one label.
 pub struct ChildCache<K> {
     label: &'static str,
     /// What of a child its parent reads (see [`ChildCache::with_news`]).
     signature: Option<fn(&K) -> u64>,
-    inner: RwLock<Groups<K>>,
+    inner: RwLock<Groups>,
     ready: watch::Sender<bool>,
 }
 
-struct Groups<K> {
-    by_group: HashMap<Group, HashMap<String, Arc<K>>>,
+#[derive(Default)]
+struct Groups {
+    by_group: HashMap<Group, HashMap<String, Entry>>,
     group_of: HashMap<Key, Group>,
-    /// The objects of a relist in progress (between `Init` and `InitDone`).
-    relisting: Option<Vec<K>>,
+    /// The children of a relist in progress (between `Init` and `InitDone`).
+    relisting: Option<Vec<(Key, String, Entry)>>,
 }
 
-impl<K> Default for Groups<K> {
-    fn default() -> Self {
-        Self { by_group: HashMap::new(), group_of: HashMap::new(), relisting: None }
-    }
-}
-
-impl<K: Resource> Groups<K> {
-    fn insert(&mut self, label: &str, object: K) {
-        let key = key_of(&object);
+impl Groups {
+    fn insert(&mut self, key: Key, value: String, entry: Entry) {
         self.remove(&key);
-        let Some(value) = object.labels().get(label).cloned() else {
-            return; // not a child of any parent: nothing reads it
-        };
         let group = (key.0.clone(), value);
-        self.by_group.entry(group.clone()).or_default().insert(key.1.clone(), Arc::new(object));
+        self.by_group.entry(group.clone()).or_default().insert(key.1.clone(), entry);
         self.group_of.insert(key, group);
     }
 
-    fn get(&self, key: &Key) -> Option<&Arc<K>> {
+    fn get(&self, key: &Key) -> Option<&Entry> {
         self.by_group.get(self.group_of.get(key)?)?.get(&key.1)
     }
 
@@ -77,7 +82,7 @@ fn key_of<K: Resource>(object: &K) -> Key {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
 
-impl<K: Resource + Clone> ChildCache<K> {
+impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
     /// An empty cache grouping children by `label`; not ready until its
     /// first list is complete.
     pub fn new(label: &'static str) -> Arc<Self> {
@@ -95,47 +100,77 @@ impl<K: Resource + Clone> ChildCache<K> {
         Arc::new(Self { label, signature, inner: RwLock::new(Groups::default()), ready: watch::channel(false).0 })
     }
 
+    /// The child's key, grouping label value and entry; `None` for a child
+    /// without the label (no parent reads it).
+    fn entry(&self, object: &K) -> Option<(Key, String, Entry)> {
+        let value = object.labels().get(self.label)?.clone();
+        let json = match serde_json::to_vec(object) {
+            Ok(json) => json.into_boxed_slice(),
+            Err(e) => {
+                warn!(error = %e, "cannot cache a child");
+                return None;
+            }
+        };
+        let signature = self.signature.map_or(0, |signature| signature(object));
+        Some((key_of(object), value, Entry { json, signature }))
+    }
+
     /// Folds one watch event into the cache; returns whether it is news for
     /// the child's parent.
     pub fn apply(&self, event: &Event<K>) -> bool {
-        let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         match event {
             Event::Apply(object) => {
-                let news = match (self.signature, groups.get(&key_of(object))) {
-                    (Some(signature), Some(cached)) => signature(cached) != signature(object),
-                    _ => true,
-                };
-                groups.insert(self.label, object.clone());
-                return news;
+                let entry = self.entry(object);
+                let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let key = key_of(object);
+                let before = groups.get(&key).map(|e| e.signature);
+                groups.remove(&key);
+                let Some((key, value, entry)) = entry else { return true };
+                let news = self.signature.is_none() || before != Some(entry.signature);
+                groups.insert(key, value, entry);
+                news
             }
-            Event::Delete(object) => groups.remove(&key_of(object)),
-            Event::Init => groups.relisting = Some(Vec::new()),
-            Event::InitApply(object) => groups.relisting.get_or_insert_with(Vec::new).push(object.clone()),
+            Event::Delete(object) => {
+                self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key_of(object));
+                true
+            }
+            Event::Init => {
+                self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner()).relisting = Some(Vec::new());
+                true
+            }
+            Event::InitApply(object) => {
+                let entry = self.entry(object);
+                let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                groups.relisting.get_or_insert_with(Vec::new).extend(entry);
+                true
+            }
             Event::InitDone => {
+                let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
                 let listed = groups.relisting.take().unwrap_or_default();
                 let mut fresh = Groups::default();
-                for object in listed {
-                    fresh.insert(self.label, object);
+                for (key, value, entry) in listed {
+                    fresh.insert(key, value, entry);
                 }
                 *groups = fresh;
                 drop(groups);
                 self.ready.send_replace(true);
+                true
             }
         }
-        true
     }
 
     /// The children in `namespace` whose label has `value`, in no order.
-    pub fn group(&self, namespace: &str, value: &str) -> Vec<Arc<K>> {
+    pub fn group(&self, namespace: &str, value: &str) -> Vec<K> {
         let groups = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let group = (namespace.to_string(), value.to_string());
-        groups.by_group.get(&group).map(|children| children.values().cloned().collect()).unwrap_or_default()
+        let children = groups.by_group.get(&group).into_iter().flat_map(|children| children.values());
+        children.filter_map(decode).collect()
     }
 
     /// The child `name` in `namespace`, if cached.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
         let groups = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        groups.get(&(namespace.to_string(), name.to_string())).cloned()
+        groups.get(&(namespace.to_string(), name.to_string())).and_then(decode)
     }
 
     /// How many children are cached.
@@ -156,6 +191,11 @@ impl<K: Resource + Clone> ChildCache<K> {
     }
 }
 
+/// The child an entry holds (what was encoded decodes, short of a bug).
+fn decode<K: DeserializeOwned>(entry: &Entry) -> Option<K> {
+    serde_json::from_slice(&entry.json).inspect_err(|e| warn!(error = %e, "cannot decode a cached child")).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +208,7 @@ mod tests {
         .unwrap()
     }
 
-    fn names(jobs: Vec<Arc<Job>>) -> Vec<String> {
+    fn names(jobs: Vec<Job>) -> Vec<String> {
         let mut names: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
         names.sort();
         names

@@ -13,6 +13,7 @@ pub mod lean;
 pub mod logs;
 pub mod ownership;
 pub mod pipelinerun;
+pub mod recorder;
 pub mod retry;
 mod shards;
 mod shared;
@@ -26,8 +27,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
+
 use kube::Client;
+use recorder::Recorder;
 use tracing::{info, warn};
 
 /// The operator's namespace when neither `--operator-namespace` nor `POD_NAMESPACE` says.
@@ -88,7 +91,7 @@ pub struct Context {
     /// allows (None: no TLS roots found).
     pub notifier: Option<crate::notify::Notifier>,
     /// Publishes Kubernetes Events about the objects being reconciled.
-    pub recorder: Recorder,
+    pub recorder: Arc<Recorder>,
     /// Where the operator creates its own workloads.
     pub operator_namespace: String,
     /// Reconcile only the KataInstalls matching this label selector.
@@ -108,7 +111,7 @@ impl Context {
     pub fn new(client: Client, namespace: Option<String>, config: crate::config::OperatorConfig) -> Arc<Self> {
         let reporter = Reporter { controller: "gantry".into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Arc::new(Recorder::new(client.clone(), reporter)),
             client,
             namespace,
             metrics: Arc::default(),

@@ -90,7 +90,7 @@ pub async fn observe(
     children.jobs.ready().await;
     children.pods.ready().await;
     let label = run_label(name);
-    let jobs: Vec<Job> = children.jobs.group(ns, &label).iter().map(|job| (**job).clone()).collect();
+    let jobs: Vec<Job> = children.jobs.group(ns, &label);
     let cached: BTreeSet<String> = jobs.iter().map(|job| job.name_any()).collect();
     let unmet = children.expectations.unmet(view.uid, &cached, Instant::now());
     if !unmet.created.is_empty() {
@@ -98,7 +98,7 @@ pub async fn observe(
         return Ok(None);
     }
     let jobs: Vec<Job> = jobs.into_iter().filter(|job| !unmet.deleted.contains(&job.name_any())).collect();
-    let pods: Vec<Pod> = children.pods.group(ns, &label).iter().map(|pod| (**pod).clone()).collect();
+    let pods: Vec<Pod> = children.pods.group(ns, &label);
     if finished_but_observed_active(&jobs, &pods, STAGE_CONTAINER) {
         debug!(run = %name, "a Job finished before the pod cache saw its pod finish; waiting for it");
         return Ok(None);
