@@ -7,24 +7,39 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::Resource;
 
+use crate::engine::naming::LABEL_RUN;
+
+/// The prefix of the labels Gantry sets and reads.
+const GANTRY_LABELS: &str = "gantry.dev/";
+
 /// Drops server-side apply's bookkeeping, often the larger part of an object.
 pub fn without_managed_fields<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
-/// A stage Job as the PipelineRun reconcile reads it: metadata (labels,
-/// owner, creation) and status; the spec stays on the API server.
+/// A stage Job as the PipelineRun reconcile reads it: metadata (Gantry's
+/// labels, owner, creation) and status; the spec stays on the API server.
 pub fn lean_job(job: &mut Job) {
     without_managed_fields(job);
     job.spec = None;
+    if let Some(labels) = job.metadata.labels.as_mut() {
+        labels.retain(|key, _| key.starts_with(GANTRY_LABELS));
+    }
 }
 
-/// A stage pod as the PipelineRun reconcile reads it: identity, labels and
-/// owner; its phase, IP, Ready condition and its containers' states (the
-/// termination message carries the stage's outputs).
+/// A stage pod as the PipelineRun reconcile reads it: name, owner (its Job,
+/// by UID) and the run label it is grouped by; its phase, IP, Ready
+/// condition and its containers' states (the termination message carries
+/// the stage's outputs).
 pub fn lean_pod(pod: &mut Pod) {
     without_managed_fields(pod);
-    pod.metadata.annotations = None;
+    let meta = &mut pod.metadata;
+    meta.annotations = None;
+    meta.generate_name = None;
+    meta.resource_version = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|key, _| key == LABEL_RUN);
+    }
     pod.spec = None;
     let Some(status) = pod.status.take() else { return };
     let ready = status.conditions.map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect());
@@ -49,7 +64,8 @@ mod tests {
     fn job() -> Job {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "r-test-1", "uid": "job-uid", "creationTimestamp": "2026-01-01T00:00:00Z",
-                         "labels": {"gantry.dev/run": "r", "gantry.dev/stage": "test", "gantry.dev/attempt": "1"},
+                         "labels": {"gantry.dev/run": "r", "gantry.dev/stage": "test", "gantry.dev/attempt": "1",
+                                    "controller-uid": "job-uid", "job-name": "r-test-1"},
                          "managedFields": [{"manager": "gantry", "operation": "Update"}]},
             "spec": {"template": {"spec": {"containers": [{"name": "stage", "image": "busybox",
                                                           "env": [{"name": "A", "value": "x".repeat(2000)}]}]}}},
@@ -61,7 +77,8 @@ mod tests {
 
     fn pod() -> Pod {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "r-test-1-abcde", "uid": "pod-uid", "labels": {"gantry.dev/run": "r"},
+            "metadata": {"name": "r-test-1-abcde", "uid": "pod-uid",
+                         "labels": {"gantry.dev/run": "r", "gantry.dev/stage": "test", "job-name": "r-test-1"},
                          "annotations": {"big": "y".repeat(2000)},
                          "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "r-test-1",
                                               "uid": "job-uid", "controller": true}]},
@@ -80,6 +97,7 @@ mod tests {
         let (mut lean_j, mut lean_p) = (job(), pod());
         lean_job(&mut lean_j);
         lean_pod(&mut lean_p);
+        let lean_p_labels = lean_p.metadata.labels.clone().unwrap();
         assert!(json_len(&lean_j) < json_len(&job()) / 4, "the Job's spec is dropped");
         assert!(json_len(&lean_p) < json_len(&pod()) / 4, "the pod's spec and annotations are dropped");
         let (full_jobs, lean_jobs) = ([job()], [lean_j]);
@@ -87,6 +105,10 @@ mod tests {
         let lean = observe_jobs(&lean_jobs, &[lean_p], "stage");
         assert_eq!(format!("{:?}", full[0].1), format!("{:?}", lean[0].1), "the same outcome from either");
         assert_eq!(lean[0].1.outputs.as_deref(), Some("version=1\n"));
+        let job_labels: Vec<&String> = lean_jobs[0].metadata.labels.as_ref().unwrap().keys().collect();
+        assert_eq!(job_labels, ["gantry.dev/attempt", "gantry.dev/run", "gantry.dev/stage"], "Gantry's labels only");
+        let pod_labels: Vec<&String> = lean_p_labels.keys().collect();
+        assert_eq!(pod_labels, ["gantry.dev/run"], "the label pods are grouped by");
     }
 
     fn json_len(object: &impl serde::Serialize) -> usize {

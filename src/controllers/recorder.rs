@@ -1,11 +1,12 @@
 //! Publishes Kubernetes Events (`events.k8s.io/v1`) as kube-runtime's
-//! `Recorder` does: an Event repeated (same type, reason, action, object
-//! and related object) within [`SERIES_WINDOW`] becomes a series, one PATCH
-//! of its count, instead of a new object. Unlike kube-runtime's, it
-//! remembers only each Event's key, name and count, not the whole Event
-//! (kube's keeps every Event for 6 minutes: some 20 000 of them, 30 MiB, at
-//! the pace of 2000 runs), and sweeps expired keys once a minute instead of
-//! scanning them all on every publish.
+//! `Recorder` does: a Warning repeated (same reason, action, object and
+//! related object) within [`SERIES_WINDOW`] becomes a series, one PATCH of
+//! its count, instead of a new object. Unlike kube-runtime's, it remembers
+//! only each Warning's key, name and count, not every Event (kube's keeps
+//! every Event for 6 minutes: some 20 000 of them, 30 MiB, at the pace of
+//! 2000 runs), and sweeps expired keys once a minute instead of scanning
+//! them all on every publish. Normal Events are not remembered: Gantry's
+//! name a stage and its Job (one per attempt), so they do not repeat.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -78,9 +79,11 @@ impl Recorder {
             }
             None => {
                 let created = events.create(&PostParams::default(), &self.new_event(event, reference)).await?;
-                let name = created.metadata.name.unwrap_or_default();
-                let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                seen.series.insert(key, Series { name, count: 1, last: now });
+                if key.warning {
+                    let name = created.metadata.name.unwrap_or_default();
+                    let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    seen.series.insert(key, Series { name, count: 1, last: now });
+                }
             }
         }
         Ok(())
@@ -159,7 +162,7 @@ mod tests {
 
     fn event(reason: &str, job: Option<&str>) -> Event {
         Event {
-            type_: EventType::Normal,
+            type_: EventType::Warning,
             reason: reason.into(),
             note: Some("n".into()),
             action: "test".into(),
@@ -209,10 +212,11 @@ mod tests {
     #[tokio::test]
     async fn a_new_event_names_its_reporter_object_and_type() {
         let r = recorder();
-        let mut warning = event("StageFailed", Some("j1"));
-        warning.type_ = EventType::Warning;
-        let e = r.new_event(&warning, &run("a"));
+        let e = r.new_event(&event("StageFailed", Some("j1")), &run("a"));
         assert_eq!(e.type_.as_deref(), Some("Warning"));
+        let mut normal = event("StageSucceeded", Some("j1"));
+        normal.type_ = EventType::Normal;
+        assert_eq!(r.new_event(&normal, &run("a")).type_.as_deref(), Some("Normal"));
         assert_eq!(e.reporting_controller.as_deref(), Some("gantry"));
         assert_eq!(e.reporting_instance.as_deref(), Some("gantry"));
         assert!(e.metadata.name.unwrap().starts_with("a."));
