@@ -511,12 +511,16 @@ fn the_chart_defaults_match_the_kustomize_deployment() {
         "kataInstaller": values["kataInstaller"],
         "notify": values["notify"],
         "reconcileConcurrency": values["config"]["reconcileConcurrency"],
+        "apiQps": values["config"]["apiQps"],
     });
     let config = gantry::config::OperatorConfig::parse(&serde_yaml::to_string(&rendered).unwrap())
         .unwrap_or_else(|e| panic!("the chart's default config is refused by the operator: {e:#}"));
     assert!(config.nested_virt.allowed_namespaces.is_empty(), "no namespace gets nested virt by default");
     assert_eq!(config.kata_installer, Default::default(), "the Kata installer gets no extra host access by default");
     assert_eq!(config.notify, Default::default(), "the chart's notify policy is the operator's default");
+    let defaults = gantry::config::OperatorConfig::default();
+    assert_eq!(config.reconcile_concurrency(), defaults.reconcile_concurrency(), "the operator's default concurrency");
+    assert_eq!(config.api_qps(), defaults.api_qps(), "the operator's default request rate");
     assert_eq!(values["metrics"]["serviceMonitor"]["enabled"], false, "the ServiceMonitor must be off by default");
 }
 

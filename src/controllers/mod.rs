@@ -28,10 +28,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use kube::runtime::events::Reporter;
-
 use kube::Client;
-use recorder::Recorder;
 use tracing::{info, warn};
+
+use recorder::Recorder;
 
 /// The operator's namespace when neither `--operator-namespace` nor `POD_NAMESPACE` says.
 pub const DEFAULT_OPERATOR_NAMESPACE: &str = "gantry-system";
