@@ -11,12 +11,17 @@ use crate::api::PipelineRun;
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// `StageSucceeded` → `dev.gantry.pipelinerun.stage.succeeded`,
-/// `RunFailed` → `dev.gantry.pipelinerun.failed`.
+/// `RunFailed` → `dev.gantry.pipelinerun.failed`, `GateMerged` →
+/// `dev.gantry.gate.merged`.
 pub fn event_type(reason: &str) -> String {
-    let (scope, rest) = match (reason.strip_prefix("Stage"), reason.strip_prefix("Run")) {
-        (Some(rest), _) => ("pipelinerun.stage", rest),
-        (None, Some(rest)) => ("pipelinerun", rest),
-        (None, None) => ("pipelinerun", reason),
+    let (scope, rest) = if let Some(rest) = reason.strip_prefix("Stage") {
+        ("pipelinerun.stage", rest)
+    } else if let Some(rest) = reason.strip_prefix("Run") {
+        ("pipelinerun", rest)
+    } else if let Some(rest) = reason.strip_prefix("Gate") {
+        ("gate", rest)
+    } else {
+        ("pipelinerun", reason)
     };
     let mut words = String::new();
     for (i, c) in rest.chars().enumerate() {
@@ -41,7 +46,7 @@ pub fn pipeline_event(run: &PipelineRun, note: &PendingNotification) -> Value {
     };
     let id =
         format!("{}/{}/{}/{which}", run.uid().unwrap_or_default(), note.reason, note.stage.as_deref().unwrap_or("-"));
-    json!({
+    let mut event = json!({
         "specversion": "1.0",
         "type": event_type(&note.reason),
         "source": format!("/apis/gantry.dev/v1alpha1/namespaces/{ns}/pipelineruns/{}", run.name_any()),
@@ -62,7 +67,20 @@ pub fn pipeline_event(run: &PipelineRun, note: &PendingNotification) -> Value {
             "progress": note.progress,
             "sequence": note.sequence,
         }
-    })
+    });
+    // The run's last transition carries its gating verdict, so a gating
+    // system records it without reading the object.
+    let verdict = run.status.as_ref().and_then(|s| s.verdict.as_ref()).filter(|_| is_final(&note.reason));
+    if let Some(verdict) = verdict {
+        event["data"]["verdict"] = json!(verdict);
+    }
+    event
+}
+
+/// Whether `reason` is a run's entry into a final phase.
+fn is_final(reason: &str) -> bool {
+    use crate::engine::pipelinerun::events::{RUN_CANCELLED, RUN_FAILED, RUN_SUCCEEDED};
+    [RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED].contains(&reason)
 }
 
 /// The attempt in a stage Job's name, `<run>-<stage>-<attempt>-<tag>`.
@@ -80,6 +98,9 @@ mod tests {
         assert_eq!(event_type("StageRetrying"), "dev.gantry.pipelinerun.stage.retrying");
         assert_eq!(event_type("RunFailed"), "dev.gantry.pipelinerun.failed");
         assert_eq!(event_type("InvalidSpec"), "dev.gantry.pipelinerun.invalid-spec");
+        assert_eq!(event_type("GateMerged"), "dev.gantry.gate.merged");
+        assert_eq!(event_type("GateRejected"), "dev.gantry.gate.rejected");
+        assert_eq!(event_type("GateReset"), "dev.gantry.gate.reset");
     }
 
     #[test]

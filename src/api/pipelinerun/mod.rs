@@ -26,6 +26,9 @@ use super::common::{ContainerRun, Source};
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.currentStage"}"#,
+    printcolumn = r#"{"name":"Gate","type":"string","jsonPath":".status.gate.verdict"}"#,
+    printcolumn = r#"{"name":"Position","type":"integer","priority":1,"jsonPath":".status.gate.position"}"#,
+    printcolumn = r#"{"name":"Try","type":"integer","priority":1,"jsonPath":".status.gate.try"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -185,6 +188,12 @@ pub struct Stage {
     /// environment: `$GANTRY_OUTPUT_<STAGE>_<NAME>` in the script.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unsafe_outputs: bool,
+    /// `Gate` runs only: this stage does the merge (submits the change, pushes
+    /// the branch). It runs only once the run is at the head of its queue
+    /// with every other stage passed; the run is Merged when it succeeds and
+    /// Rejected when it fails.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merge: bool,
 }
 
 /// A reference to another Gantry object in the same namespace (or, for
@@ -230,9 +239,16 @@ pub struct Concurrency {
     /// Runs in the same namespace with the same group are limited together.
     pub group: String,
     /// `Allow` (no limit), `Queue` (wait until no other run of the group is
-    /// running) or `CancelRunning` (a newer run cancels older running ones).
+    /// running), `CancelRunning` (a newer run cancels older running ones) or
+    /// `Gate` (speculative gating: each run is tested on the runs ahead of it
+    /// in the queue, and merged in queue order).
     #[serde(default)]
     pub policy: ConcurrencyPolicy,
+    /// `Gate` only: how many runs of the queue are tested at once (1 to
+    /// 1000, default 20). It grows by one after each merge and halves after
+    /// each rejection, down to 3 (or this value, when smaller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
 }
 
 /// What happens when runs of one concurrency group overlap.
@@ -245,6 +261,11 @@ pub enum ConcurrencyPolicy {
     Queue,
     /// Cancel older running runs of the group.
     CancelRunning,
+    /// Zuul-style gating: the group's runs, in creation order, form a queue;
+    /// each run is tested on top of the runs ahead of it (`$(gate.ahead)`),
+    /// a failure with everything ahead merged rejects it and resets the runs
+    /// behind that were tested with it, and runs merge in queue order.
+    Gate,
 }
 
 /// Where to send CloudEvents about the run.

@@ -47,6 +47,110 @@ pub struct PipelineRunStatus {
     /// that an operator that restarts sends what was not acknowledged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<NotificationStatus>,
+    /// `Gate` runs: the run's place in its queue, what its current try is
+    /// tested on, and the gate's verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateStatus>,
+    /// Once the run has finished: whether it passes, from the results it
+    /// requires (gating stages) and the ones it only reports (`gating: false`),
+    /// as a gating system such as Greenwave reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// A gated run's place in its queue and the gate's verdict on it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    /// Undecided runs ahead of this one in the queue (0: its head).
+    #[serde(default)]
+    pub position: u32,
+    /// The runs ahead that the current try is tested on, in queue order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ahead: Vec<GateChange>,
+    /// The current try, from 1 (0: not tested yet). A reset starts the next.
+    #[serde(default, rename = "try")]
+    pub try_number: u32,
+    /// Queued, Testing, Passed (waiting for the runs ahead), Merged or Rejected.
+    pub verdict: GateVerdict,
+    /// Why the verdict is what it is (truncated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How many runs of the queue are tested at once, as last computed.
+    #[serde(default)]
+    pub window: u32,
+}
+
+/// One change a try is tested on.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateChange {
+    /// The run that carries it.
+    pub run: String,
+    /// Its `spec.source.revision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+/// The gate's verdict on a run.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum GateVerdict {
+    /// Waiting for a place in the window.
+    #[default]
+    Queued,
+    /// Its current try runs (or failed while runs ahead are undecided).
+    Testing,
+    /// Its try passed; waiting for the runs ahead (or merging, at the head).
+    Passed,
+    /// Merged: every stage, merge stages included, passed with everything
+    /// ahead merged.
+    Merged,
+    /// Rejected: it failed with everything ahead merged (or timed out).
+    Rejected,
+}
+
+impl GateVerdict {
+    /// Whether the gate has decided on the run.
+    pub fn is_decided(self) -> bool {
+        matches!(self, GateVerdict::Merged | GateVerdict::Rejected)
+    }
+}
+
+/// A finished run's gating verdict.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// `Pass` when the run Succeeded (every required result passed), else `Fail`.
+    pub decision: Decision,
+    /// The results the decision rests on: gating stages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required: Vec<StageResult>,
+    /// Results reported only: stages with `gating: false`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub informational: Vec<StageResult>,
+}
+
+/// A gating decision.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Decision {
+    /// Every required result passed.
+    Pass,
+    /// Some required result did not pass.
+    #[default]
+    Fail,
+}
+
+/// One stage's result in a verdict.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageResult {
+    /// The stage.
+    pub stage: String,
+    /// How it ended.
+    pub outcome: StagePhase,
+    /// The TAP tests that failed in every attempt (capped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_tests: Vec<String>,
 }
 
 /// The outbox of a run's CloudEvents.

@@ -209,6 +209,10 @@ fn group_members(cache: &Store<PipelineRun>, run: &PipelineRun) -> Vec<GroupMemb
                 finished: other.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_finished()),
                 superseded: other.annotations().contains_key(ANNOTATION_SUPERSEDED_BY),
                 policy: c.policy,
+                revision: other.spec.source.as_ref().and_then(|s| s.revision.clone()),
+                phase: other.status.as_ref().and_then(|s| s.phase),
+                gate_verdict: other.status.as_ref().and_then(|s| s.gate.as_ref()).map(|g| g.verdict),
+                completed: other.status.as_ref().and_then(|s| s.completion_time),
             })
         })
         .collect()

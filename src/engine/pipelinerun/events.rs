@@ -41,6 +41,12 @@ pub const NOTIFY_GAVE_UP: &str = "NotifyGaveUp";
 pub const NOTIFY_DROPPED: &str = "NotifyDropped";
 /// A target's delivery queue is full; the rest waits in status (Warning).
 pub const NOTIFY_QUEUE_FULL: &str = "NotifyQueueFull";
+/// A gated run's try was stopped to be tested again on what is ahead now.
+pub const GATE_RESET: &str = "GateReset";
+/// A gated run merged.
+pub const GATE_MERGED: &str = "GateMerged";
+/// A gated run was rejected (Warning).
+pub const GATE_REJECTED: &str = "GateRejected";
 /// The run entered a phase: `Run` and the phase.
 pub const RUN_PENDING: &str = "RunPending";
 /// See [`RUN_PENDING`].

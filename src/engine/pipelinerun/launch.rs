@@ -8,8 +8,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 
 use super::dag::Graph;
+use super::gate::ahead_value;
 use super::substitute::{is_safe_output, references, render, Reference, RenderError};
-use crate::api::pipelinerun::{PipelineRunSpec, Stage, StageStatus};
+use crate::api::pipelinerun::{PipelineRunSpec, PipelineRunStatus, Stage};
 use crate::engine::duration::parse_duration;
 use crate::engine::naming::{job_name, workspace_claim_name};
 use crate::engine::nested_virt::NestedVirtPlacement;
@@ -103,9 +104,10 @@ fn check_outputs_are_data(
     Ok(())
 }
 
-/// Renders stage `index` of the run `run` (UID `run_uid`) for `attempt`. `stages` holds the current status of
-/// every stage (for upstream outputs). Fails when a referenced output was
-/// not written.
+/// Renders stage `index` of the run `run` (UID `run_uid`) for `attempt`.
+/// `status` holds the current status of every stage (for upstream outputs)
+/// and, for a `Gate` run, what its try is tested on. Fails when a referenced
+/// output was not written.
 #[allow(clippy::too_many_arguments)]
 pub fn launch(
     run: &str,
@@ -113,10 +115,12 @@ pub fn launch(
     settings: &Settings,
     spec: &PipelineRunSpec,
     graph: &Graph,
-    stages: &[StageStatus],
+    status: &PipelineRunStatus,
     index: usize,
     attempt: u32,
 ) -> Result<StageLaunch, RenderError> {
+    let stages = &status.stages;
+    let gate_ahead = status.gate.as_ref().map(|g| ahead_value(&g.ahead));
     let stage = &spec.stages[index];
     let run_spec = stage.run.clone().unwrap_or_default();
     let params: BTreeMap<&str, &str> = spec.params.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
@@ -125,6 +129,7 @@ pub fn launch(
         Reference::Output { stage, output } => {
             stages.iter().find(|s| &s.name == stage).and_then(|s| s.outputs.get(output)).cloned()
         }
+        Reference::GateAhead => gate_ahead.clone(),
     };
     let image = run_spec.image.clone().or_else(|| spec.defaults.image.clone()).unwrap_or_default();
     if !stage.allow_unsafe_outputs {
@@ -141,6 +146,10 @@ pub fn launch(
     if let Some(source) = &spec.source {
         vars.push(env("GANTRY_SOURCE_REPO", source.repo.clone().unwrap_or_default()));
         vars.push(env("GANTRY_SOURCE_REVISION", source.revision.clone().unwrap_or_default()));
+    }
+    if let Some(gate) = &status.gate {
+        vars.push(env("GANTRY_GATE_AHEAD", ahead_value(&gate.ahead)));
+        vars.push(env("GANTRY_GATE_TRY", gate.try_number.to_string()));
     }
     vars.extend(spec.params.iter().map(|p| env(env_name("GANTRY_PARAM", &[&p.name]), &p.value)));
     for ancestor in graph.ancestors(index) {

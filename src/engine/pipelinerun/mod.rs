@@ -18,6 +18,7 @@
 pub mod dag;
 pub mod destinations;
 pub mod events;
+pub mod gate;
 pub mod internal_error;
 pub mod launch;
 pub mod log_tail;

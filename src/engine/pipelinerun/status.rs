@@ -27,4 +27,8 @@ pub mod reasons {
     pub const WORKSPACE_REFUSED: &str = "WorkspaceRefused";
     /// False: the operator itself failed on the run (a reconcile panicked).
     pub const INTERNAL_ERROR: &str = "InternalError";
+    /// True: a `Gate` run merged.
+    pub const MERGED: &str = "Merged";
+    /// False: a `Gate` run was rejected.
+    pub const REJECTED: &str = "Rejected";
 }

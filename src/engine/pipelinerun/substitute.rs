@@ -1,6 +1,6 @@
-//! `$(params.NAME)` and `$(stages.STAGE.outputs.NAME)` in stage images,
-//! commands, args and env values. Only expressions that start with
-//! `params.` or `stages.` are Gantry's (and must be well-formed); any other
+//! `$(params.NAME)`, `$(stages.STAGE.outputs.NAME)` and `$(gate.ahead)` in
+//! stage images, commands, args and env values. Only expressions that start
+//! with `params.`, `stages.` or `gate.` are Gantry's (and must be well-formed); any other
 //! `$(` is the shell's command substitution and passes through untouched, as
 //! do `$HOME` and `${X}`. `$$(` writes a literal `$(`.
 
@@ -13,6 +13,8 @@ pub enum Reference {
     Param(String),
     /// `$(stages.STAGE.outputs.NAME)`
     Output { stage: String, output: String },
+    /// `$(gate.ahead)`: what a `Gate` run's try is tested on.
+    GateAhead,
 }
 
 impl fmt::Display for Reference {
@@ -20,6 +22,7 @@ impl fmt::Display for Reference {
         match self {
             Reference::Param(name) => write!(f, "$(params.{name})"),
             Reference::Output { stage, output } => write!(f, "$(stages.{stage}.outputs.{output})"),
+            Reference::GateAhead => f.write_str("$(gate.ahead)"),
         }
     }
 }
@@ -30,9 +33,9 @@ pub enum SyntaxError {
     /// `$(` without a closing `)`.
     #[error("unclosed \"$(\" at byte {0}")]
     Unclosed(usize),
-    /// `$(params...)` or `$(stages...)` that is neither `params.NAME` nor
-    /// `stages.STAGE.outputs.NAME`.
-    #[error("\"$({0})\" is not $(params.NAME) or $(stages.STAGE.outputs.NAME)")]
+    /// `$(params...)`, `$(stages...)` or `$(gate...)` that is none of
+    /// `params.NAME`, `stages.STAGE.outputs.NAME` and `gate.ahead`.
+    #[error("\"$({0})\" is not $(params.NAME), $(stages.STAGE.outputs.NAME) or $(gate.ahead)")]
     Unknown(String),
 }
 
@@ -55,7 +58,7 @@ fn parse(template: &str) -> Result<Vec<Segment<'_>>, SyntaxError> {
             continue;
         }
         let body_start = pos + 2;
-        if !(rest[body_start..].starts_with("params.") || rest[body_start..].starts_with("stages.")) {
+        if !["params.", "stages.", "gate."].iter().any(|p| rest[body_start..].starts_with(p)) {
             // Shell command substitution: not ours.
             segments.push(Segment::Literal(&rest[..body_start]));
             rest = &rest[body_start..];
@@ -78,6 +81,7 @@ fn parse_reference(body: &str) -> Result<Reference, SyntaxError> {
     let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
     match parts.as_slice() {
         ["params", name] if valid(name) => Ok(Reference::Param(name.to_string())),
+        ["gate", "ahead"] => Ok(Reference::GateAhead),
         ["stages", stage, "outputs", output] if valid(stage) && valid(output) => {
             Ok(Reference::Output { stage: stage.to_string(), output: output.to_string() })
         }

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use super::gate::{QueuedRun, Standing};
 use super::references::Referenced;
 use crate::api::pipelinerun::{
-    ConcurrencyPolicy, PipelineRunSpec, PipelineRunStatus, ResultsFormat, RunPhase, StageStatus,
+    ConcurrencyPolicy, GateVerdict, PipelineRunSpec, PipelineRunStatus, ResultsFormat, RunPhase, StageStatus,
 };
 use crate::engine::job::{JobOutcome, JobState};
 use crate::engine::refusal::Refusal;
@@ -66,6 +67,52 @@ pub struct GroupMember {
     pub superseded: bool,
     /// Its policy.
     pub policy: ConcurrencyPolicy,
+    /// Its `spec.source.revision`.
+    pub revision: Option<String>,
+    /// Its phase.
+    pub phase: Option<RunPhase>,
+    /// The gate's verdict on it, for a `Gate` run.
+    pub gate_verdict: Option<GateVerdict>,
+    /// When it finished.
+    pub completed: Option<DateTime<Utc>>,
+}
+
+/// A `Gate` run's queue: its group's `Gate` runs in queue order (creation
+/// time, then name; the run itself left out), and those ahead of it.
+pub struct GateQueue {
+    /// Every other run of the queue.
+    pub all: Vec<QueuedRun>,
+    /// The runs ahead of this one, in queue order.
+    pub ahead: Vec<QueuedRun>,
+}
+
+/// The queue of the `Gate` run `name` created at `created`, from its group.
+pub fn gate_queue(group: &[GroupMember], created: DateTime<Utc>, name: &str) -> GateQueue {
+    let mut members: Vec<&GroupMember> = group.iter().filter(|m| m.policy == ConcurrencyPolicy::Gate).collect();
+    members.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    let queued = |m: &GroupMember| QueuedRun {
+        name: m.name.clone(),
+        revision: m.revision.clone(),
+        standing: standing(m.phase, m.gate_verdict),
+        decided_at: m.completed,
+    };
+    let me = (created, name);
+    GateQueue {
+        all: members.iter().map(|m| queued(m)).collect(),
+        ahead: members.iter().filter(|m| (m.created, m.name.as_str()) < me).map(|m| queued(m)).collect(),
+    }
+}
+
+/// Where a run stands in its gate queue, from its phase and verdict: a
+/// cancelled run has left it, a run that failed otherwise (timed out, an
+/// invalid spec) counts as rejected.
+pub fn standing(phase: Option<RunPhase>, verdict: Option<GateVerdict>) -> Standing {
+    match (phase, verdict) {
+        (Some(RunPhase::Cancelled), _) => Standing::Withdrawn,
+        (_, Some(GateVerdict::Merged)) | (Some(RunPhase::Succeeded), _) => Standing::Merged,
+        (_, Some(GateVerdict::Rejected)) | (Some(RunPhase::Failed), _) => Standing::Rejected,
+        _ => Standing::Undecided,
+    }
 }
 
 /// The order runs of a concurrency group go in: by creation time, which

@@ -35,7 +35,9 @@ impl Readiness {
 
 impl Planner<'_> {
     /// Starts every stage whose needs are met (in dependency order).
-    pub(super) fn advance(&mut self, graph: &Graph, queued: bool) {
+    /// Merge stages (`Gate` runs) start only when `merge` says the run is at
+    /// the head of its queue with its try passed.
+    pub(super) fn advance(&mut self, graph: &Graph, queued: bool, merge: bool) {
         let mut order = graph.topological_order(&self.spec.stages).expect("validated");
         // Finally stages last: they start once every other stage is settled,
         // including the ones settled (skipped, cancelled) in this same pass.
@@ -46,6 +48,9 @@ impl Planner<'_> {
                 continue;
             }
             let stage = &self.spec.stages[i];
+            if stage.merge && !merge {
+                continue;
+            }
             if self.spec.skip.contains(&stage.name) {
                 self.stage_done(i, None, StagePhase::Skipped, Some(SkipReason::Listed), Some("listed in spec.skip"));
                 continue;
@@ -80,8 +85,10 @@ impl Planner<'_> {
         if stage.finally {
             // A service a finally stage needs stays up for it (collecting a
             // test cluster's logs, say): it is torn down after its last dependent.
+            // In a gated run, finally stages end the try: merge stages come after.
             let others_done = (0..self.spec.stages.len()).all(|j| {
-                self.spec.stages[j].finally || self.status.stages[j].phase.is_finished() || self.kept_for_finally(j)
+                let other = &self.spec.stages[j];
+                other.finally || other.merge || self.status.stages[j].phase.is_finished() || self.kept_for_finally(j)
             });
             let needs_done =
                 graph.needs[i].iter().all(|&n| self.status.stages[n].phase.is_finished() || self.serving(n));
@@ -121,8 +128,7 @@ impl Planner<'_> {
         }
         let entry = &self.status.stages[i];
         let attempt = entry.attempt.saturating_add(1);
-        match launch(self.run.name, self.run.uid, self.run.settings, self.spec, graph, &self.status.stages, i, attempt)
-        {
+        match launch(self.run.name, self.run.uid, self.run.settings, self.spec, graph, &self.status, i, attempt) {
             Err(e) => {
                 let why = format!("cannot start: {e}");
                 self.stage_done(i, None, StagePhase::Failed, None, Some(&why));

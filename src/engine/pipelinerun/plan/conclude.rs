@@ -2,11 +2,13 @@
 //! (`progress`, `currentStage`) from its stages. While stages are
 //! unfinished it is Pending or Running; then Succeeded, Failed (a gating
 //! stage failed, or it timed out, or its workspace was refused) or
-//! Cancelled. A finished run is deleted once its TTL has passed.
+//! Cancelled. A `Gate` run's phase follows the gate's verdict instead:
+//! Queued, Running until Merged (Succeeded) or Rejected (Failed). A finished
+//! run gets its gating verdict, and is deleted once its TTL has passed.
 
 use super::stop::Stop;
 use super::{is_gating, Action, Planner};
-use crate::api::pipelinerun::{RunPhase, StagePhase};
+use crate::api::pipelinerun::{Decision, GateVerdict, RunPhase, StagePhase, StageResult, Verdict};
 use crate::engine::conditions::{set_condition, ConditionStatus, MAX_MESSAGE_BYTES};
 use crate::engine::duration::later_by_secs;
 use crate::engine::pipelinerun::status::{reasons, CONDITION_SUCCEEDED};
@@ -22,6 +24,19 @@ impl Planner<'_> {
             self.status.stages.iter().filter(|s| s.phase == StagePhase::Running).map(|s| s.name.as_str()).collect();
         self.status.current_stage = (!running.is_empty()).then(|| running.join(","));
 
+        let gated = self.status.gate.as_ref().filter(|_| self.is_gated() && stop.is_none());
+        if let Some(gate) = gated {
+            let message = gate.reason.clone().unwrap_or_default();
+            let started = self.status.stages.iter().any(|s| s.attempt > 0);
+            return match gate.verdict {
+                GateVerdict::Merged => self.finish_run(RunPhase::Succeeded, reasons::MERGED, message),
+                GateVerdict::Rejected => self.finish_run(RunPhase::Failed, reasons::REJECTED, message),
+                GateVerdict::Queued => self.unfinished(RunPhase::Queued, reasons::QUEUED, &message),
+                _ if started => self.unfinished(RunPhase::Running, reasons::RUNNING, &message),
+                _ => self.unfinished(RunPhase::Pending, reasons::PENDING, &message),
+            };
+        }
+
         if done < total {
             let started = self.status.stages.iter().any(|s| s.attempt > 0);
             let (phase, reason) =
@@ -31,13 +46,7 @@ impl Planner<'_> {
             } else {
                 format!("running: {}", running.join(", "))
             };
-            self.status.phase = Some(phase);
-            self.status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
-            self.set_succeeded(ConditionStatus::Unknown, reason, &message);
-            if let Some((_, deadline)) = self.run_deadline() {
-                self.wake.at(deadline);
-            }
-            return;
+            return self.unfinished(phase, reason, &message);
         }
 
         let failed: Vec<&str> = self
@@ -70,12 +79,57 @@ impl Planner<'_> {
                 (RunPhase::Succeeded, reasons::SUCCEEDED, m)
             }
         };
+        if let Some(gate) = self.status.gate.as_mut().filter(|_| self.spec.concurrency.is_some()) {
+            // Out of the queue: a timeout is a rejection, a cancel withdraws it.
+            if phase == RunPhase::Failed {
+                gate.verdict = GateVerdict::Rejected;
+            }
+            gate.reason = Some(truncate(&message, MAX_MESSAGE_BYTES));
+        }
+        self.finish_run(phase, reason, message);
+    }
+
+    /// A run still under way: its phase and a condition that is Unknown.
+    fn unfinished(&mut self, phase: RunPhase, reason: &str, message: &str) {
+        self.status.phase = Some(phase);
+        self.status.message = Some(truncate(message, MAX_MESSAGE_BYTES));
+        self.set_succeeded(ConditionStatus::Unknown, reason, message);
+        if let Some((_, deadline)) = self.run_deadline() {
+            self.wake.at(deadline);
+        }
+    }
+
+    /// The run is over: its final phase, condition, verdict and TTL.
+    fn finish_run(&mut self, phase: RunPhase, reason: &str, message: String) {
         let status_value = ConditionStatus::from(phase == RunPhase::Succeeded);
         self.status.phase = Some(phase);
         self.status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
         self.status.completion_time = Some(self.now);
         self.set_succeeded(status_value, reason, &message);
+        self.status.verdict = Some(self.verdict(phase));
         self.expire_after_ttl();
+    }
+
+    /// The gating verdict of a run that finished in `phase`: gating stages
+    /// are required, the others informational.
+    fn verdict(&self, phase: RunPhase) -> Verdict {
+        let mut verdict = Verdict {
+            decision: if phase == RunPhase::Succeeded { Decision::Pass } else { Decision::Fail },
+            ..Default::default()
+        };
+        for (stage, status) in self.spec.stages.iter().zip(&self.status.stages) {
+            let result = StageResult {
+                stage: stage.name.clone(),
+                outcome: status.phase,
+                failed_tests: status.tests.as_ref().map(|t| t.failed_names.clone()).unwrap_or_default(),
+            };
+            if is_gating(stage) {
+                verdict.required.push(result);
+            } else {
+                verdict.informational.push(result);
+            }
+        }
+        verdict
     }
 
     /// Sets the run's `Succeeded` condition.

@@ -1,7 +1,7 @@
 //! Step 6: runs of one concurrency group. `Queue`: a run that has not
 //! started waits while an older run of the group is unfinished.
 //! `CancelRunning`: a run supersedes the older unfinished runs (they cancel
-//! themselves, see `stop`). `Allow`: nothing to do.
+//! themselves, see `stop`). `Allow`: nothing to do. `Gate`: see `gate.rs`.
 
 use super::{Action, Planner, QUEUE_POLL};
 use crate::api::pipelinerun::{ConcurrencyPolicy, RunPhase};
@@ -29,7 +29,8 @@ impl Planner<'_> {
             .filter(|m| !m.finished && group_order(m.created, m.started, &m.name) < me)
             .collect();
         match concurrency.policy {
-            ConcurrencyPolicy::Allow => false,
+            // The gate has its own step (`gate.rs`): the queue decides per try.
+            ConcurrencyPolicy::Allow | ConcurrencyPolicy::Gate => false,
             ConcurrencyPolicy::Queue => !started && !older.is_empty(),
             ConcurrencyPolicy::CancelRunning => {
                 for m in older.iter().filter(|m| !m.superseded) {

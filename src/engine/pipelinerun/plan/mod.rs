@@ -15,7 +15,8 @@
 //!    success, failure and retry, TAP results, refusals (`integrate.rs`), a
 //!    service getting ready (`service.rs`), a referenced object (`reference.rs`);
 //! 6. concurrency — queue behind or supersede older runs of the group
-//!    (`concurrency.rs`);
+//!    (`concurrency.rs`); a `Gate` run's place in its queue: reset, merge,
+//!    verdict (`gate.rs`, after the stop check);
 //! 7. stop — cancel, supersede, timeout or a refused workspace stop
 //!    everything (`stop.rs`);
 //! 8. fail-fast — a failed gating stage stops the others (`stop.rs`);
@@ -29,6 +30,7 @@ mod adopt;
 mod advance;
 mod conclude;
 mod concurrency;
+mod gate;
 mod integrate;
 mod invalid;
 mod record;
@@ -142,7 +144,8 @@ impl Planner<'_> {
             return;
         }
         self.fail_fast();
-        self.advance(graph, queued);
+        let gate = self.apply_gate();
+        self.advance(graph, queued || gate.hold, gate.merge);
         self.tear_down_services();
         self.conclude(None);
         if queued {

@@ -56,6 +56,7 @@ impl Planner<'_> {
         }
         self.status.phase = Some(RunPhase::Running);
         self.status.completion_time = None;
+        self.status.verdict = None;
     }
 
     /// Asks to clear the rerun annotation, when there is one.

@@ -10,13 +10,17 @@ fn member(name: &str, created_secs: i64, finished: bool) -> GroupMember {
         finished,
         superseded: false,
         policy: ConcurrencyPolicy::Queue,
+        revision: None,
+        phase: None,
+        gate_verdict: None,
+        completed: None,
     }
 }
 
 #[test]
 fn queue_waits_for_older_runs_of_the_group() {
     let mut s = spec(vec![stage("a", &[])]);
-    s.concurrency = Some(Concurrency { group: "main".into(), policy: ConcurrencyPolicy::Queue });
+    s.concurrency = Some(Concurrency { group: "main".into(), policy: ConcurrencyPolicy::Queue, window: None });
     let mut sim = Sim::new(s);
     sim.observed.group = vec![member("older", -10, false), member("newer", 10, false)];
     let plan = sim.step().clone();
@@ -33,7 +37,7 @@ fn queue_waits_for_older_runs_of_the_group() {
 #[test]
 fn within_the_same_second_a_started_run_counts_as_older() {
     let mut s = spec(vec![stage("a", &[])]);
-    s.concurrency = Some(Concurrency { group: "pr-42".into(), policy: ConcurrencyPolicy::CancelRunning });
+    s.concurrency = Some(Concurrency { group: "pr-42".into(), policy: ConcurrencyPolicy::CancelRunning, window: None });
     let mut sim = Sim::new(s);
     // Same creation second; "zzz" sorts after "run" by name but already runs.
     let mut running = member("zzz", 0, false);
@@ -46,7 +50,7 @@ fn within_the_same_second_a_started_run_counts_as_older() {
 #[test]
 fn cancel_running_supersedes_older_runs_and_a_superseded_run_cancels() {
     let mut s = spec(vec![stage("a", &[])]);
-    s.concurrency = Some(Concurrency { group: "pr-42".into(), policy: ConcurrencyPolicy::CancelRunning });
+    s.concurrency = Some(Concurrency { group: "pr-42".into(), policy: ConcurrencyPolicy::CancelRunning, window: None });
     let mut sim = Sim::new(s);
     sim.observed.group = vec![member("older", -10, false), member("done", -20, true)];
     let plan = sim.step().clone();

@@ -69,7 +69,7 @@ fn run_spec() -> impl Strategy<Value = PipelineRunSpec> {
                 fail_fast,
                 cancel,
                 skip,
-                concurrency: group.map(|group| Concurrency { group, policy: ConcurrencyPolicy::Queue }),
+                concurrency: group.map(|group| Concurrency { group, policy: ConcurrencyPolicy::Queue, window: None }),
                 notify: notify.into_iter().map(|url| NotifyTarget { url }).collect(),
                 workspace: workspace.map(|size| Workspace { size, storage_class_name: None }),
                 ..Default::default()

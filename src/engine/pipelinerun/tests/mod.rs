@@ -7,6 +7,7 @@ mod bounds;
 mod concurrency;
 mod failure;
 mod fuzz;
+mod gate;
 mod ordering;
 mod outputs;
 mod references;

@@ -75,8 +75,10 @@ pub(super) fn check_run_fields(spec: &PipelineRunSpec) -> Result<(), SpecError> 
         }
     }
     if let Some(c) = &spec.concurrency {
-        if !is_identifier(&c.group) {
-            return Err(SpecError::at("spec.concurrency.group", "must be 1-63 letters, digits, '_' or '-'"));
+        // Dots too: a group is often a release branch, `fuel-7.0`.
+        let valid = c.group.len() <= 63 && is_identifier(&c.group.replace('.', "_"));
+        if !valid {
+            return Err(SpecError::at("spec.concurrency.group", "must be 1-63 letters, digits, '_', '-' or '.'"));
         }
     }
     Ok(())

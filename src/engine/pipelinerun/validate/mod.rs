@@ -4,8 +4,10 @@
 //! this order: the run's own fields and limits (`limits.rs`), `spec.notify`
 //! (`notify.rs`), stage names and the needs graph (`names.rs`), each stage's
 //! fields by kind (`stages.rs`), then `spec.skip` (`names.rs`) and every
-//! `$(...)` reference (`substitutions.rs`).
+//! `$(...)` reference (`substitutions.rs`); in between, `Gate` runs' window and
+//! merge stages (`gate.rs`).
 
+mod gate;
 mod limits;
 mod names;
 mod notify;
@@ -40,6 +42,7 @@ pub fn validate(
         names::check_finally_order(spec, &graph, i)?;
     }
     names::check_skip_list(spec)?;
+    gate::check_gate(spec)?;
     substitutions::check_references(spec, &graph)?;
     Ok(graph)
 }

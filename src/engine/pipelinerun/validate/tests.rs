@@ -192,3 +192,51 @@ fn notify_targets_follow_the_operators_destination_policy() {
     let lab: DestinationPolicy = serde_yaml::from_str("allowedDestinations: [127.0.0.1]").unwrap();
     assert!(validate(&with_targets(&["http://127.0.0.1:1/"]), false, &lab).is_ok(), "allowed explicitly");
 }
+
+#[test]
+fn gate_fields_are_only_for_gated_runs_and_merge_stages_run_last() {
+    use crate::api::pipelinerun::{Concurrency, ConcurrencyPolicy};
+    let gated = |policy, window, stages: Vec<Stage>| PipelineRunSpec {
+        concurrency: Some(Concurrency { group: "fuel-7.0".into(), policy, window }),
+        stages,
+        ..Default::default()
+    };
+    let merge = |name: &str, needs: &[&str]| Stage { merge: true, ..stage(name, needs) };
+    let ok = gated(
+        ConcurrencyPolicy::Gate,
+        Some(20),
+        vec![with_arg("test", &[], "$(gate.ahead)"), merge("submit", &["test"])],
+    );
+    assert!(validate(&ok, false, &DestinationPolicy::default()).is_ok(), "a gated run with a merge stage");
+    let cases: Vec<(PipelineRunSpec, &str)> = vec![
+        (
+            gated(ConcurrencyPolicy::Queue, Some(5), vec![stage("a", &[])]),
+            "spec.concurrency.window: only for policy Gate",
+        ),
+        (
+            gated(ConcurrencyPolicy::Gate, Some(0), vec![stage("a", &[])]),
+            "spec.concurrency.window: must be 1 to 1000, not 0",
+        ),
+        (
+            gated(ConcurrencyPolicy::Queue, None, vec![merge("a", &[])]),
+            "spec.stages[a].merge: only for runs with concurrency.policy Gate",
+        ),
+        (
+            gated(ConcurrencyPolicy::Gate, None, vec![Stage { finally: true, ..merge("a", &[]) }]),
+            "spec.stages[a].merge: a merge stage cannot be a finally stage",
+        ),
+        (
+            gated(ConcurrencyPolicy::Gate, None, vec![merge("submit", &[]), stage("after", &["submit"])]),
+            "spec.stages[after].needs: \"submit\" is a merge stage",
+        ),
+        (
+            gated(ConcurrencyPolicy::Allow, None, vec![with_arg("a", &[], "$(gate.ahead)")]),
+            "$(gate.ahead): only for concurrency.policy Gate",
+        ),
+        (gated(ConcurrencyPolicy::Gate, None, vec![with_arg("a", &[], "$(gate.behind)")]), "is not $(params.NAME)"),
+    ];
+    for (spec, expected) in cases {
+        let error = error_of(spec);
+        assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+    }
+}
