@@ -2,22 +2,24 @@
 """A small `helm` for Gantry's chart, on Helm's own library (no helm binary needed).
 
 The PyPI package helm-python-sdk carries Helm v4's Go library behind a Python API;
-e2e/helm-venv.sh makes a virtualenv holding it (pinned) and this script re-runs itself in
+e2e/helm-venv.sh makes a virtualenv holding it (pinned), and this script re-runs itself in
 that venv when started with another python. The subcommands behave like helm's:
 
     e2e/helm.py template [NAME] [CHART] [-n NS] [-f VALUES.yaml] [--set a.b=c] [--include-crds]
     e2e/helm.py lint [CHART] [-f ...] [--set ...] [--strict]
-    e2e/helm.py install NAME [CHART] -n NS [--create-namespace] [-f ...] [--set ...] [--wait] [--kubeconfig FILE]
+    e2e/helm.py install NAME [CHART] -n NS [--create-namespace] [-f ...] [--set ...] [--wait]
     e2e/helm.py uninstall NAME -n NS [--wait] [--ignore-not-found]
     e2e/helm.py list [-n NS | -A]
 
 NAME defaults to `gantry`, CHART to this checkout's charts/gantry. `template` is Helm's own
-client-side dry-run install (what `helm template` runs): the manifests come out in Helm's
-install order, each headed `# Source: <template>`. `install` and `uninstall` talk to the
-cluster of $KUBECONFIG and keep the release in a Secret `sh.helm.release.v1.NAME.vN`, as the
-helm CLI does, so `helm list` elsewhere sees it. Values merge like helm's: the chart's
-defaults, then each -f file in order, then every --set/--set-string (maps merge key by key;
-anything else is replaced).
+client-side dry-run install (what `helm template` runs): no cluster is contacted, and the
+manifests come out in Helm's install order, each headed `# Source: <template>`. `install`,
+`uninstall` and `list` talk to the cluster of --kubeconfig (else $KUBECONFIG, else
+~/.kube/config) and keep each release in a Secret `sh.helm.release.v1.NAME.vN` in its
+namespace, as the helm CLI does, so a real helm sees the same releases. Values merge as in
+helm: the chart's defaults, then each -f file in order, then every --set and --set-string
+(maps merge key by key; anything else, lists included, is replaced, so `--set l[0]=x`
+replaces the whole list where helm would change one item).
 
 Errors print one line, `helm.py: error: ...`, and exit 1 (2 for bad usage).
 """
@@ -28,7 +30,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHART = REPO_ROOT / "charts" / "gantry"
@@ -53,10 +55,10 @@ def import_helm() -> Any:
         python = venv_python()
         if python.exists() and Path(sys.executable) != python:
             os.execv(python, [str(python), __file__, *sys.argv[1:]])
-        fail(f"helm-python-sdk is not installed ({python} is missing): run e2e/helm-venv.sh")
+        fail(f"helm-python-sdk is not installed in {python.parent.parent}: run e2e/helm-venv.sh")
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     print(f"helm.py: error: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(code)
 
@@ -138,12 +140,8 @@ def user_values(helm: Any, args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def load_chart(helm: Any, path: str) -> Any:
-    return helm.Chart.load(path)
-
-
 def cmd_template(helm: Any, args: argparse.Namespace) -> None:
-    chart = load_chart(helm, args.chart)
+    chart = helm.Chart.load(args.chart)
     # A client-side dry run keeps nothing and contacts no cluster: `helm template` exactly.
     with helm.Config(namespace=args.namespace, storage_driver="memory") as config:
         release = config.install(chart, args.name, user_values(helm, args), namespace=args.namespace, dry_run="client")
@@ -166,7 +164,7 @@ def cluster(helm: Any, args: argparse.Namespace) -> Any:
 
 
 def cmd_install(helm: Any, args: argparse.Namespace) -> None:
-    chart = load_chart(helm, args.chart)
+    chart = helm.Chart.load(args.chart)
     with cluster(helm, args) as config:
         release = config.install(
             chart,
@@ -215,8 +213,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="K=V", help="values, as helm --set")
         p.add_argument("--set-string", action="append", default=[], metavar="K=V", help="string values")
 
-    def namespace_flag(p: argparse.ArgumentParser, default: str = "default") -> None:
-        p.add_argument("-n", "--namespace", default=default, help=f"the release namespace (default {default})")
+    def namespace_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-n", "--namespace", default="default", help="the release namespace (default: default)")
 
     def kubeconfig_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--kubeconfig", metavar="FILE", help="the cluster's kubeconfig (default $KUBECONFIG)")
@@ -241,7 +239,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="fail on warnings too")
     p.set_defaults(run=cmd_lint)
 
-    p = sub.add_parser("install", help="install the chart as a release in the cluster of $KUBECONFIG")
+    p = sub.add_parser("install", help="install the chart as a release in the cluster")
     p.add_argument("name", help="release name")
     p.add_argument("chart", nargs="?", default=chart_default, help="chart directory (default charts/gantry)")
     namespace_flag(p)
