@@ -35,7 +35,8 @@ use serde_json::Value;
 use helm::{helm, helm_raw};
 use manifest_checks::{
     assert_bindings, assert_installs_the_generated_crds, assert_least_privilege, check_metrics_service,
-    check_restricted_deployment, check_standard_labels, env_value, kind, name, of_kind, parse_docs, strings, the_one,
+    check_restricted_deployment, check_standard_labels, env_value, first_difference, kind, name, of_kind, parse_docs,
+    strings, the_one,
 };
 
 const NAMESPACE: &str = "gantry-system";
@@ -211,7 +212,7 @@ fn chart_rbac_is_least_privilege_and_matches_the_kustomize_rules() {
     for role_kind in ["ClusterRole", "Role"] {
         let chart_rules = Value::Array(of_kind(docs, role_kind).map(|r| r["rules"].clone()).collect());
         let base_rules = Value::Array(of_kind(kustomized(), role_kind).map(|r| r["rules"].clone()).collect());
-        let difference = manifest_checks::first_difference(&chart_rules, &base_rules, String::new());
+        let difference = first_difference(&chart_rules, &base_rules, String::new());
         assert!(
             chart_rules == base_rules,
             "the chart's {role_kind} rules differ from manifests/base/rbac.yaml (first at {}); keep the two in step",
