@@ -7,7 +7,7 @@ CLUSTER := e2e/cluster.sh
 # The embedded cluster's kubeconfig; `make run KUBECONFIG=...` uses yours instead.
 E2E_KUBECONFIG := $(shell $(CLUSTER) kubeconfig)
 
-.PHONY: all run test test-faults lint unit e2e cluster-up cluster-down cluster-status crds manifests-crds bench clean-cluster
+.PHONY: all run test test-faults lint unit e2e helm-venv cluster-up cluster-down cluster-status crds manifests-crds bench clean-cluster
 
 all: test
 
@@ -34,13 +34,20 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-unit:
+## unit: no cluster; tests/install_manifests.rs renders the Helm chart with Helm's own library
+## (helm-venv).
+unit: helm-venv
 	$(CARGO) test --lib --bins --test crds --test install_manifests
 
+## helm-venv: a Python venv with Helm's library (helm-python-sdk, pinned in
+## e2e/helm-requirements.txt) for e2e/helm.py, in /var/cache/gantry/helm-venv; quick when made.
+helm-venv:
+	e2e/helm-venv.sh >/dev/null
+
 ## e2e: bring the local cluster up (node tier), build and import the operator image, run the
-## cluster-backed tests, then the in-cluster install test and the bad-input corpus (alone: their
-## operator watches every namespace).
-e2e: cluster-up
+## cluster-backed tests, then the in-cluster install tests (kustomize and Helm, one at a time)
+## and the bad-input corpus (alone: their operator watches every namespace).
+e2e: cluster-up helm-venv
 	e2e/operator-image.sh
 	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test cluster -- --test-threads=6 --skip faults::
 	KUBECONFIG=$(E2E_KUBECONFIG) $(CARGO) test --test install -- --test-threads=1

@@ -1,48 +1,73 @@
-//! The install artefacts: the kustomize base in `manifests/` and the Helm chart in
-//! `charts/gantry/`. No cluster needed: `kubectl kustomize` renders the base offline, and
-//! the chart is checked file by file (there is no helm binary here, so its templates are
-//! checked for structure, for `.Values` references that exist, and, with the template
-//! actions blanked out, for YAML that parses).
+//! The install artefacts, each rendered offline by its own tool and checked as installed
+//! objects: the kustomize base in `manifests/` by `kubectl kustomize`, and the Helm chart in
+//! `charts/gantry/` by Helm's own engine, `e2e/helm.py template` (`helm template`, from the
+//! library of the PyPI package helm-python-sdk in the venv that `e2e/helm-venv.sh` makes;
+//! without that venv these tests fail and say how to make it). The chart is rendered with its
+//! defaults and with overrides.
 //!
-//! What must hold:
-//! - the CRDs that `kubectl apply -k manifests/` installs are exactly the generated ones,
-//!   and the copies in `manifests/base/crds/` and `charts/gantry/crds/` are byte-identical
-//!   to `crds/` (`make manifests-crds` refreshes them);
-//! - RBAC is least privilege: no wildcard, nothing on Secrets, pods created only in
-//!   gantry-system, and exactly the grants listed in `expected_grants` (the chart's rules
-//!   equal the base's);
-//! - the Deployment runs restricted (non-root, read-only root, no capabilities) with probes;
-//! - every key of `charts/gantry/values.yaml` has a `#` comment line right above it.
+//! What must hold (the checks themselves are in `tests/manifest_checks/`):
+//! - the CRDs each installs are exactly the generated ones, and the copies in
+//!   `manifests/base/crds/` and `charts/gantry/crds/` are byte-identical to `crds/`
+//!   (`make manifests-crds` refreshes them);
+//! - RBAC is least privilege: no wildcard, nothing on Secrets, pods created only in the
+//!   operator's namespace, and exactly the grants listed in `expected_grants` (the chart's
+//!   rules equal the base's), whatever the release's name and namespace;
+//! - the Deployment runs restricted (non-root, read-only root, no capabilities) with probes,
+//!   and the chart's defaults render the base's Deployment;
+//! - the chart's default config file is accepted by the operator and means its defaults;
+//! - overrides land where they should, and values the chart refuses stop the render with
+//!   the chart's message;
+//! - `helm lint` finds nothing wrong, every key of `charts/gantry/values.yaml` has a `#`
+//!   comment line right above it, and every `.Values` path a template uses exists (Helm
+//!   renders a misspelt one as empty, silently).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod helm;
+mod manifest_checks;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use serde::Deserialize as _;
+use gantry::config::OperatorConfig;
 use serde_json::Value;
 
+use helm::{helm, helm_raw};
+use manifest_checks::{
+    assert_bindings, assert_installs_the_generated_crds, assert_least_privilege, check_metrics_service,
+    check_restricted_deployment, check_standard_labels, env_value, first_difference, kind, name, of_kind, parse_docs,
+    strings, the_one,
+};
+
 const NAMESPACE: &str = "gantry-system";
+const CHART: &str = "charts/gantry";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    root().join(CHART)
 }
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// Every non-empty document of a multi-document YAML stream, as JSON values.
-fn parse_docs(yaml: &str, what: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .enumerate()
-        .map(|(i, doc)| Value::deserialize(doc).unwrap_or_else(|e| panic!("{what}: document {i} is not YAML: {e}")))
-        .filter(|doc| !doc.is_null())
+fn yaml_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {} ({e}); run `make manifests-crds`", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            (path.file_name().unwrap().to_string_lossy().into_owned(), bytes)
+        })
         .collect()
 }
 
 /// The objects `kubectl apply -k manifests/` would apply, rendered once per test binary.
-fn rendered() -> &'static [Value] {
+fn kustomized() -> &'static [Value] {
     static DOCS: OnceLock<Vec<Value>> = OnceLock::new();
     DOCS.get_or_init(|| {
         let out =
@@ -58,96 +83,53 @@ fn rendered() -> &'static [Value] {
     })
 }
 
-fn kind(doc: &Value) -> &str {
-    doc["kind"].as_str().unwrap_or("")
+/// The chart rendered by Helm's engine, as `helm template RELEASE charts/gantry -n NAMESPACE
+/// --include-crds EXTRA...` prints it, parsed.
+fn helm_template(release: &str, namespace: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", release, CHART, "-n", namespace, "--include-crds"];
+    args.extend_from_slice(extra);
+    parse_docs(&helm(&args), &format!("e2e/helm.py {}", args.join(" ")))
 }
 
-fn name(doc: &Value) -> &str {
-    doc["metadata"]["name"].as_str().unwrap_or("")
+/// What `helm install gantry charts/gantry -n gantry-system` installs: the chart's defaults.
+fn chart_defaults() -> &'static [Value] {
+    static DOCS: OnceLock<Vec<Value>> = OnceLock::new();
+    DOCS.get_or_init(|| helm_template("gantry", NAMESPACE, &[]))
 }
 
-fn of_kind<'a>(docs: &'a [Value], wanted: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    docs.iter().filter(move |d| kind(d) == wanted)
+/// The operator's config file in the ConfigMap `name`, parsed by the operator itself (which
+/// refuses unknown keys and bad values).
+fn config_file(docs: &[Value], name: &str, where_: &str) -> OperatorConfig {
+    let text = the_one(docs, "ConfigMap", name)["data"]["config.yaml"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{where_}: the ConfigMap {name} has no config.yaml"));
+    OperatorConfig::parse(text).unwrap_or_else(|e| panic!("{where_}: the operator refuses its config file: {e:#}"))
 }
 
-fn the_one<'a>(docs: &'a [Value], wanted_kind: &str, wanted_name: &str) -> &'a Value {
-    let found: Vec<_> = docs.iter().filter(|d| kind(d) == wanted_kind && name(d) == wanted_name).collect();
-    assert_eq!(found.len(), 1, "expected exactly one {wanted_kind} named {wanted_name}, found {}", found.len());
-    found[0]
-}
-
-fn strings(value: &Value) -> Vec<&str> {
-    value.as_array().map(|items| items.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
-}
-
-fn yaml_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {} ({e}); run `make manifests-crds`", dir.display()))
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .map(|path| {
-            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-            (path.file_name().unwrap().to_string_lossy().into_owned(), bytes)
-        })
-        .collect()
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
 }
 
 // ---------------------------------------------------------------------------
 // CRDs
 
-/// `value` with every number as a float: kustomize re-serializes the schemas' `minimum: 0.0`
-/// as `0`, which is the same number to the apiserver but not to `Value`'s `==`.
-fn numbers_as_floats(value: &Value) -> Value {
-    match value {
-        Value::Number(n) => n.as_f64().and_then(serde_json::Number::from_f64).map_or(value.clone(), Value::Number),
-        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), numbers_as_floats(v))).collect()),
-        _ => value.clone(),
-    }
-}
-
-/// Where two JSON values first differ, as a path like `/spec/versions/0/name`.
-fn first_difference(a: &Value, b: &Value, path: String) -> Option<String> {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let one_sided = x.keys().filter(|k| !y.contains_key(*k)).chain(y.keys().filter(|k| !x.contains_key(*k)));
-            if let Some(k) = one_sided.min() {
-                return Some(format!("{path}/{k} (present on one side only)"));
-            }
-            x.iter().find_map(|(k, u)| first_difference(u, &y[k], format!("{path}/{k}")))
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            x.iter().zip(y).enumerate().find_map(|(i, (u, v))| first_difference(u, v, format!("{path}/{i}")))
-        }
-        _ => (a != b).then_some(path),
-    }
+#[test]
+fn the_kustomize_base_installs_exactly_the_generated_crds() {
+    assert_installs_the_generated_crds(
+        kustomized(),
+        "`kubectl kustomize manifests/`",
+        "run `make manifests-crds` and list every file of manifests/base/crds/ in manifests/base/kustomization.yaml \
+         (or a kustomize transformer touches CRDs)",
+    );
 }
 
 #[test]
-fn the_kustomize_base_installs_exactly_the_generated_crds() {
-    let generated: BTreeMap<String, Value> = gantry::crdgen::all()
-        .iter()
-        .map(|crd| (crd.metadata.name.clone().unwrap(), numbers_as_floats(&serde_json::to_value(crd).unwrap())))
-        .collect();
-    let installed: BTreeMap<String, Value> = of_kind(rendered(), "CustomResourceDefinition")
-        .map(|crd| (name(crd).to_string(), numbers_as_floats(crd)))
-        .collect();
-    let missing: Vec<_> = generated.keys().filter(|n| !installed.contains_key(*n)).collect();
-    let extra: Vec<_> = installed.keys().filter(|n| !generated.contains_key(*n)).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "`kubectl kustomize manifests/` renders the wrong set of CRDs: missing {missing:?}, not generated {extra:?}; \
-         run `make manifests-crds` and list every file of manifests/base/crds/ in manifests/base/kustomization.yaml"
+fn the_chart_installs_exactly_the_generated_crds() {
+    assert_installs_the_generated_crds(
+        chart_defaults(),
+        "`helm template --include-crds` (the chart's crds/)",
+        "run `make manifests-crds`",
     );
-    for (crd_name, want) in &generated {
-        let difference = first_difference(&installed[crd_name], want, String::new());
-        assert!(
-            difference.is_none(),
-            "the CRD {crd_name} rendered by `kubectl kustomize manifests/` differs from what `gantry crds` generates \
-             at {} (a stale copy in manifests/base/crds/, or a kustomize transformer touching CRDs); run `make crds`",
-            difference.unwrap_or_default()
-        );
-    }
 }
 
 #[test]
@@ -169,189 +151,67 @@ fn the_crd_copies_are_byte_identical_to_crds() {
 }
 
 #[test]
-fn the_install_leaves_out_the_samples() {
-    for doc in rendered() {
-        let api = doc["apiVersion"].as_str().unwrap_or("");
-        assert!(
-            !api.starts_with("gantry.dev/"),
-            "`kubectl apply -k manifests/` would create the {} {}: manifests/samples/ must stay out of the install",
-            kind(doc),
-            name(doc)
-        );
+fn the_installs_leave_out_the_samples() {
+    for (where_, docs) in [("`kubectl apply -k manifests/`", kustomized()), ("`helm install`", chart_defaults())] {
+        for doc in docs {
+            let api = doc["apiVersion"].as_str().unwrap_or("");
+            assert!(
+                !api.starts_with("gantry.dev/"),
+                "{where_} would create the {} {}: manifests/samples/ must stay out of the install",
+                kind(doc),
+                name(doc)
+            );
+        }
     }
 }
 
 // ---------------------------------------------------------------------------
-// RBAC
-
-/// One permission: (namespace or "" for cluster-wide, API group, resource, verb).
-type Grant = (String, String, String, String);
-
-/// Everything the operator may do, and nothing more.
-fn expected_grants(namespace: &str) -> BTreeSet<Grant> {
-    let cluster: &[(&str, &[&str], &[&str])] = &[
-        ("gantry.dev", &["pipelineruns", "imagebuilds", "katainstalls"], &["get", "list", "watch", "patch", "update"]),
-        ("gantry.dev", &["pipelineruns/status", "imagebuilds/status", "katainstalls/status"], &["patch", "update"]),
-        ("gantry.dev", &["pipelineruns/finalizers", "imagebuilds/finalizers", "katainstalls/finalizers"], &["update"]),
-        ("batch", &["jobs"], &["create", "delete", "get", "list", "watch", "patch"]),
-        ("", &["pods"], &["get", "list", "watch"]),
-        ("", &["pods/log"], &["get"]),
-        ("", &["persistentvolumeclaims"], &["create", "get", "list", "watch"]),
-        ("events.k8s.io", &["events"], &["create", "patch", "list"]),
-        ("", &["nodes"], &["get", "list", "watch", "patch"]),
-        ("node.k8s.io", &["runtimeclasses"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
-    ];
-    let namespaced: &[(&str, &[&str], &[&str])] = &[
-        ("apps", &["daemonsets"], &["create", "delete", "get", "list", "watch", "patch", "update"]),
-        ("", &["pods"], &["create", "delete"]),
-        ("coordination.k8s.io", &["leases"], &["get", "create", "update", "patch", "list", "watch"]),
-    ];
-    let mut grants = BTreeSet::new();
-    for (scope, rules) in [("", cluster), (namespace, namespaced)] {
-        for (group, resources, verbs) in rules {
-            for resource in *resources {
-                for verb in *verbs {
-                    grants.insert((scope.to_string(), group.to_string(), resource.to_string(), verb.to_string()));
-                }
-            }
-        }
-    }
-    grants
-}
-
-/// Checks every rule of every (Cluster)Role in `docs` for least privilege and returns
-/// the grants they add up to. `where_` names the source in failure messages.
-fn check_roles(docs: &[Value], namespace: &str, where_: &str) -> BTreeSet<Grant> {
-    let mut grants = BTreeSet::new();
-    let roles: Vec<_> = docs.iter().filter(|d| kind(d) == "ClusterRole" || kind(d) == "Role").collect();
-    assert!(!roles.is_empty(), "{where_}: no ClusterRole or Role found");
-    for role in roles {
-        let role_kind = kind(role);
-        let role_ns = if role_kind == "Role" { role["metadata"]["namespace"].as_str().unwrap_or("") } else { "" };
-        let id = format!("{where_}: {role_kind} {}", name(role));
-        assert!(role.get("aggregationRule").is_none(), "{id} aggregates other ClusterRoles; list its rules instead");
-        if role_kind == "Role" {
-            assert_eq!(role_ns, namespace, "{id} must live in namespace {namespace}, not {role_ns:?}");
-        }
-        let rules = role["rules"].as_array().unwrap_or_else(|| panic!("{id} has no rules list"));
-        for (i, rule) in rules.iter().enumerate() {
-            let at = format!("{id}, rule {i}");
-            assert!(
-                rule.get("nonResourceURLs").is_none(),
-                "{at} grants nonResourceURLs, which the operator never needs"
-            );
-            assert!(rule.get("resourceNames").is_none(), "{at} uses resourceNames, which this check does not model");
-            let (groups, resources, verbs) =
-                (strings(&rule["apiGroups"]), strings(&rule["resources"]), strings(&rule["verbs"]));
-            for (field, values) in [("apiGroups", &groups), ("resources", &resources), ("verbs", &verbs)] {
-                assert!(!values.is_empty(), "{at} has no {field}");
-                assert!(!values.iter().any(|v| v.contains('*')), "{at} uses a wildcard in {field}: {values:?}");
-            }
-            for resource in &resources {
-                assert!(
-                    *resource != "secrets" && !resource.starts_with("secrets/"),
-                    "{at} grants {verbs:?} on {resource}: the operator must not be able to read Secrets"
-                );
-            }
-            if resources.contains(&"pods") && verbs.contains(&"create") {
-                assert!(
-                    role_kind == "Role" && role_ns == namespace,
-                    "{at} lets the operator create pods outside {namespace}; only a Role in {namespace} may"
-                );
-            }
-            for verb in ["escalate", "bind", "impersonate"] {
-                assert!(
-                    !verbs.contains(&verb),
-                    "{at} grants `{verb}`, which would let the operator raise its own rights"
-                );
-            }
-            for group in &groups {
-                for resource in &resources {
-                    for verb in &verbs {
-                        grants.insert((role_ns.to_string(), group.to_string(), resource.to_string(), verb.to_string()));
-                    }
-                }
-            }
-        }
-    }
-    grants
-}
-
-fn assert_grants(granted: &BTreeSet<Grant>, namespace: &str, where_: &str) {
-    let expected = expected_grants(namespace);
-    let show = |set: Vec<&Grant>| {
-        set.iter()
-            .map(|(ns, group, resource, verb)| {
-                let scope = if ns.is_empty() { "cluster-wide".to_string() } else { format!("in {ns}") };
-                let group = if group.is_empty() { "core" } else { group };
-                format!("{verb} {group}/{resource} {scope}")
-            })
-            .collect::<Vec<_>>()
-    };
-    let extra = show(granted.difference(&expected).collect());
-    let missing = show(expected.difference(granted).collect());
-    assert!(extra.is_empty(), "{where_} grants more than the operator needs: {extra:#?}");
-    assert!(missing.is_empty(), "{where_} lacks what the operator needs: {missing:#?}");
-}
+// The kustomize base
 
 #[test]
 fn kustomize_rbac_is_least_privilege() {
-    let docs = rendered();
-    let granted = check_roles(docs, NAMESPACE, "manifests/");
-    assert_grants(&granted, NAMESPACE, "manifests/ RBAC");
-
-    let subject = serde_json::json!([{"kind": "ServiceAccount", "name": "gantry", "namespace": NAMESPACE}]);
-    for (binding, role) in [("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")] {
-        let b = the_one(docs, binding, "gantry");
-        assert_eq!(b["roleRef"]["kind"], role, "{binding} gantry must refer to the {role} gantry");
-        assert_eq!(b["roleRef"]["name"], "gantry", "{binding} gantry must refer to the {role} gantry");
-        assert_eq!(b["subjects"], subject, "{binding} gantry must bind only the ServiceAccount gantry/{NAMESPACE}");
-        if binding == "RoleBinding" {
-            assert_eq!(b["metadata"]["namespace"], NAMESPACE, "the RoleBinding must live in {NAMESPACE}");
-        }
-    }
-    let sa = the_one(docs, "ServiceAccount", "gantry");
-    assert_eq!(sa["metadata"]["namespace"], NAMESPACE, "the ServiceAccount gantry must live in {NAMESPACE}");
+    let docs = kustomized();
+    assert_least_privilege(docs, NAMESPACE, "manifests/");
+    assert_bindings(docs, "gantry", NAMESPACE, "manifests/");
     the_one(docs, "Namespace", NAMESPACE);
 }
 
-/// A rough stand-in for `helm template`: drops lines that hold nothing but template
-/// actions and replaces the remaining actions with a placeholder. Good enough to parse
-/// the plain structure of simple templates, and to read the RBAC rules out of one.
-fn blank_out_template(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("{{") && trimmed.ends_with("}}") && !trimmed[2..trimmed.len() - 2].contains("}}") {
-            continue;
-        }
-        let mut rest = line;
-        while let Some(start) = rest.find("{{") {
-            out.push_str(&rest[..start]);
-            let end = rest[start..].find("}}").map(|e| start + e + 2).unwrap_or(rest.len());
-            out.push_str("TEMPLATE");
-            rest = &rest[end..];
-        }
-        out.push_str(rest);
-        out.push('\n');
-    }
-    out
-}
-
-fn chart() -> PathBuf {
-    root().join("charts/gantry")
+#[test]
+fn the_kustomize_deployment_runs_restricted_with_probes() {
+    let docs = kustomized();
+    let deployment = the_one(docs, "Deployment", "gantry");
+    assert_eq!(deployment["metadata"]["namespace"], NAMESPACE, "the Deployment must live in {NAMESPACE}");
+    assert_eq!(deployment["spec"]["replicas"], 1, "the Deployment runs 1 replica by default");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "gantry", "the pod must run as the ServiceAccount gantry");
+    let c = container(deployment);
+    assert_eq!(c["image"], "local/gantry:dev", "the image must default to local/gantry:dev");
+    assert_eq!(
+        c["imagePullPolicy"], "IfNotPresent",
+        "imagePullPolicy must be IfNotPresent (the e2e image is imported)"
+    );
+    assert_eq!(c["args"], serde_json::json!(["run", "--log-format", "json"]), "wrong container args");
+    assert_eq!(env_value(c, "GANTRY_SHARDS"), Some(&Value::from("1")), "the kustomize base sets GANTRY_SHARDS=1");
+    check_restricted_deployment(deployment, "manifests/");
+    check_metrics_service(docs, "gantry-metrics", NAMESPACE, deployment, "manifests/");
 }
 
 #[test]
+fn every_kustomize_object_carries_the_standard_labels() {
+    check_standard_labels(kustomized(), "kustomize", "manifests/");
+}
+
+// ---------------------------------------------------------------------------
+// The chart with its default values
+
+#[test]
 fn chart_rbac_is_least_privilege_and_matches_the_kustomize_rules() {
-    let text = read(&chart().join("templates/rbac.yaml"));
-    let docs = parse_docs(&blank_out_template(&text), "charts/gantry/templates/rbac.yaml (actions blanked out)");
-    // The chart's Role lives in the release namespace, which the placeholder stands for.
-    let granted = check_roles(&docs, "TEMPLATE", "charts/gantry/templates/rbac.yaml");
-    assert_grants(&granted, "TEMPLATE", "the chart's RBAC");
+    let docs = chart_defaults();
+    assert_least_privilege(docs, NAMESPACE, "the chart");
+    assert_bindings(docs, "gantry", NAMESPACE, "the chart");
     for role_kind in ["ClusterRole", "Role"] {
-        let chart_rules = Value::Array(of_kind(&docs, role_kind).map(|r| r["rules"].clone()).collect());
-        let base_rules = Value::Array(of_kind(rendered(), role_kind).map(|r| r["rules"].clone()).collect());
+        let chart_rules = Value::Array(of_kind(docs, role_kind).map(|r| r["rules"].clone()).collect());
+        let base_rules = Value::Array(of_kind(kustomized(), role_kind).map(|r| r["rules"].clone()).collect());
         let difference = first_difference(&chart_rules, &base_rules, String::new());
         assert!(
             chart_rules == base_rules,
@@ -361,171 +221,244 @@ fn chart_rbac_is_least_privilege_and_matches_the_kustomize_rules() {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Deployment and Service
-
 #[test]
-fn the_deployment_runs_restricted_with_probes() {
-    let docs = rendered();
+fn the_chart_deployment_runs_restricted_with_probes() {
+    let docs = chart_defaults();
     let deployment = the_one(docs, "Deployment", "gantry");
-    assert_eq!(deployment["metadata"]["namespace"], NAMESPACE, "the Deployment must live in {NAMESPACE}");
-    assert_eq!(deployment["spec"]["replicas"], 1, "the Deployment runs 1 replica by default");
+    assert_eq!(deployment["metadata"]["namespace"], NAMESPACE, "the Deployment must live in the release namespace");
+    assert_eq!(deployment["spec"]["replicas"], 1, "the chart runs 1 replica by default");
     let pod = &deployment["spec"]["template"]["spec"];
-    assert_eq!(pod["serviceAccountName"], "gantry", "the pod must run as the ServiceAccount gantry");
-    assert_eq!(pod["terminationGracePeriodSeconds"], 30, "terminationGracePeriodSeconds must be 30");
-    let pod_sc = &pod["securityContext"];
-    assert_eq!(pod_sc["runAsNonRoot"], true, "the pod securityContext must set runAsNonRoot: true");
-    assert_eq!(
-        pod_sc["seccompProfile"]["type"], "RuntimeDefault",
-        "the pod must use the RuntimeDefault seccomp profile"
-    );
-    assert!(
-        pod.get("hostNetwork").is_none() && pod.get("hostPID").is_none() && pod.get("hostIPC").is_none(),
-        "the operator pod must not share the node's namespaces"
-    );
-
-    let containers = pod["containers"].as_array().expect("the pod has containers");
-    assert_eq!(containers.len(), 1, "the operator pod runs one container");
-    let c = &containers[0];
-    assert_eq!(c["image"], "local/gantry:dev", "the image must default to local/gantry:dev");
-    assert_eq!(
-        c["imagePullPolicy"], "IfNotPresent",
-        "imagePullPolicy must be IfNotPresent (the e2e image is imported)"
-    );
-    assert_eq!(c["args"], serde_json::json!(["run", "--log-format", "json"]), "wrong container args");
-    let sc = &c["securityContext"];
-    assert!(
-        sc["runAsNonRoot"] == true || pod_sc["runAsNonRoot"] == true,
-        "the container must run as non-root (runAsNonRoot: true)"
-    );
-    for (field, uid) in [("runAsUser", &sc["runAsUser"]), ("runAsGroup", &sc["runAsGroup"])] {
-        assert!(uid.as_i64().is_some_and(|id| id != 0), "the container's {field} must be set and non-zero, got {uid}");
-    }
-    assert_eq!(sc["readOnlyRootFilesystem"], true, "the container must set readOnlyRootFilesystem: true");
-    assert_eq!(sc["allowPrivilegeEscalation"], false, "the container must set allowPrivilegeEscalation: false");
-    assert_ne!(sc["privileged"], true, "the operator container must not be privileged");
-    assert!(strings(&sc["capabilities"]["drop"]).contains(&"ALL"), "the container must drop ALL capabilities");
-    assert!(sc["capabilities"].get("add").is_none(), "the container must add no capabilities");
-
-    let port = c["ports"].as_array().and_then(|ports| ports.iter().find(|p| p["name"] == "http"));
-    assert_eq!(
-        port.map(|p| &p["containerPort"]),
-        Some(&Value::from(8080)),
-        "the container must expose port 8080 named http"
-    );
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
-        let get = &c[probe]["httpGet"];
-        assert_eq!(get["path"], path, "the container needs a {probe} GET {path}");
-        assert!(
-            get["port"] == "http" || get["port"] == 8080,
-            "the {probe} must probe the http port, got {}",
-            get["port"]
-        );
-    }
-    for resource in ["cpu", "memory"] {
-        for bound in ["requests", "limits"] {
-            assert!(c["resources"][bound][resource].is_string(), "the container must set resources.{bound}.{resource}");
-        }
-    }
-    let env: BTreeMap<_, _> = c["env"]
+    assert_eq!(pod["serviceAccountName"], "gantry", "the pod must run as the chart's ServiceAccount gantry");
+    let args = serde_json::json!([
+        "run",
+        "--log-level",
+        "info",
+        "--log-format",
+        "json",
+        "--config",
+        "/etc/gantry/config.yaml"
+    ]);
+    assert_eq!(container(deployment)["args"], args, "wrong container args for the chart's defaults");
+    let mount = container(deployment)["volumeMounts"]
         .as_array()
-        .map(|vars| {
-            vars.iter().map(|v| (v["name"].as_str().unwrap_or(""), &v["valueFrom"]["fieldRef"]["fieldPath"])).collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        env.get("POD_NAME").copied(),
-        Some(&Value::from("metadata.name")),
-        "POD_NAME must come from metadata.name"
-    );
-    assert_eq!(
-        env.get("POD_NAMESPACE").copied(),
-        Some(&Value::from("metadata.namespace")),
-        "POD_NAMESPACE must come from metadata.namespace"
-    );
-    let leader_elect = c["env"].as_array().and_then(|vars| vars.iter().find(|v| v["name"] == "GANTRY_LEADER_ELECT"));
-    assert_eq!(
-        leader_elect.map(|v| &v["value"]),
-        Some(&Value::from("true")),
-        "the Deployment must set GANTRY_LEADER_ELECT=true, so that scaling it past one replica is safe"
-    );
-
-    let selector = deployment["spec"]["selector"]["matchLabels"].as_object().expect("the Deployment has matchLabels");
-    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
-    for (key, value) in selector {
-        assert_eq!(&pod_labels[key], value, "the pod template lacks the selector label {key}={value}");
-    }
-    let service = the_one(docs, "Service", "gantry-metrics");
-    assert_eq!(service["metadata"]["namespace"], NAMESPACE, "the Service gantry-metrics must live in {NAMESPACE}");
-    assert_eq!(
-        service["metadata"]["labels"]["app.kubernetes.io/name"], "gantry",
-        "the Service needs app.kubernetes.io/name=gantry"
-    );
-    for (key, value) in service["spec"]["selector"].as_object().expect("the Service has a selector") {
-        assert_eq!(&pod_labels[key], value, "the Service selects {key}={value}, which the operator pod lacks");
-    }
-    let http = service["spec"]["ports"].as_array().and_then(|ports| ports.iter().find(|p| p["name"] == "http"));
-    assert_eq!(http.map(|p| &p["port"]), Some(&Value::from(8080)), "the Service needs port 8080 named http");
+        .and_then(|mounts| mounts.iter().find(|m| m["mountPath"] == "/etc/gantry"))
+        .expect("the config file's folder /etc/gantry is mounted");
+    let volume = pod["volumes"]
+        .as_array()
+        .and_then(|volumes| volumes.iter().find(|v| v["name"] == mount["name"]))
+        .expect("the mounted config volume exists");
+    assert_eq!(volume["configMap"]["name"], "gantry-config", "/etc/gantry must come from the ConfigMap gantry-config");
+    the_one(docs, "ConfigMap", "gantry-config");
+    check_restricted_deployment(deployment, "the chart");
+    check_metrics_service(docs, "gantry-metrics", NAMESPACE, deployment, "the chart");
+    assert_eq!(of_kind(docs, "ServiceMonitor").count(), 0, "the ServiceMonitor must be off by default");
 }
 
 #[test]
-fn every_object_carries_the_standard_labels() {
-    for doc in rendered().iter().filter(|d| kind(d) != "CustomResourceDefinition") {
+fn every_chart_object_carries_the_standard_labels() {
+    let docs = chart_defaults();
+    check_standard_labels(docs, "Helm", "the chart");
+    for doc in docs.iter().filter(|d| kind(d) != "CustomResourceDefinition") {
         let labels = &doc["metadata"]["labels"];
-        for key in ["app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"] {
-            assert!(labels[key].is_string(), "{} {} lacks the label {key}", kind(doc), name(doc));
-        }
+        let id = format!("the chart's {} {}", kind(doc), name(doc));
+        assert_eq!(labels["app.kubernetes.io/instance"], "gantry", "{id}: app.kubernetes.io/instance is the release");
+        assert_eq!(labels["app.kubernetes.io/version"], "0.1.0", "{id}: app.kubernetes.io/version is the appVersion");
+        assert_eq!(labels["helm.sh/chart"], "gantry-0.1.0", "{id}: helm.sh/chart is the chart and its version");
     }
 }
 
 #[test]
-fn the_chart_defaults_match_the_kustomize_deployment() {
-    let values: Value = serde_yaml::from_str(&read(&chart().join("values.yaml"))).expect("values.yaml parses");
-    let pod = &the_one(rendered(), "Deployment", "gantry")["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
+fn the_chart_defaults_render_the_kustomize_deployment() {
+    let chart = the_one(chart_defaults(), "Deployment", "gantry");
+    let base = the_one(kustomized(), "Deployment", "gantry");
+    for field in ["/spec/replicas", "/spec/strategy", "/spec/selector", "/spec/template/spec/securityContext"] {
+        assert_eq!(chart.pointer(field), base.pointer(field), "the chart's Deployment {field} differs from the base's");
+        assert!(chart.pointer(field).is_some(), "the Deployment lacks {field}");
+    }
+    let (chart_pod, base_pod) = (&chart["spec"]["template"]["spec"], &base["spec"]["template"]["spec"]);
     assert_eq!(
-        values["podSecurityContext"], pod["securityContext"],
-        "values.podSecurityContext differs from the base's"
+        chart_pod["terminationGracePeriodSeconds"], base_pod["terminationGracePeriodSeconds"],
+        "terminationGracePeriodSeconds differs from the base's"
     );
-    assert_eq!(
-        values["securityContext"], container["securityContext"],
-        "values.securityContext differs from the base's"
-    );
-    assert_eq!(values["resources"], container["resources"], "values.resources differs from the base's");
-    let image = format!(
-        "{}:{}",
-        values["image"]["repository"].as_str().unwrap_or(""),
-        values["image"]["tag"].as_str().unwrap_or("")
-    );
-    assert_eq!(Value::from(image), container["image"], "values.image differs from the base's");
-    assert_eq!(values["replicaCount"], 1, "replicaCount must default to 1");
-    assert_eq!(values["leaderElection"], true, "leaderElection must default to true, as in the kustomize base");
-    let shards = container["env"].as_array().and_then(|vars| vars.iter().find(|v| v["name"] == "GANTRY_SHARDS"));
-    assert_eq!(shards.map(|v| &v["value"]), Some(&Value::from("1")), "the kustomize base sets GANTRY_SHARDS=1");
-    assert_eq!(values["shards"], 1, "shards must default to 1, as in the kustomize base");
-    assert_eq!(values["config"]["enabled"], true, "the chart passes its config file to the operator");
-    // The file the ConfigMap template renders from these defaults must be accepted by the
-    // operator itself (it refuses unknown keys and bad values).
-    let rendered = serde_json::json!({
-        "nestedVirt": values["nestedVirt"],
-        "kataInstaller": values["kataInstaller"],
-        "notify": values["notify"],
-        "reconcileConcurrency": values["config"]["reconcileConcurrency"],
-        "apiQps": values["config"]["apiQps"],
-    });
-    let config = gantry::config::OperatorConfig::parse(&serde_yaml::to_string(&rendered).unwrap())
-        .unwrap_or_else(|e| panic!("the chart's default config is refused by the operator: {e:#}"));
-    assert!(config.nested_virt.allowed_namespaces.is_empty(), "no namespace gets nested virt by default");
-    assert_eq!(config.kata_installer, Default::default(), "the Kata installer gets no extra host access by default");
-    assert_eq!(config.notify, Default::default(), "the chart's notify policy is the operator's default");
-    let defaults = gantry::config::OperatorConfig::default();
+    let (c, b) = (container(chart), container(base));
+    for field in
+        ["image", "imagePullPolicy", "env", "ports", "livenessProbe", "readinessProbe", "resources", "securityContext"]
+    {
+        assert_eq!(c[field], b[field], "the chart's container {field} differs from the base's");
+    }
+}
+
+#[test]
+fn the_chart_default_config_is_the_operators_default() {
+    let config = config_file(chart_defaults(), "gantry-config", "the chart");
+    let defaults = OperatorConfig::default();
     assert_eq!(config.reconcile_concurrency(), defaults.reconcile_concurrency(), "the operator's default concurrency");
     assert_eq!(config.api_qps(), defaults.api_qps(), "the operator's default request rate");
-    assert_eq!(values["metrics"]["serviceMonitor"]["enabled"], false, "the ServiceMonitor must be off by default");
+    // The chart spells out those two numbers; everything else must be left at the default.
+    let rest = OperatorConfig { reconcile_concurrency: None, api_qps: None, ..config };
+    assert_eq!(rest, defaults, "the chart's default config file differs from the operator's defaults");
 }
 
 // ---------------------------------------------------------------------------
-// The Helm chart's files
+// The chart with overrides
+
+#[test]
+fn replicas_and_shards_reach_the_deployment() {
+    let docs = helm_template("gantry", NAMESPACE, &["--set", "replicaCount=2,shards=2"]);
+    let deployment = the_one(&docs, "Deployment", "gantry");
+    assert_eq!(deployment["spec"]["replicas"], 2, "replicaCount=2 runs 2 replicas");
+    assert_eq!(env_value(container(deployment), "GANTRY_SHARDS"), Some(&Value::from("2")), "shards=2");
+    check_restricted_deployment(deployment, "the chart with 2 replicas and 2 shards");
+
+    let docs = helm_template("gantry", NAMESPACE, &["--set", "shards=3"]);
+    let deployment = the_one(&docs, "Deployment", "gantry");
+    assert_eq!(deployment["spec"]["replicas"], 3, "shards=3 runs at least one replica per shard");
+    assert_eq!(env_value(container(deployment), "GANTRY_SHARDS"), Some(&Value::from("3")), "shards=3");
+}
+
+#[test]
+fn refused_values_stop_the_render_with_the_charts_message() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--set", "replicaCount=2", "--set", "leaderElection=false"], "replicaCount > 1 needs leaderElection: true"),
+        (&["--set", "shards=65"], "shards must be 1 to 64"),
+        (&["--set", "shards=2,leaderElection=false"], "shards > 1 needs leaderElection: true"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["template", "gantry", CHART, "-n", NAMESPACE];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = helm_raw(&args);
+        assert!(!ok, "e2e/helm.py {args:?} rendered values the chart refuses:\n{out}");
+        let lines: Vec<_> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("helm.py: error: ") && lines[0].contains(message),
+            "e2e/helm.py {args:?} must fail with one line carrying the chart's message {message:?}, got:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn config_values_reach_the_operators_config_file() {
+    let extra = [
+        "--set",
+        "nestedVirt.allowedNamespaces={ci,kola}",
+        "--set",
+        "config.defaultStageTimeout=2h,config.reconcileConcurrency=4",
+        "--set",
+        "notify.allowPublic=false",
+    ];
+    let docs = helm_template("gantry", NAMESPACE, &extra);
+    let config = config_file(&docs, "gantry-config", "the chart with config overrides");
+    assert_eq!(config.nested_virt.allowed_namespaces, ["ci", "kola"], "nestedVirt.allowedNamespaces");
+    assert!(config.nested_virt_allowed("kola") && !config.nested_virt_allowed("default"));
+    assert_eq!(config.default_stage_timeout.as_deref(), Some("2h"), "config.defaultStageTimeout");
+    assert_eq!(config.reconcile_concurrency(), Some(4), "config.reconcileConcurrency");
+    assert!(!config.notify.allow_public, "notify.allowPublic=false");
+    let checksum = |docs: &[Value]| {
+        the_one(docs, "Deployment", "gantry")["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone()
+    };
+    assert!(checksum(&docs).is_string(), "the pod template carries the config file's checksum");
+    assert_ne!(checksum(&docs), checksum(chart_defaults()), "a changed config file rolls the operator's pods");
+
+    let docs = helm_template("gantry", NAMESPACE, &["--set", "config.enabled=false"]);
+    let args = strings(&container(the_one(&docs, "Deployment", "gantry"))["args"]).join(" ");
+    assert_eq!(args, "run --log-level info --log-format json", "config.enabled=false passes no --config");
+}
+
+#[test]
+fn the_service_monitor_scrapes_the_metrics_service_when_enabled() {
+    let extra = [
+        "--set",
+        "metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.interval=15s",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prometheus",
+    ];
+    let docs = helm_template("gantry", NAMESPACE, &extra);
+    let monitor = the_one(&docs, "ServiceMonitor", "gantry");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["namespace"], NAMESPACE, "the ServiceMonitor lives in the release namespace");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus", "metrics.serviceMonitor.labels");
+    let service = the_one(&docs, "Service", "gantry-metrics");
+    let selector =
+        monitor["spec"]["selector"]["matchLabels"].as_object().expect("the ServiceMonitor selects by labels");
+    assert!(!selector.is_empty(), "the ServiceMonitor selects every Service");
+    for (key, value) in selector {
+        assert_eq!(
+            &service["metadata"]["labels"][key], value,
+            "the ServiceMonitor selects {key}={value}, which the metrics Service lacks"
+        );
+    }
+    assert_eq!(monitor["spec"]["namespaceSelector"]["matchNames"], serde_json::json!([NAMESPACE]));
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(
+        (&endpoint["port"], &endpoint["path"], &endpoint["interval"]),
+        (&Value::from("http"), &Value::from("/metrics"), &Value::from("15s")),
+        "the ServiceMonitor scrapes /metrics on the port named http every metrics.serviceMonitor.interval"
+    );
+    check_standard_labels(&docs, "Helm", "the chart with a ServiceMonitor");
+}
+
+#[test]
+fn another_release_in_another_namespace_is_complete_and_apart() {
+    // A values file, and --set over it (helm's order: defaults, then -f, then --set).
+    let values = std::env::temp_dir().join(format!("gantry-chart-values-{}.yaml", std::process::id()));
+    std::fs::write(
+        &values,
+        "watchNamespace: pipelines\nimage:\n  repository: registry.example/gantry\n  tag: \"1.2.3\"\n\
+         serviceAccount:\n  annotations:\n    example.com/role: ci\n",
+    )
+    .unwrap();
+    let docs = helm_template("ci", "ci-system", &["-f", values.to_str().unwrap(), "--set", "image.tag=1.2.4"]);
+    let _ = std::fs::remove_file(&values);
+    let where_ = "release ci in ci-system";
+
+    let cluster_scoped = ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"];
+    for doc in docs.iter().filter(|d| !cluster_scoped.contains(&kind(d))) {
+        assert_eq!(doc["metadata"]["namespace"], "ci-system", "{where_}: {} {} lives elsewhere", kind(doc), name(doc));
+        assert!(
+            name(doc).starts_with("ci-gantry"),
+            "{where_}: {} {} is not named after the release",
+            kind(doc),
+            name(doc)
+        );
+    }
+    // Cluster-wide names carry the release's, so two releases do not collide.
+    for cluster_kind in ["ClusterRole", "ClusterRoleBinding"] {
+        let names: Vec<_> = of_kind(&docs, cluster_kind).map(name).collect();
+        assert_eq!(names, ["ci-gantry"], "{where_}: the {cluster_kind} is named after the release");
+    }
+    assert_least_privilege(&docs, "ci-system", where_);
+    assert_bindings(&docs, "ci-gantry", "ci-system", where_);
+    let sa = the_one(&docs, "ServiceAccount", "ci-gantry");
+    assert_eq!(sa["metadata"]["annotations"]["example.com/role"], "ci", "{where_}: serviceAccount.annotations");
+
+    let deployment = the_one(&docs, "Deployment", "ci-gantry");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "ci-gantry", "{where_}: the pod runs as the release's ServiceAccount");
+    let c = container(deployment);
+    assert_eq!(c["image"], "registry.example/gantry:1.2.4", "{where_}: the file's repository, --set's tag");
+    let args = strings(&c["args"]);
+    assert!(args.windows(2).any(|w| w == ["--namespace", "pipelines"]), "{where_}: watchNamespace, got {args:?}");
+    let config_volume = pod["volumes"].as_array().and_then(|v| v.iter().find(|v| v["name"] == "config"));
+    assert_eq!(config_volume.map(|v| &v["configMap"]["name"]), Some(&Value::from("ci-gantry-config")));
+    config_file(&docs, "ci-gantry-config", where_);
+    check_restricted_deployment(deployment, where_);
+    check_metrics_service(&docs, "ci-gantry-metrics", "ci-system", deployment, where_);
+    check_standard_labels(&docs, "Helm", where_);
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert_eq!(selector["app.kubernetes.io/instance"], "ci", "{where_}: its pods are told apart by the release");
+}
+
+// ---------------------------------------------------------------------------
+// The chart's files
+
+#[test]
+fn helm_lint_finds_nothing_wrong() {
+    let (ok, out, err) = helm_raw(&["lint", CHART, "--strict"]);
+    assert!(ok, "`e2e/helm.py lint charts/gantry --strict` fails:\n{out}{err}");
+    let findings: Vec<_> = out.lines().filter(|l| l.starts_with("[WARNING]") || l.starts_with("[ERROR]")).collect();
+    assert!(findings.is_empty(), "helm lint finds: {findings:#?}");
+    assert!(out.contains("1 chart(s) linted, 0 chart(s) failed"), "unexpected lint report:\n{out}");
+}
 
 /// The key a `key: value` or `key:` line (or a `- key: value` list item) declares.
 fn declared_key(line: &str) -> Option<&str> {
@@ -582,14 +515,12 @@ fn every_chart_value_is_documented() {
 }
 
 #[test]
-fn chart_yaml_and_values_yaml_parse() {
+fn chart_yaml_names_the_chart() {
     let chart_yaml: Value = serde_yaml::from_str(&read(&chart().join("Chart.yaml")))
         .unwrap_or_else(|e| panic!("charts/gantry/Chart.yaml is not YAML: {e}"));
     for (field, want) in [("apiVersion", "v2"), ("name", "gantry"), ("version", "0.1.0"), ("appVersion", "0.1.0")] {
         assert_eq!(chart_yaml[field], want, "charts/gantry/Chart.yaml: {field} must be {want}");
     }
-    serde_yaml::from_str::<Value>(&read(&chart().join("values.yaml")))
-        .unwrap_or_else(|e| panic!("charts/gantry/values.yaml is not YAML: {e}"));
 }
 
 fn templates() -> Vec<(String, String)> {
@@ -613,28 +544,14 @@ fn actions(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Helm renders a `.Values` path that values.yaml lacks as empty, without a word (`helm lint`
+/// too), so a misspelt key would silently drop a setting: every path a template uses must exist.
 #[test]
-fn chart_templates_are_well_formed() {
+fn every_values_reference_exists() {
     let values: serde_yaml::Value =
         serde_yaml::from_str(&read(&chart().join("values.yaml"))).expect("values.yaml parses");
     for (file, text) in templates() {
         let at = format!("charts/gantry/templates/{file}");
-        if !text.contains("{{") {
-            parse_docs(&text, &at);
-            continue;
-        }
-        assert_eq!(text.matches("{{").count(), text.matches("}}").count(), "{at}: unbalanced {{{{ and }}}}");
-        let mut open = Vec::new();
-        for action in actions(&text) {
-            let word = action.split_whitespace().next().unwrap_or("");
-            match word {
-                "if" | "range" | "with" | "define" | "block" => open.push(word),
-                "else" => assert!(!open.is_empty(), "{at}: `else` outside any block"),
-                "end" => assert!(open.pop().is_some(), "{at}: `end` without an open block"),
-                _ => {}
-            }
-        }
-        assert!(open.is_empty(), "{at}: blocks left open: {open:?}");
         for action in actions(&text) {
             for reference in action.split(".Values.").skip(1) {
                 let path: String =
@@ -646,9 +563,6 @@ fn chart_templates_are_well_formed() {
                     });
                 }
             }
-        }
-        if file.ends_with(".yaml") {
-            parse_docs(&blank_out_template(&text), &format!("{at} (template actions blanked out)"));
         }
     }
 }
