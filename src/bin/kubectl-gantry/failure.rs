@@ -35,6 +35,16 @@ impl CliError {
         Self { message: message.into(), code: EXIT_INTERNAL }
     }
 
+    /// The run did not succeed (or is gone): exit 1 with `message`.
+    pub fn run_failed(message: impl Into<String>) -> Self {
+        Self { message: message.into(), code: EXIT_RUN_FAILED }
+    }
+
+    /// The exit code it reports.
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
     /// A failed API request about `what` (e.g. `pipelinerun "x" in namespace "y"`):
     /// 404 is bad input (it does not exist), a connection failure means no
     /// cluster, anything else an API error.

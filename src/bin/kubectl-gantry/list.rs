@@ -222,3 +222,109 @@ fn kata_table(installs: &[KataInstall], style: &Style, now: DateTime<Utc>) -> St
         .collect();
     output::table(&["NAME", "PHASE", "NODES", "SMOKE", "AGE"], &rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::tests::{at, run_from};
+    use serde_json::json;
+
+    fn args(extra: &[&str]) -> ListArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            list: ListArgs,
+        }
+        let argv = std::iter::once("list").chain(extra.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().list
+    }
+
+    fn run(name: &str, created: i64, status: serde_json::Value) -> PipelineRun {
+        let mut run = run_from(json!({"stages": [{"name": "a"}, {"name": "b"}]}), status);
+        run.metadata.name = Some(name.into());
+        run.metadata.creation_timestamp = Some(gantry::engine::conditions::to_k8s_time(at(created)));
+        run
+    }
+
+    #[test]
+    fn phases_match_whatever_their_case_and_ages_bound_the_creation_time() {
+        let now = at(3600);
+        let filter = Filter::from(&args(&["--phase", "failed,Running", "--newer-than", "30m"]), now).unwrap();
+        assert!(filter.keeps("Failed", Some(at(3000))));
+        assert!(filter.keeps("Running", Some(at(1800))), "exactly 30m old is still newer than 30m");
+        assert!(!filter.keeps("Succeeded", Some(at(3000))), "another phase");
+        assert!(!filter.keeps("Failed", Some(at(1000))), "too old");
+        assert!(!filter.keeps("Failed", None), "an age filter needs a creation time");
+        let older = Filter::from(&args(&["--older-than", "1h"]), now).unwrap();
+        assert!(older.keeps("Succeeded", Some(at(-1))) && !older.keeps("Succeeded", Some(at(0))));
+        assert!(Filter::from(&args(&[]), now).unwrap().keeps("-", None), "no flags keep everything");
+    }
+
+    #[test]
+    fn a_bad_age_is_bad_input_naming_the_flag() {
+        let e = Filter::from(&args(&["--newer-than", "soon"]), at(0)).err().unwrap();
+        assert_eq!(e.code(), crate::failure::EXIT_BAD_INPUT);
+        assert!(e.to_string().starts_with("--newer-than: "), "{e}");
+    }
+
+    #[test]
+    fn kept_runs_are_filtered_and_oldest_first() {
+        let filter = Filter::from(&args(&["--phase", "Succeeded"]), at(100)).unwrap();
+        let runs = vec![
+            run("new", 50, json!({"phase": "Succeeded"})),
+            run("failed", 10, json!({"phase": "Failed"})),
+            run("old", 5, json!({"phase": "Succeeded"})),
+        ];
+        let kept = kept(runs, &filter, |r| word(r.status.as_ref().and_then(|s| s.phase.as_ref())));
+        let names: Vec<String> = kept.iter().map(|r| r.name_any()).collect();
+        assert_eq!(names, ["old", "new"]);
+    }
+
+    #[test]
+    fn the_runs_table_shows_phase_progress_stage_duration_and_age() {
+        let runs = vec![
+            run(
+                "done",
+                0,
+                json!({"phase": "Succeeded", "progress": "2/2",
+                "startTime": "2026-12-02T07:00:01Z", "completionTime": "2026-12-02T07:01:06Z"}),
+            ),
+            run(
+                "going",
+                60,
+                json!({"phase": "Running", "progress": "1/2", "currentStage": "b",
+                "startTime": "2026-12-02T07:01:00Z"}),
+            ),
+            run("new", 110, json!(null)),
+        ];
+        let text = runs_table(&runs, false, &Style::plain(), at(120));
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "NAME    PHASE       PROGRESS   STAGE   DURATION   AGE",
+                "done    Succeeded   2/2        -       1m5s       2m",
+                "going   Running     1/2        b       1m         1m",
+                "new     -           -          -       -          10s",
+            ]
+        );
+        let all = runs_table(&runs[..1], true, &Style::plain(), at(120));
+        assert_eq!(all.lines().nth(1).unwrap().split_whitespace().next(), Some("ci"), "-A leads with the namespace");
+    }
+
+    #[test]
+    fn the_kata_table_counts_nodes_and_shows_the_smoke_result() {
+        let install: KataInstall = serde_json::from_value(json!({
+            "apiVersion": "gantry.dev/v1alpha1", "kind": "KataInstall",
+            "metadata": {"name": "kata", "creationTimestamp": "2026-12-02T07:00:00Z"},
+            "spec": {"installerImage": "i", "shims": ["qemu"]},
+            "status": {"phase": "Installed", "nodesDesired": 2, "nodesInstalled": 2,
+                       "smoke": {"key": "k", "result": "Passed"}},
+        }))
+        .unwrap();
+        let text = kata_table(&[install], &Style::plain(), at(30));
+        assert_eq!(
+            text.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>(),
+            ["kata", "Installed", "2/2", "Passed", "30s"]
+        );
+    }
+}

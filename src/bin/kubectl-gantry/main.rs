@@ -7,12 +7,22 @@
 //! attempt yet, a bad flag); 3 no cluster to talk to; 4 the API server
 //! refused or failed a request; 70 a bug (one line, no backtrace).
 
+mod build_view;
 mod cluster;
+mod describe;
+mod dot;
 mod failure;
+mod graph;
+mod kata_view;
 mod list;
 mod output;
+mod progress;
 mod runs;
+mod stages;
 mod time;
+mod transitions;
+mod tree;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -41,6 +51,14 @@ struct Cli {
 enum Command {
     /// Runs with phase, progress, current stage, duration and age; or `list builds`, `list kata`.
     List(list::ListArgs),
+    /// One screen about a run: its stages as a tree with phases, attempts, durations, outputs and
+    /// tests; or `describe build NAME`, `describe kata NAME`.
+    Describe(describe::DescribeArgs),
+    /// Follow a run until it finishes (exit 0 when it Succeeded): a live tree on a terminal, else
+    /// one line per transition.
+    Watch(watch::WatchArgs),
+    /// The stage DAG as Graphviz DOT, or as SVG drawn by Graphviz's `dot`.
+    Graph(graph::GraphArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +78,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     let target = cluster::connect(&cli.target).await?;
     match cli.command {
         Command::List(args) => list::run(&target, args).await,
+        Command::Describe(args) => describe::run(&target, args).await,
+        Command::Watch(args) => watch::run(&target, args).await,
+        Command::Graph(args) => graph::run(&target, args).await,
     }
 }

@@ -54,10 +54,16 @@ impl Style {
     /// `text` in the colour that goes with a phase's name: green for success,
     /// red for failure, yellow for what is under way, dim for what has not started.
     pub fn phase(&self, text: &str) -> String {
-        let code = match text {
+        self.in_phase_colour(text, text)
+    }
+
+    /// `text` (a symbol, a bar) in the colour of the phase `phase`.
+    pub fn in_phase_colour(&self, phase: &str, text: &str) -> String {
+        let code = match phase {
             "Succeeded" | "Ready" | "Installed" | "Passed" | "Merged" | "Pass" => "32",
-            "Failed" | "Rejected" | "Fail" | "Error" => "31",
-            "Running" | "Building" | "Installing" | "Testing" | "Waiting" => "33",
+            "Failed" | "Rejected" | "Fail" | "Error" | "Degraded" => "31",
+            "Running" | "Building" | "Installing" | "Testing" | "Waiting" | "InProgress" | "CleaningUp"
+            | "Uninstalling" => "33",
             "Cancelled" | "Skipped" | "Pending" | "Queued" => "2",
             _ => return text.to_string(),
         };
