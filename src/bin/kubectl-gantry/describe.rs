@@ -79,7 +79,7 @@ pub async fn run(target: &Target, args: DescribeArgs) -> Result<ExitCode, CliErr
             kata_view::render(&install, &style, now)
         }
     };
-    print!("{text}");
+    output::emit(&text);
     Ok(ExitCode::SUCCESS)
 }
 

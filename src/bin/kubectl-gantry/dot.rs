@@ -41,8 +41,8 @@ pub fn quote(text: &str) -> String {
     out
 }
 
-/// The DOT text of `run`'s DAG. Needs that name no stage (an invalid spec)
-/// draw no edge.
+/// The DOT text of `run`'s DAG, left to right, `finally` stages at the
+/// right end. Needs that name no stage (an invalid spec) draw no edge.
 pub fn render(run: &PipelineRun, now: DateTime<Utc>) -> String {
     let views = stages::of(run);
     let phase = word(run.status.as_ref().and_then(|s| s.phase.as_ref()));
@@ -85,6 +85,11 @@ pub fn render(run: &PipelineRun, now: DateTime<Utc>) -> String {
             out.push_str(&format!("  {} -> {};\n", quote(need), quote(stage.name())));
         }
     }
+    // `finally` stages run after every other: draw them last.
+    let last: Vec<String> = views.iter().filter(|v| v.spec.finally).map(|v| quote(v.name())).collect();
+    if !last.is_empty() {
+        out.push_str(&format!("  {{ rank=sink; {}; }}\n", last.join("; ")));
+    }
     out.push_str("}\n");
     out
 }
@@ -124,6 +129,7 @@ mod tests {
                 "  \"report\" [label=\"report [finally]\\nPending\", fillcolor=\"#eeeeee\", style=\"rounded,filled,dashed\"];",
                 "  \"sdk\" -> \"test\";",
                 "  \"test\" -> \"report\";",
+                "  { rank=sink; \"report\"; }",
                 "}",
             ],
             "one edge per distinct need, none to a stage that does not exist"

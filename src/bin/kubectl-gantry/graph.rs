@@ -32,12 +32,13 @@ const DOT_PROGRAM: &str = "dot";
 pub async fn run(target: &Target, args: GraphArgs) -> Result<ExitCode, CliError> {
     let run = runs::get(target, &args.run).await?;
     let text = dot::render(&run, Utc::now());
-    let mut stdout = std::io::stdout().lock();
-    let written = match args.format {
-        GraphFormat::Dot => stdout.write_all(text.as_bytes()),
-        GraphFormat::Svg => stdout.write_all(&svg(&text)?),
+    let bytes = match args.format {
+        GraphFormat::Dot => text.into_bytes(),
+        GraphFormat::Svg => svg(&text)?,
     };
-    written.and_then(|_| stdout.flush()).map_err(|e| CliError::internal(format!("cannot write the graph: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    // A reader that went away (`| head`) needs no message.
+    let _ = stdout.write_all(&bytes).and_then(|_| stdout.flush());
     Ok(ExitCode::SUCCESS)
 }
 

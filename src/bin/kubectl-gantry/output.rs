@@ -26,6 +26,15 @@ pub fn print_as<T: Serialize>(format: Format, value: &T) -> Result<(), CliError>
     Ok(())
 }
 
+/// Writes `text` to stdout. A reader that went away (`| head`) is not an
+/// error worth a message, so a failed write is dropped rather than a panic
+/// as `print!` would.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+}
+
 /// The name an enum value has in the API (`Succeeded`, `InProgress`), `-` for none.
 pub fn word<T: Serialize>(value: Option<&T>) -> String {
     match value.map(serde_json::to_value) {

@@ -14,7 +14,7 @@ const BAR_WIDTH: usize = 24;
 
 /// `[██████░░░░░░]`: `done` of `total` as a bar `width` cells wide.
 pub fn bar(done: usize, total: usize, width: usize) -> String {
-    let filled = if total == 0 { width } else { (done.min(total) * width) / total };
+    let filled = (done.min(total) * width).checked_div(total).unwrap_or(width);
     format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
 }
 

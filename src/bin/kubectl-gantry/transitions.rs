@@ -15,13 +15,23 @@ use crate::tree::truncate_chars;
 const MAX_MESSAGE_CHARS: usize = 160;
 
 /// The lines for what changed from `before` to `after` (from nothing when
-/// `before` is None, so the first snapshot tells where the run stands),
-/// each led by `clock`. A stage changes when its phase or attempt does. The
-/// run's own line comes first while it runs and last once it finished.
-pub fn lines(before: Option<&PipelineRun>, after: &PipelineRun, clock: &str, now: DateTime<Utc>) -> Vec<String> {
+/// `before` is None, so the first snapshot tells where the run stands). A
+/// stage changes when its phase or attempt does. The run's own line comes
+/// first while it runs and last once it finished. Each line starts with
+/// `clock` of when it happened: the completion time the status records for
+/// what finished (so a finished run watched later tells when it ended), else `now`.
+pub fn lines(
+    before: Option<&PipelineRun>,
+    after: &PipelineRun,
+    now: DateTime<Utc>,
+    clock: impl Fn(DateTime<Utc>) -> String,
+) -> Vec<String> {
     let phase = |run: &PipelineRun| run.status.as_ref().and_then(|s| s.phase);
     let run_line = match phase(after) {
-        Some(p) if Some(p) != before.and_then(phase) => Some(format!("{clock} {}", run_words(after, p, now))),
+        Some(p) if Some(p) != before.and_then(phase) => {
+            let at = after.status.as_ref().and_then(|s| s.completion_time).filter(|_| p.is_finished());
+            Some(format!("{} {}", clock(at.unwrap_or(now)), run_words(after, p, now)))
+        }
         _ => None,
     };
     let finished = phase(after).is_some_and(RunPhase::is_finished);
@@ -33,7 +43,8 @@ pub fn lines(before: Option<&PipelineRun>, after: &PipelineRun, clock: &str, now
     for stage in stages::of(after) {
         let was = old.iter().find(|s| s.name() == stage.name()).map(key).unwrap_or((StagePhase::Pending, None));
         if key(&stage) != was {
-            out.push(format!("{clock} {}", stage_words(&stage, now)));
+            let at = stage.status.and_then(|s| s.completion_time).filter(|_| stage.phase().is_finished());
+            out.push(format!("{} {}", clock(at.unwrap_or(now)), stage_words(&stage, now)));
         }
     }
     if finished {
@@ -92,6 +103,10 @@ mod tests {
     use crate::stages::tests::{at, run_from};
     use serde_json::json;
 
+    fn hms(t: DateTime<Utc>) -> String {
+        t.format("%H:%M:%S").to_string()
+    }
+
     fn snapshot(phase: &str, stages: serde_json::Value, extra: serde_json::Value) -> PipelineRun {
         let mut status = json!({"phase": phase, "stages": stages, "startTime": "2026-12-02T07:00:00Z"});
         status.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -110,7 +125,7 @@ mod tests {
             json!({}),
         );
         assert_eq!(
-            lines(None, &now, "07:00:01", at(1)),
+            lines(None, &now, at(1), hms),
             ["07:00:01 run nightly Running", "07:00:01 build Running (attempt 1/3)"]
         );
     }
@@ -143,23 +158,23 @@ mod tests {
             json!({"completionTime": "2026-12-02T07:01:05Z"}),
         );
         assert_eq!(
-            lines(Some(&t1), &t2, "c", at(5)),
-            ["c build Waiting (attempt 1/3): attempt 1 failed, retrying: exited with code 1"]
+            lines(Some(&t1), &t2, at(5), hms),
+            ["07:00:05 build Waiting (attempt 1/3): attempt 1 failed, retrying: exited with code 1"]
         );
-        assert_eq!(lines(Some(&t2), &t3, "c", at(6)), ["c build Running (attempt 2/3)"]);
-        assert!(lines(Some(&t3), &t3, "c", at(7)).is_empty(), "no change, no line");
+        assert_eq!(lines(Some(&t2), &t3, at(6), hms), ["07:00:06 build Running (attempt 2/3)"]);
+        assert!(lines(Some(&t3), &t3, at(7), hms).is_empty(), "no change, no line");
         assert_eq!(
-            lines(Some(&t3), &t4, "c", at(70)),
+            lines(Some(&t3), &t4, at(70), hms),
             [
-                "c build Succeeded in 20s (attempt 2/3)",
-                "c test Succeeded in 45s (attempt 1/1); tests 3 passed, 0 failed, 1 skipped",
-                "c run nightly Succeeded in 1m5s",
+                "07:00:20 build Succeeded in 20s (attempt 2/3)",
+                "07:01:05 test Succeeded in 45s (attempt 1/1); tests 3 passed, 0 failed, 1 skipped",
+                "07:01:05 run nightly Succeeded in 1m5s",
             ]
         );
     }
 
     #[test]
-    fn a_failed_run_says_why() {
+    fn a_failed_run_says_why_and_when_each_part_ended() {
         let before = snapshot("Running", json!([]), json!({}));
         let after = snapshot(
             "Failed",
@@ -170,11 +185,11 @@ mod tests {
             json!({"completionTime": "2026-12-02T07:00:30Z", "message": "stage build failed: exited with code 1"}),
         );
         assert_eq!(
-            lines(Some(&before), &after, "c", at(40)),
+            lines(Some(&before), &after, at(40), hms),
             [
-                "c build Failed in 30s (attempt 3/3): exited with code 1",
-                "c test Cancelled: stage build failed",
-                "c run nightly Failed in 30s: stage build failed: exited with code 1",
+                "07:00:30 build Failed in 30s (attempt 3/3): exited with code 1",
+                "07:00:40 test Cancelled: stage build failed",
+                "07:00:30 run nightly Failed in 30s: stage build failed: exited with code 1",
             ]
         );
     }

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chrono::{Local, Utc};
+use chrono::{DateTime, Local, Utc};
 use clap::Args;
 use futures::StreamExt;
 use gantry::api::pipelinerun::{PipelineRun, RunPhase};
@@ -18,7 +18,7 @@ use kube::ResourceExt;
 
 use crate::cluster::Target;
 use crate::failure::{CliError, EXIT_RUN_FAILED};
-use crate::output::Style;
+use crate::output::{self, Style};
 use crate::{describe, progress, runs, transitions};
 
 #[derive(Args, Debug)]
@@ -99,9 +99,9 @@ impl Screen {
             self.last = Some(run);
             self.redraw();
         } else {
-            let clock = Local::now().format("%H:%M:%S").to_string();
-            for line in transitions::lines(self.last.as_ref(), &run, &clock, Utc::now()) {
-                println!("{line}");
+            let clock = |t: DateTime<Utc>| t.with_timezone(&Local).format("%H:%M:%S").to_string();
+            for line in transitions::lines(self.last.as_ref(), &run, Utc::now(), clock) {
+                output::emit(&format!("{line}\n"));
             }
             self.last = Some(run);
         }
@@ -113,9 +113,7 @@ impl Screen {
         let now = Utc::now();
         let screen = describe::run_screen(run, &self.style, now);
         let line = progress::line(run, self.previous, &self.style, now);
-        print!("\x1b[H\x1b[2J{screen}\n{line}\n");
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        output::emit(&format!("\x1b[H\x1b[2J{screen}\n{line}\n"));
     }
 }
 
