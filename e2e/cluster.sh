@@ -51,7 +51,7 @@ ensure_packages() {
     local missing=() pkg
     for pkg in etcd-server containerd runc containernetworking-plugins busybox-static golang-go \
         rsync jq iptables conntrack openssl dpkg-dev gcc libc6-dev curl iproute2 patch \
-        docker-registry skopeo debootstrap; do
+        docker-registry skopeo debootstrap graphviz; do
         # No `| grep -q` under pipefail: grep quitting early can SIGPIPE the writer.
         [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == *"ok installed"* ]] || missing+=("$pkg")
     done
