@@ -7,10 +7,17 @@
 //! attempt yet, a bad flag); 3 no cluster to talk to; 4 the API server
 //! refused or failed a request; 70 a bug (one line, no backtrace).
 
+mod attempts;
+mod cancel;
 mod cluster;
 mod failure;
 mod list;
+mod logs;
 mod output;
+mod pod_log;
+mod repro;
+mod rerun;
+mod resubmit;
 mod runs;
 mod time;
 
@@ -41,6 +48,16 @@ struct Cli {
 enum Command {
     /// Runs with phase, progress, current stage, duration and age; or `list builds`, `list kata`.
     List(list::ListArgs),
+    /// A stage's log (or every stage's, prefixed); `--attempt N`, `--failed`, `-f` to follow the run.
+    Logs(logs::LogsArgs),
+    /// Run a stage of a finished run again, with the stages that need it.
+    Rerun(rerun::RerunArgs),
+    /// Stop a run: it ends Cancelled.
+    Cancel(cancel::CancelArgs),
+    /// A new run with the same spec under a fresh name.
+    Resubmit(resubmit::ResubmitArgs),
+    /// Print a Job manifest that runs one attempt of a stage again exactly as it ran.
+    Repro(repro::ReproArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +77,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     let target = cluster::connect(&cli.target).await?;
     match cli.command {
         Command::List(args) => list::run(&target, args).await,
+        Command::Logs(args) => logs::run(&target, args).await,
+        Command::Rerun(args) => rerun::run(&target, args).await,
+        Command::Cancel(args) => cancel::run(&target, args).await,
+        Command::Resubmit(args) => resubmit::run(&target, args).await,
+        Command::Repro(args) => repro::run(&target, args).await,
     }
 }
