@@ -13,6 +13,7 @@ mod notify;
 mod operator;
 mod ownership;
 mod pipelinerun;
+mod plugin_actions;
 mod receiver;
 mod registry;
 mod samples;

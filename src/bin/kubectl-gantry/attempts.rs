@@ -145,6 +145,18 @@ pub fn started(run: &PipelineRun, only: Option<&str>) -> Vec<Attempt> {
     out
 }
 
+/// The attempts `run` records as cancelled: `(stage, number)`.
+pub fn cancelled(run: &PipelineRun) -> Vec<(String, u32)> {
+    let Some(status) = run.status.as_ref() else { return Vec::new() };
+    status
+        .stages
+        .iter()
+        .flat_map(|st| {
+            st.history.iter().filter(|h| h.phase == StagePhase::Cancelled).map(|h| (st.name.clone(), h.attempt))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +287,19 @@ mod tests {
         let all: Vec<String> = started(&run(), None).iter().map(Attempt::label).collect();
         assert_eq!(all, ["stage test attempt 1", "stage test attempt 2", "stage lint attempt 1"]);
         assert_eq!(started(&run(), Some("lint")).len(), 1);
+    }
+
+    #[test]
+    fn cancelled_attempts_are_read_from_the_history() {
+        let mut r = run();
+        assert!(cancelled(&r).is_empty());
+        let lint = &mut r.status.as_mut().unwrap().stages[2];
+        lint.history.push(AttemptStatus {
+            attempt: 1,
+            job_name: "nightly-lint-1-x".into(),
+            phase: StagePhase::Cancelled,
+            ..Default::default()
+        });
+        assert_eq!(cancelled(&r), [("lint".to_string(), 1)]);
     }
 }

@@ -3,7 +3,7 @@
 //! stages as they start until the run finishes, exiting 0 only if it
 //! Succeeded (like `tkn pr logs -f -E`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use futures::stream::{SelectAll, StreamExt};
+use futures::channel::oneshot;
+use futures::stream::{BoxStream, SelectAll, StreamExt};
 use gantry::api::pipelinerun::{PipelineRun, RunPhase};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
@@ -113,24 +114,8 @@ async fn follow(
     out: &mut Out,
 ) -> Result<ExitCode, CliError> {
     let name = run.name_any();
-    let run_over = Arc::new(AtomicBool::new(false));
-    // Earlier attempts of a stage already past them are not replayed.
-    let mut seen: BTreeSet<Attempt> = BTreeSet::new();
-    let current = attempts::of_every_stage(&run, Which::Current);
-    for attempt in attempts::started(&run, only) {
-        if current.iter().any(|c| c.stage == attempt.stage && c.number > attempt.number) {
-            seen.insert(attempt);
-        }
-    }
-    let mut streams = SelectAll::new();
-    let mut start_new = |run: &PipelineRun, streams: &mut SelectAll<_>| {
-        for attempt in attempts::started(run, only) {
-            if seen.insert(attempt.clone()) {
-                streams.push(logs.stream(attempt, true, run_over.clone()));
-            }
-        }
-    };
-    start_new(&run, &mut streams);
+    let mut follower = Follower::new(logs.clone(), only, &run);
+    follower.update(&run, out);
     let mut phase = finished_phase(&run);
 
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -139,7 +124,7 @@ async fn follow(
         tokio::select! {
             change = changes.next() => match change {
                 Some(Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r))) => {
-                    start_new(&r, &mut streams);
+                    follower.update(&r, out);
                     phase = finished_phase(&r);
                 }
                 Some(Ok(watcher::Event::Delete(_))) => {
@@ -150,7 +135,7 @@ async fn follow(
                 Some(Err(e)) => eprintln!("watching pipelinerun/{name}: {e}; watching again"),
                 None => return Err(CliError::internal(format!("the watch of pipelinerun/{name} ended"))),
             },
-            Some(event) = streams.next(), if !streams.is_empty() => {
+            Some(event) = follower.streams.next(), if !follower.streams.is_empty() => {
                 if out.show(&event?).is_err() {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -158,9 +143,9 @@ async fn follow(
         }
     }
     // Finished: what is still being read ends as its container exits.
-    run_over.store(true, Ordering::SeqCst);
+    follower.run_over.store(true, Ordering::SeqCst);
     let drained = tokio::time::timeout(DRAIN, async {
-        while let Some(event) = streams.next().await {
+        while let Some(event) = follower.streams.next().await {
             if out.show(&event?).is_err() {
                 break;
             }
@@ -175,6 +160,57 @@ async fn follow(
     let phase = phase.unwrap_or(RunPhase::Failed);
     eprintln!("pipelinerun/{name} {}", crate::output::word(Some(&phase)));
     Ok(if phase == RunPhase::Succeeded { ExitCode::SUCCESS } else { ExitCode::from(EXIT_RUN_FAILED) })
+}
+
+/// The attempts being followed: one log stream each, started when the
+/// status names the attempt's Job and stopped when the attempt is cancelled
+/// (its Job is being deleted; a pod that ignores SIGTERM would otherwise
+/// hold the stream for its whole grace period).
+struct Follower {
+    logs: Logs,
+    only: Option<String>,
+    run_over: Arc<AtomicBool>,
+    seen: BTreeSet<Attempt>,
+    stoppers: BTreeMap<(String, u32), oneshot::Sender<()>>,
+    streams: SelectAll<BoxStream<'static, Result<LogEvent, CliError>>>,
+}
+
+impl Follower {
+    /// Earlier attempts of a stage already past them are not replayed.
+    fn new(logs: Logs, only: Option<&str>, run: &PipelineRun) -> Self {
+        let current = attempts::of_every_stage(run, Which::Current);
+        let seen = attempts::started(run, only)
+            .into_iter()
+            .filter(|a| current.iter().any(|c| c.stage == a.stage && c.number > a.number))
+            .collect();
+        Self {
+            logs,
+            only: only.map(str::to_string),
+            run_over: Arc::new(AtomicBool::new(false)),
+            seen,
+            stoppers: BTreeMap::new(),
+            streams: SelectAll::new(),
+        }
+    }
+
+    /// Starts the attempts `run` names for the first time; stops those it says were cancelled.
+    fn update(&mut self, run: &PipelineRun, out: &mut Out) {
+        for attempt in attempts::started(run, self.only.as_deref()) {
+            if self.seen.insert(attempt.clone()) {
+                let (stop, stopped) = oneshot::channel();
+                self.stoppers.insert((attempt.stage.clone(), attempt.number), stop);
+                let stream = self.logs.stream(attempt, true, self.run_over.clone());
+                self.streams.push(stream.take_until(stopped).boxed());
+            }
+        }
+        for (stage, number) in attempts::cancelled(run) {
+            if let Some(stop) = self.stoppers.remove(&(stage.clone(), number)) {
+                let _ = stop.send(());
+                let text = format!("stage {stage} attempt {number}: cancelled; its Job is deleted, its log ends here");
+                let _ = out.show(&LogEvent::Notice(text));
+            }
+        }
+    }
 }
 
 fn finished_phase(run: &PipelineRun) -> Option<RunPhase> {

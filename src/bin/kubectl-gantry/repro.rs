@@ -94,11 +94,15 @@ pub fn reproduction(job: &Job) -> Job {
     let mut spec = job.spec.clone().unwrap_or_default();
     spec.selector = None;
     spec.manual_selector = None;
-    spec.template.metadata = spec.template.metadata.map(|meta| ObjectMeta {
-        labels: user_labels(meta.labels.as_ref()),
-        annotations: meta.annotations,
-        ..Default::default()
-    });
+    spec.template.metadata = spec
+        .template
+        .metadata
+        .map(|meta| ObjectMeta {
+            labels: user_labels(meta.labels.as_ref()),
+            annotations: meta.annotations.filter(|a| !a.is_empty()),
+            ..Default::default()
+        })
+        .filter(|meta| meta.labels.is_some() || meta.annotations.is_some());
     Job {
         metadata: ObjectMeta {
             name: Some(repro_name(&job.name_any())),
@@ -182,7 +186,7 @@ mod tests {
         let spec = &value["spec"];
         assert!(spec.get("selector").is_none());
         assert_eq!(spec["activeDeadlineSeconds"], 600);
-        assert!(spec["template"]["metadata"].get("labels").is_none(), "{}", spec["template"]["metadata"]);
+        assert!(spec["template"].get("metadata").is_none(), "{}", spec["template"]);
         let pod = &spec["template"]["spec"];
         assert_eq!(pod["serviceAccountName"], "builder");
         assert_eq!(pod["containers"][0]["env"][0]["value"], "3145.0.0");
