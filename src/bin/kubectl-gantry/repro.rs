@@ -119,16 +119,20 @@ pub fn reproduction(job: &Job) -> Job {
 fn user_labels(labels: Option<&BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
     let kept: BTreeMap<String, String> = labels?
         .iter()
-        .filter(|(k, v)| {
-            let controllers = ["controller-uid", "job-name"];
-            !k.starts_with("gantry.dev/")
-                && !controllers.contains(&k.as_str())
-                && !k.starts_with("batch.kubernetes.io/")
-                && !(k.as_str() == LABEL_MANAGED_BY && v.as_str() == "gantry")
-        })
+        .filter(|(k, v)| !is_gantrys_or_the_job_controllers(k, v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     (!kept.is_empty()).then_some(kept)
+}
+
+/// `gantry.dev/*` and `managed-by: gantry` (the operator lists its Jobs by
+/// them); `controller-uid`, `job-name`, `batch.kubernetes.io/*` (the Job
+/// controller sets them from the Job's uid, so a copy must not carry them).
+fn is_gantrys_or_the_job_controllers(key: &str, value: &str) -> bool {
+    key.starts_with("gantry.dev/")
+        || key.starts_with("batch.kubernetes.io/")
+        || ["controller-uid", "job-name"].contains(&key)
+        || (key == LABEL_MANAGED_BY && value == "gantry")
 }
 
 /// `<job>-repro`, the Job's name cut so the whole fits 63 characters.
