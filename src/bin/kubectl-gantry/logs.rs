@@ -93,6 +93,7 @@ pub async fn run(target: &Target, args: LogsArgs) -> Result<ExitCode, CliError> 
 /// The stage named for `-f` exists and runs a Job (it may not have started yet).
 fn check_followable(run: &PipelineRun, stage: &str) -> Result<(), CliError> {
     let Some(spec) = run.spec.stages.iter().find(|s| s.name == stage) else {
+        // Not in the spec: `runs::stage` says so, naming the stages there are.
         return runs::stage(run, stage).map(|_| ());
     };
     match attempts::waits_for(spec) {
