@@ -13,6 +13,7 @@ mod notify;
 mod operator;
 mod ownership;
 mod pipelinerun;
+mod plugin_actions;
 mod plugin_view;
 mod receiver;
 mod registry;

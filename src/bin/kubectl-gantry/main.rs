@@ -7,7 +7,9 @@
 //! attempt yet, a bad flag); 3 no cluster to talk to; 4 the API server
 //! refused or failed a request; 70 a bug (one line, no backtrace).
 
+mod attempts;
 mod build_view;
+mod cancel;
 mod cluster;
 mod describe;
 mod dot;
@@ -15,8 +17,13 @@ mod failure;
 mod graph;
 mod kata_view;
 mod list;
+mod logs;
 mod output;
+mod pod_log;
 mod progress;
+mod repro;
+mod rerun;
+mod resubmit;
 mod runs;
 mod stages;
 mod time;
@@ -59,6 +66,16 @@ enum Command {
     Watch(watch::WatchArgs),
     /// The stage DAG as Graphviz DOT, or as SVG drawn by Graphviz's `dot`.
     Graph(graph::GraphArgs),
+    /// A stage's log (or every stage's, prefixed); `--attempt N`, `--failed`, `-f` to follow the run.
+    Logs(logs::LogsArgs),
+    /// Run a stage of a finished run again, with the stages that need it.
+    Rerun(rerun::RerunArgs),
+    /// Stop a run: it ends Cancelled.
+    Cancel(cancel::CancelArgs),
+    /// A new run with the same spec under a fresh name.
+    Resubmit(resubmit::ResubmitArgs),
+    /// Print a Job manifest that runs one attempt of a stage again exactly as it ran.
+    Repro(repro::ReproArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,5 +98,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Describe(args) => describe::run(&target, args).await,
         Command::Watch(args) => watch::run(&target, args).await,
         Command::Graph(args) => graph::run(&target, args).await,
+        Command::Logs(args) => logs::run(&target, args).await,
+        Command::Rerun(args) => rerun::run(&target, args).await,
+        Command::Cancel(args) => cancel::run(&target, args).await,
+        Command::Resubmit(args) => resubmit::run(&target, args).await,
+        Command::Repro(args) => repro::run(&target, args).await,
     }
 }

@@ -56,6 +56,8 @@ impl Style {
         Self { color: !no_color && std::io::stdout().is_terminal() }
     }
 
+    /// No colour (tests compare plain text).
+    #[cfg(test)]
     pub fn plain() -> Self {
         Self { color: false }
     }

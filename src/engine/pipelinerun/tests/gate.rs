@@ -108,7 +108,7 @@ impl Queue {
     fn plan_all(&mut self, tick: u32, lose: &dyn Fn(u32, usize) -> bool) {
         let n = self.members.len();
         for k in 0..n {
-            let i = if tick % 2 == 0 { k } else { n - 1 - k };
+            let i = if tick.is_multiple_of(2) { k } else { n - 1 - k };
             if self.changes[i].cancel_at == Some(tick) {
                 self.members[i].spec.cancel = true;
             }
@@ -206,7 +206,8 @@ fn sequential(changes: &[Change], withdrawn: &BTreeSet<usize>, merge_stage: bool
     let mut merged: Vec<usize> = Vec::new();
     for (i, c) in changes.iter().enumerate().filter(|(i, _)| !withdrawn.contains(i)) {
         let conflict = c.conflicts_with.is_some_and(|x| merged.contains(&x));
-        if !c.broken && !conflict && !(merge_stage && c.merge_fails) {
+        let fails = c.broken || conflict || (merge_stage && c.merge_fails);
+        if !fails {
             merged.push(i);
         }
     }

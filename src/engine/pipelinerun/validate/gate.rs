@@ -33,7 +33,7 @@ pub(super) fn check_gate(spec: &PipelineRunSpec) -> Result<(), SpecError> {
         let needed_merge = stage.needs.iter().find(|n| spec.stages.iter().any(|s| s.merge && &s.name == *n));
         if let Some(merge) = needed_merge {
             return Err(SpecError::at(
-                &stage_field(stage, "needs"),
+                stage_field(stage, "needs"),
                 format!("\"{merge}\" is a merge stage: merge stages run last, only other merge stages may need them"),
             ));
         }
