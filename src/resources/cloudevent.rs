@@ -149,4 +149,27 @@ mod tests {
             "a rerun finishes again"
         );
     }
+
+    #[test]
+    fn the_final_event_carries_the_gating_verdict_and_no_other_does() {
+        let run: PipelineRun = serde_json::from_value(json!({
+            "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun",
+            "metadata": {"name": "pr-7", "namespace": "ci", "uid": "u7"},
+            "spec": {"stages": [{"name": "test"}, {"name": "lint", "gating": false}]},
+            "status": {"phase": "Failed", "verdict": {
+                "decision": "Fail",
+                "required": [{"stage": "test", "outcome": "Failed", "failedTests": ["boot"]}],
+                "informational": [{"stage": "lint", "outcome": "Succeeded"}]}}
+        }))
+        .unwrap();
+        let time = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        let note =
+            |reason: &str| PendingNotification { sequence: 3, reason: reason.into(), time, ..Default::default() };
+        let last = pipeline_event(&run, &note("RunFailed"));
+        assert_eq!(last["data"]["verdict"]["decision"], "Fail");
+        assert_eq!(last["data"]["verdict"]["required"][0]["failedTests"][0], "boot");
+        assert_eq!(last["data"]["verdict"]["informational"][0]["stage"], "lint");
+        assert!(pipeline_event(&run, &note("StageFailed"))["data"].get("verdict").is_none());
+        assert_eq!(pipeline_event(&run, &note("GateRejected"))["type"], "dev.gantry.gate.rejected");
+    }
 }
