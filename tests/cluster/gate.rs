@@ -282,8 +282,9 @@ fn cells(line: &str) -> Vec<&str> {
 
 /// What a user checks once the four-change queue (r2 broken, r3 in conflict
 /// with r2) is decided: 1, 3 and 4 merged in queue order, 2 rejected, the
-/// runs behind 2 retested without it, merge stages only for merged runs.
-async fn assert_queue_of_four_decided(bed: &GateBed) {
+/// runs behind 2 retested without it, merge stages only for merged runs,
+/// and the `events` (reason, run) published.
+async fn assert_queue_of_four_decided(bed: &GateBed, events: &[(&str, &str)]) {
     let mut done = BTreeMap::new();
     for i in 1..=4 {
         let name = format!("change-{i}");
@@ -331,7 +332,7 @@ async fn assert_queue_of_four_decided(bed: &GateBed) {
     let attempt = stage_attempt(&done[&4], "test");
     let job_name = stage_job(&bed.client, &bed.ns.name, "change-4", "test", attempt).await;
     let job = Api::<Job>::namespaced(bed.client.clone(), &bed.ns.name).get(&job_name).await.unwrap();
-    let ahead_env = job_env(&job, "GANTRY_GATE_AHEAD").expect("the test Job has GANTRY_GATE_AHEAD");
+    let ahead_env = job_env(&job, "GANTRY_GATE_AHEAD").unwrap_or_default();
     assert!(!ahead_env.split(' ').any(|r| r == "r2"), "GANTRY_GATE_AHEAD of the last try: {ahead_env:?}");
     assert_eq!(job_env(&job, "GANTRY_GATE_TRY"), Some(fourth.try_number.to_string()));
     let log = bed.log_of("change-4", "test", attempt).await;
@@ -344,15 +345,7 @@ async fn assert_queue_of_four_decided(bed: &GateBed) {
     let log = bed.log_of("change-3", "submit", stage_attempt(&done[&3], "submit")).await;
     assert_eq!(log.trim(), "submitted r3");
 
-    bed.events_appear(&[
-        ("GateMerged", "change-1"),
-        ("GateRejected", "change-2"),
-        ("GateReset", "change-3"),
-        ("GateMerged", "change-3"),
-        ("GateReset", "change-4"),
-        ("GateMerged", "change-4"),
-    ])
-    .await;
+    bed.events_appear(events).await;
     bed.jobs.assert_each_attempt_made_once();
 }
 
@@ -364,11 +357,20 @@ async fn a_queue_of_four_merges_around_a_broken_change_and_a_conflict() {
     // The first tries run at once, each change tested on the ones ahead of it.
     for (i, ahead) in [(1, ""), (2, "r1"), (3, "r1 r2"), (4, "r1 r2 r3")] {
         let job = bed.jobs.made_within(&format!("change-{i}"), "test", 1, Duration::from_secs(60)).await;
-        assert_eq!(job_env(&job, "GANTRY_GATE_AHEAD").as_deref(), Some(ahead), "change-{i}'s first try");
+        // The API server drops an empty env value: unset is "".
+        assert_eq!(job_env(&job, "GANTRY_GATE_AHEAD").unwrap_or_default(), ahead, "change-{i}'s first try");
         assert_eq!(job_env(&job, "GANTRY_GATE_TRY").as_deref(), Some("1"), "change-{i}'s first try");
     }
 
-    assert_queue_of_four_decided(&bed).await;
+    let events = [
+        ("GateMerged", "change-1"),
+        ("GateRejected", "change-2"),
+        ("GateReset", "change-3"),
+        ("GateMerged", "change-3"),
+        ("GateReset", "change-4"),
+        ("GateMerged", "change-4"),
+    ];
+    assert_queue_of_four_decided(&bed, &events).await;
 
     // What `kubectl get` shows: the Gate column.
     let table = kubectl(&["get", "gpr", "-n", &bed.ns.name]).await;
@@ -417,7 +419,11 @@ async fn an_operator_killed_mid_queue_decides_it_the_same_way_without_duplicate_
     .await;
     bed.crash_and_restart();
 
-    assert_queue_of_four_decided(&bed).await;
+    // Events are best effort: one being published as the operator is killed
+    // is lost (the CloudEvent outbox is what survives). The merges of 1, 3
+    // and 4 are published well before or after the kills.
+    let events = [("GateMerged", "change-1"), ("GateMerged", "change-3"), ("GateMerged", "change-4")];
+    assert_queue_of_four_decided(&bed, &events).await;
     bed.done().await;
 }
 
