@@ -4,6 +4,7 @@
 mod config;
 mod crds;
 mod faults;
+mod gate;
 mod imagebuild;
 mod jobs;
 mod katainstall;

@@ -168,7 +168,7 @@ async fn a_six_stage_flatcar_chain_runs_end_to_end_passing_outputs() {
     // What `kubectl get` shows: printer columns, the short name, the category.
     let table = kubectl(&["get", "gpr", "-n", &bed.ns.name]).await;
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "PHASE", "PROGRESS", "STAGE", "AGE"]);
+    assert_eq!(header, ["NAME", "PHASE", "PROGRESS", "STAGE", "GATE", "AGE"]);
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], [name.as_str(), "Succeeded", "6/6"]);
     let all = kubectl(&["get", "gantry", "-n", &bed.ns.name]).await;

@@ -38,6 +38,9 @@ fn expectations() -> BTreeMap<&'static str, Expected> {
                 ],
             ),
         ),
+        ("fuel-review-101", (RunPhase::Succeeded, "Merged", vec![("systest", Succeeded), ("submit", Succeeded)])),
+        ("fuel-review-102", (RunPhase::Failed, "Rejected", vec![("systest", Failed), ("submit", Cancelled)])),
+        ("fuel-review-103", (RunPhase::Succeeded, "Merged", vec![("systest", Succeeded), ("submit", Succeeded)])),
         ("kola-flaky", (RunPhase::Succeeded, "Succeeded", vec![("kola", Succeeded)])),
         (
             "kata-test-cluster",
@@ -138,6 +141,12 @@ async fn every_sample_runs_and_ends_as_documented() {
     let first = runs.get("main-build-1").await.unwrap().status.unwrap().completion_time.unwrap();
     let second = runs.get("main-build-2").await.unwrap().status.unwrap().start_time.unwrap();
     assert!(second >= first, "the queued run started only after the first finished");
+    let third = runs.get("fuel-review-103").await.unwrap().status.and_then(|s| s.gate).expect("status.gate");
+    assert!(third.try_number >= 2, "103 was tested again once 102 was rejected: {third:?}");
+    assert!(third.ahead.iter().all(|c| c.run != "fuel-review-102"), "103 merged without 102: {third:?}");
+    let first = runs.get("fuel-review-101").await.unwrap().status.unwrap().completion_time.unwrap();
+    let last = runs.get("fuel-review-103").await.unwrap().status.unwrap().completion_time.unwrap();
+    assert!(first < last, "merged in queue order");
     let job = stage_job(&client, &ns.name, "scripts-checkout", "check", 1).await;
     let (_, log) = job_pod_and_log(&client, &ns.name, &job).await;
     assert_eq!(log.trim(), "workspace has main-3145.0.0", "the second stage read the first one's file");

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use crate::cluster::Target;
 use crate::failure::CliError;
+use crate::gate_queue;
 use crate::output::{self, word, Format, Style};
 use crate::time;
 
@@ -32,6 +33,10 @@ pub struct ListArgs {
     /// Only objects created longer ago than this.
     #[arg(long, value_name = "DURATION")]
     older_than: Option<String>,
+    /// One `Gate` queue: the runs of this concurrency group in queue order,
+    /// with position, verdict, try and what each is tested on.
+    #[arg(long, value_name = "GROUP")]
+    gate: Option<String>,
     /// Print the objects as JSON or YAML instead of a table.
     #[arg(short = 'o', long, value_enum)]
     output: Option<Format>,
@@ -86,6 +91,9 @@ pub async fn run(target: &Target, args: ListArgs) -> Result<ExitCode, CliError> 
         None => ListParams::default(),
     };
     let style = Style::detect();
+    if let Some(group) = &args.gate {
+        return gate_queue(target, &args, group, &params, &filter, &style, now).await;
+    }
     let text = match args.what {
         What::Runs => {
             let runs = fetch::<PipelineRun>(target, &params, "pipelineruns").await?;
@@ -115,6 +123,37 @@ pub async fn run(target: &Target, args: ListArgs) -> Result<ExitCode, CliError> 
         }
     };
     print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `list --gate GROUP`: the queue, numbered before the filters drop any.
+async fn gate_queue(
+    target: &Target,
+    args: &ListArgs,
+    group: &str,
+    params: &ListParams,
+    filter: &Filter,
+    style: &Style,
+    now: DateTime<Utc>,
+) -> Result<ExitCode, CliError> {
+    if args.what != What::Runs {
+        return Err(CliError::bad_input("--gate lists runs: drop `builds` or `kata`"));
+    }
+    if target.all_namespaces {
+        return Err(CliError::bad_input("--gate: a queue is one namespace's; use -n instead of -A"));
+    }
+    let runs = fetch::<PipelineRun>(target, params, "pipelineruns").await?;
+    let mut queue = gate_queue::queue_of(runs, group);
+    queue.retain(|q| filter.keeps(&word(q.run.status.as_ref().and_then(|s| s.phase.as_ref())), created(&q.run)));
+    if let Some(format) = args.output {
+        let runs: Vec<&PipelineRun> = queue.iter().map(|q| &q.run).collect();
+        return printed(format, &runs);
+    }
+    if queue.is_empty() {
+        eprintln!("no Gate runs of group {group:?} in namespace {:?}", target.namespace);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", gate_queue::queue_table(&queue, style, now));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -258,6 +297,12 @@ mod tests {
         let older = Filter::from(&args(&["--older-than", "1h"]), now).unwrap();
         assert!(older.keeps("Succeeded", Some(at(-1))) && !older.keeps("Succeeded", Some(at(0))));
         assert!(Filter::from(&args(&[]), now).unwrap().keeps("-", None), "no flags keep everything");
+    }
+
+    #[test]
+    fn gate_takes_a_group() {
+        assert_eq!(args(&["--gate", "fuel-7.0"]).gate.as_deref(), Some("fuel-7.0"));
+        assert_eq!(args(&[]).gate, None);
     }
 
     #[test]

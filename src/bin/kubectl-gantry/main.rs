@@ -14,6 +14,7 @@ mod cluster;
 mod describe;
 mod dot;
 mod failure;
+mod gate_queue;
 mod graph;
 mod kata_view;
 mod list;
@@ -56,7 +57,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs with phase, progress, current stage, duration and age; or `list builds`, `list kata`.
+    /// Runs with phase, progress, current stage, duration and age; `list --gate GROUP`: a Gate queue
+    /// in order; or `list builds`, `list kata`.
     List(list::ListArgs),
     /// One screen about a run: its stages as a tree with phases, attempts, durations, outputs and
     /// tests; or `describe build NAME`, `describe kata NAME`.
