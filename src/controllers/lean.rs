@@ -12,15 +12,25 @@ use crate::engine::naming::LABEL_RUN;
 /// The prefix of the labels Gantry sets and reads.
 const GANTRY_LABELS: &str = "gantry.dev/";
 
-/// Drops server-side apply's bookkeeping, often the larger part of an object.
-pub fn without_managed_fields<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
+/// The annotation `kubectl apply` keeps a copy of the whole object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops server-side apply's bookkeeping, often the larger part of an
+/// object, and the copy of the object that client-side `kubectl apply`
+/// keeps in an annotation (as large as the spec again): neither is read by
+/// a reconcile.
+pub fn without_bookkeeping<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// A stage Job as the PipelineRun reconcile reads it: metadata (Gantry's
 /// labels, owner, creation) and status; the spec stays on the API server.
 pub fn lean_job(job: &mut Job) {
-    without_managed_fields(job);
+    without_bookkeeping(job);
     job.spec = None;
     if let Some(labels) = job.metadata.labels.as_mut() {
         labels.retain(|key, _| key.starts_with(GANTRY_LABELS));
@@ -32,7 +42,7 @@ pub fn lean_job(job: &mut Job) {
 /// condition and its containers' states (the termination message carries
 /// the stage's outputs).
 pub fn lean_pod(pod: &mut Pod) {
-    without_managed_fields(pod);
+    without_bookkeeping(pod);
     let meta = &mut pod.metadata;
     meta.annotations = None;
     meta.generate_name = None;

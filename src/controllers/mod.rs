@@ -181,8 +181,8 @@ fn narrowed(config: kube::runtime::watcher::Config, extra: Option<&str>) -> kube
 }
 
 /// A controller for `api` whose cache holds each object without its
-/// `managedFields`: server-side apply's bookkeeping, often the larger part
-/// of an object, and never read by a reconcile.
+/// `managedFields` and kubectl's last-applied copy: bookkeeping, often the
+/// larger part of an object, never read by a reconcile.
 pub fn lean_controller<K>(api: kube::Api<K>, config: kube::runtime::watcher::Config) -> kube::runtime::Controller<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -191,7 +191,7 @@ where
     let (reader, writer) = kube::runtime::reflector::store();
     let objects = kube::runtime::watcher(api, config)
         .default_backoff()
-        .modify(lean::without_managed_fields::<K>)
+        .modify(lean::without_bookkeeping::<K>)
         .reflect(writer)
         .applied_objects();
     kube::runtime::Controller::for_stream(objects, reader)
@@ -409,19 +409,22 @@ mod tests {
     }
 
     #[test]
-    fn cached_objects_leave_managed_fields_out_and_keep_the_rest() {
+    fn cached_objects_leave_bookkeeping_out_and_keep_the_rest() {
         let mut run: crate::api::PipelineRun = serde_json::from_value(serde_json::json!({
             "apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun",
-            "metadata": {"name": "nightly", "uid": "u1", "annotations": {"gantry.dev/rerun": "test"},
+            "metadata": {"name": "nightly", "uid": "u1",
+                         "annotations": {"gantry.dev/rerun": "test",
+                                         "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}"},
                          "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1",
                                             "fieldsV1": {"f:spec": {}}}]},
             "spec": {"stages": [{"name": "a"}]}
         }))
         .unwrap();
         let before = run.clone();
-        lean::without_managed_fields(&mut run);
+        lean::without_bookkeeping(&mut run);
         assert_eq!(run.metadata.managed_fields, None);
-        assert_eq!(run.metadata.annotations, before.metadata.annotations);
+        let annotations: Vec<&String> = run.metadata.annotations.iter().flatten().map(|(k, _)| k).collect();
+        assert_eq!(annotations, ["gantry.dev/rerun"], "Gantry's annotations stay, kubectl's copy goes");
         assert_eq!((run.metadata.uid, run.spec), (before.metadata.uid, before.spec));
     }
 
