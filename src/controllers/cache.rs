@@ -11,12 +11,16 @@
 //! It also says which events are news for the parent: a Job whose pod
 //! started changes nothing a planner reads, and need not wake its run.
 //!
+//! The children of a finished run are not kept at all ([`ChildCache::retire`]):
+//! a finished run reads nothing until a rerun, and at 2000 runs their Jobs
+//! and pods would be most of the operator's memory.
+//!
 //! Each child is kept as its JSON (after the controller's `lean` step):
 //! k8s-openapi's structs hold every optional field inline (a `Job` is
 //! 2.8 KB before its first label, a `Pod` 2.5 KB), where a lean stage Job's
 //! JSON is a few hundred bytes. A reconcile decodes its own few children.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use kube::runtime::watcher::Event;
@@ -53,12 +57,18 @@ struct Groups {
     group_of: HashMap<Key, Group>,
     /// The children of a relist in progress (between `Init` and `InitDone`).
     relisting: Option<Vec<(Key, String, Entry)>>,
+    /// Groups whose children are not kept: their parent has finished.
+    retired: HashSet<Group>,
 }
 
 impl Groups {
+    /// Keeps `entry`, unless its group is retired.
     fn insert(&mut self, key: Key, value: String, entry: Entry) {
         self.remove(&key);
         let group = (key.0.clone(), value);
+        if self.retired.contains(&group) {
+            return;
+        }
         self.by_group.entry(group.clone()).or_default().insert(key.1.clone(), entry);
         self.group_of.insert(key, group);
     }
@@ -126,6 +136,9 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
                 let before = groups.get(&key).map(|e| e.signature);
                 groups.remove(&key);
                 let Some((key, value, entry)) = entry else { return true };
+                if groups.retired.contains(&(key.0.clone(), value.clone())) {
+                    return false; // its parent has finished: nothing to tell it
+                }
                 let news = self.signature.is_none() || before != Some(entry.signature);
                 groups.insert(key, value, entry);
                 news
@@ -147,7 +160,7 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
             Event::InitDone => {
                 let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
                 let listed = groups.relisting.take().unwrap_or_default();
-                let mut fresh = Groups::default();
+                let mut fresh = Groups { retired: std::mem::take(&mut groups.retired), ..Default::default() };
                 for (key, value, entry) in listed {
                     fresh.insert(key, value, entry);
                 }
@@ -171,6 +184,33 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
     pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
         let groups = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         groups.get(&(namespace.to_string(), name.to_string())).and_then(decode)
+    }
+
+    /// Stops keeping the children of the group `value` in `namespace`, and
+    /// drops those kept: their parent has finished and reads nothing more.
+    pub fn retire(&self, namespace: &str, value: &str) {
+        let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let group = (namespace.to_string(), value.to_string());
+        if !groups.retired.insert(group.clone()) {
+            return;
+        }
+        for name in groups.by_group.remove(&group).into_iter().flat_map(|children| children.into_keys()) {
+            groups.group_of.remove(&(namespace.to_string(), name));
+        }
+    }
+
+    /// Keeps the group's children again, from their next event on: its
+    /// parent is rerun, or a new parent took the name.
+    pub fn unretire(&self, namespace: &str, value: &str) {
+        let group = (namespace.to_string(), value.to_string());
+        let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups.retired.remove(&group);
+    }
+
+    /// Forgets the retired groups `keep` says no (their parent is gone).
+    pub fn retain_retired(&self, keep: impl Fn(&str, &str) -> bool) {
+        let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups.retired.retain(|(namespace, value)| keep(namespace, value));
     }
 
     /// How many children are cached.
@@ -275,6 +315,31 @@ mod tests {
         assert!(cache.apply(&Event::Apply(j.clone())));
         assert!(cache.apply(&Event::Delete(j)), "a deleted child is news");
         assert!(ChildCache::<Job>::new("gantry.dev/run").apply(&Event::Apply(job("a", "j", Some("r")))));
+    }
+
+    #[test]
+    fn a_finished_parents_children_are_dropped_and_not_kept_again_until_it_is_rerun() {
+        let cache = ChildCache::<Job>::new("gantry.dev/run");
+        cache.apply(&Event::Apply(job("a", "done-build-1", Some("done"))));
+        cache.apply(&Event::Apply(job("a", "live-build-1", Some("live"))));
+        cache.apply(&Event::Apply(job("b", "done-build-1", Some("done"))));
+        cache.retire("a", "done");
+        assert!(cache.group("a", "done").is_empty() && cache.get("a", "done-build-1").is_none());
+        assert_eq!(cache.len(), 2, "another run's children, and a namespace's namesake, stay");
+        assert!(!cache.apply(&Event::Apply(job("a", "done-build-1", Some("done")))), "no news for a finished run");
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitApply(job("a", "done-build-1", Some("done"))));
+        cache.apply(&Event::InitApply(job("a", "live-build-1", Some("live"))));
+        cache.apply(&Event::InitDone);
+        assert!(cache.group("a", "done").is_empty(), "a relist does not bring them back");
+        assert_eq!(names(cache.group("a", "live")), ["live-build-1"]);
+        cache.unretire("a", "done");
+        assert!(cache.apply(&Event::Apply(job("a", "done-build-2", Some("done")))), "a rerun's new Job is news");
+        assert_eq!(names(cache.group("a", "done")), ["done-build-2"]);
+        cache.retire("a", "gone");
+        cache.retain_retired(|_, run| run != "gone");
+        cache.apply(&Event::Apply(job("a", "gone-build-1", Some("gone"))));
+        assert_eq!(names(cache.group("a", "gone")), ["gone-build-1"], "a new run of that name is kept");
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@ use super::lean::{lean_job, lean_pod};
 use super::{catch_panic, panic_note, publish, Context, Error, Shutdown};
 use crate::api::pipelinerun::{PipelineRunStatus, Stage};
 use crate::api::{ImageBuild, KataInstall, PipelineRun};
+use crate::engine::naming::run_label;
 use crate::engine::naming::LABEL_RUN;
 use crate::engine::note::Note;
 use crate::engine::pipelinerun::events;
@@ -164,6 +165,12 @@ async fn forget_deleted_runs(ctx: Arc<RunContext>) {
         });
         let uids: std::collections::HashSet<String> = cache.state().iter().filter_map(|run| run.uid()).collect();
         ctx.children.expectations.retain_owners(|uid| uids.contains(uid));
+        // Retired groups are keyed by the run label (a long name's is hashed).
+        let labels: std::collections::HashSet<(String, String)> =
+            cache.state().iter().map(|run| (run.namespace().unwrap_or_default(), run_label(&run.name_any()))).collect();
+        let exists = |ns: &str, label: &str| labels.contains(&(ns.to_string(), label.to_string()));
+        ctx.children.jobs.retain_retired(exists);
+        ctx.children.pods.retain_retired(exists);
         ctx.written.retain(|uid| uids.contains(uid));
     }
 }
@@ -196,6 +203,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     let (client, settings) = (&ctx.base.client, ctx.base.config.settings_for(&ns));
     let status = run.status.clone().unwrap_or_default();
     let view = observe::view(&run, &name, &uid, &status, &settings);
+    ctx.children.keep_children(&ns, &name, needs_observation(&view));
     let mut observed = match needs_observation(&view) {
         true => match observe::observe(client, &ns, &run, &view, &ctx.runs, &ctx.children).await? {
             Some(observed) => observed,

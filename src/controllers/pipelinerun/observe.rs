@@ -72,6 +72,21 @@ pub struct Children {
     pub expectations: Expectations,
 }
 
+impl Children {
+    /// Whether the caches keep the run's Jobs and pods: not while it is
+    /// finished and not asked to rerun (it reads none of them then).
+    pub fn keep_children(&self, namespace: &str, run: &str, keep: bool) {
+        let label = run_label(run);
+        if keep {
+            self.jobs.unretire(namespace, &label);
+            self.pods.unretire(namespace, &label);
+        } else {
+            self.jobs.retire(namespace, &label);
+            self.pods.retire(namespace, &label);
+        }
+    }
+}
+
 /// Everything the planner needs from the cluster for `view`'s run, or
 /// `None` while the caches have not caught up with the operator's own
 /// writes (a Job it created that the cache does not show yet, a Job that
