@@ -77,6 +77,13 @@ pub struct PipelineRunSpec {
     pub notify: Vec<NotifyTarget>,
 }
 
+impl PipelineRunSpec {
+    /// The run's concurrency settings when it is in a `Gate` queue.
+    pub fn gate(&self) -> Option<&Concurrency> {
+        self.concurrency.as_ref().filter(|c| c.policy == ConcurrencyPolicy::Gate)
+    }
+}
+
 /// A named value for the run.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct Param {

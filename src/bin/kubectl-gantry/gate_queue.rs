@@ -3,7 +3,7 @@
 //! its try is tested on. Pure: `list` fetches the runs.
 
 use chrono::{DateTime, Utc};
-use gantry::api::pipelinerun::{ConcurrencyPolicy, PipelineRun, RunPhase};
+use gantry::api::pipelinerun::{PipelineRun, RunPhase};
 use gantry::engine::conditions::from_k8s_time;
 use gantry::engine::pipelinerun::gate::{ahead_value, Standing};
 use gantry::engine::pipelinerun::view::standing;
@@ -20,12 +20,8 @@ pub struct Queued {
 
 /// The runs of `group` with policy `Gate`, in queue order, numbered.
 pub fn queue_of(runs: Vec<PipelineRun>, group: &str) -> Vec<Queued> {
-    let mut members: Vec<PipelineRun> = runs
-        .into_iter()
-        .filter(|run| {
-            run.spec.concurrency.as_ref().is_some_and(|c| c.group == group && c.policy == ConcurrencyPolicy::Gate)
-        })
-        .collect();
+    let mut members: Vec<PipelineRun> =
+        runs.into_iter().filter(|run| run.spec.gate().is_some_and(|c| c.group == group)).collect();
     members.sort_by_key(|run| (created(run), run.name_any()));
     members.into_iter().enumerate().map(|(i, run)| Queued { place: i + 1, run }).collect()
 }

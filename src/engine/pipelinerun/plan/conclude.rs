@@ -24,7 +24,7 @@ impl Planner<'_> {
             self.status.stages.iter().filter(|s| s.phase == StagePhase::Running).map(|s| s.name.as_str()).collect();
         self.status.current_stage = (!running.is_empty()).then(|| running.join(","));
 
-        let gated = self.status.gate.as_ref().filter(|_| self.is_gated() && stop.is_none());
+        let gated = self.status.gate.as_ref().filter(|_| self.spec.gate().is_some() && stop.is_none());
         if let Some(gate) = gated {
             let message = gate.reason.clone().unwrap_or_default();
             let started = self.status.stages.iter().any(|s| s.attempt > 0);

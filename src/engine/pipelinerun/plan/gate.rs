@@ -7,7 +7,7 @@
 //! not run.
 
 use super::{is_gating, Action, Planner, QUEUE_POLL};
-use crate::api::pipelinerun::{ConcurrencyPolicy, GateStatus, GateVerdict, StagePhase, StageStatus};
+use crate::api::pipelinerun::{GateChange, GateStatus, GateVerdict, StagePhase};
 use crate::engine::conditions::MAX_MESSAGE_BYTES;
 use crate::engine::job::JobState;
 use crate::engine::note::Note;
@@ -28,14 +28,9 @@ pub(super) struct GateControl {
 }
 
 impl Planner<'_> {
-    /// Whether this run is gated.
-    pub(super) fn is_gated(&self) -> bool {
-        self.spec.concurrency.as_ref().is_some_and(|c| c.policy == ConcurrencyPolicy::Gate)
-    }
-
     /// Decides this run's standing in its queue and carries it out.
     pub(super) fn apply_gate(&mut self) -> GateControl {
-        let Some(concurrency) = self.spec.concurrency.as_ref().filter(|c| c.policy == ConcurrencyPolicy::Gate) else {
+        let Some(concurrency) = self.spec.gate() else {
             return GateControl::default();
         };
         self.stop_stale_attempts();
@@ -47,7 +42,7 @@ impl Planner<'_> {
         gate.position = decision.position;
         gate.window = decision.window;
         let mut control = GateControl::default();
-        let ahead_text = if decision.ahead.is_empty() { "the base".to_string() } else { ahead_value(&decision.ahead) };
+        let ahead_text = tested_on(&decision.ahead);
         let reason = match &decision.step {
             Step::Wait { reset } => {
                 if *reset {
@@ -64,7 +59,7 @@ impl Planner<'_> {
                 gate.ahead = decision.ahead.clone();
                 format!("try {} on {ahead_text}", gate.try_number)
             }
-            Step::Test => format!("try {} on {}", gate.try_number, tested_on(&gate)),
+            Step::Test => format!("try {} on {}", gate.try_number, tested_on(&gate.ahead)),
             Step::FailedWaiting => format!(
                 "try {} failed; waiting for the {} runs ahead to be decided",
                 gate.try_number, decision.position
@@ -76,7 +71,7 @@ impl Planner<'_> {
                 control.merge = true;
                 format!("try {} passed at the head of the queue: merging", gate.try_number)
             }
-            Step::Merged => format!("merged: try {} passed on {}", gate.try_number, tested_on(&gate)),
+            Step::Merged => format!("merged: try {} passed on {}", gate.try_number, tested_on(&gate.ahead)),
             Step::Rejected(why) => {
                 self.cancel_merge_stages("not merged: the run was rejected");
                 format!("rejected: try {} {why}", gate.try_number)
@@ -160,16 +155,7 @@ impl Planner<'_> {
             // Past every attempt with a Job, recorded or not (a lost status
             // write): the new try never reuses an attempt's Job name.
             let latest = self.observed.latest_attempt(&self.status.stages[i].name).unwrap_or(0);
-            let entry = &mut self.status.stages[i];
-            let attempt = entry.attempt.max(latest);
-            *entry = StageStatus {
-                name: entry.name.clone(),
-                attempt,
-                first_attempt: attempt.saturating_add(1),
-                history: std::mem::take(&mut entry.history),
-                message: Some(truncate(&message, MAX_MESSAGE_BYTES)),
-                ..Default::default()
-            };
+            self.new_try(i, latest, &message);
         }
         self.status.completion_time = None;
     }
@@ -185,10 +171,10 @@ impl Planner<'_> {
 }
 
 /// What a try is tested on, for messages.
-fn tested_on(gate: &GateStatus) -> String {
-    if gate.ahead.is_empty() {
+fn tested_on(ahead: &[GateChange]) -> String {
+    if ahead.is_empty() {
         "the base".into()
     } else {
-        ahead_value(&gate.ahead)
+        ahead_value(ahead)
     }
 }

@@ -24,6 +24,22 @@ impl Planner<'_> {
             .collect();
     }
 
+    /// Sets stage `i` back to Pending for a new try (a rerun, a gate reset):
+    /// its attempts go on counting past the recorded one and `seen_attempt`,
+    /// and its history keeps the earlier tries.
+    pub(super) fn new_try(&mut self, i: usize, seen_attempt: u32, message: &str) {
+        let entry = &mut self.status.stages[i];
+        let attempt = entry.attempt.max(seen_attempt);
+        *entry = StageStatus {
+            name: entry.name.clone(),
+            attempt,
+            first_attempt: attempt.saturating_add(1),
+            history: std::mem::take(&mut entry.history),
+            message: Some(truncate(message, MAX_MESSAGE_BYTES)),
+            ..Default::default()
+        };
+    }
+
     /// Records stage `i`'s current attempt as ended in `phase`.
     pub(super) fn record_attempt(
         &mut self,

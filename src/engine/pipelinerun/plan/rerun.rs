@@ -5,7 +5,7 @@
 //! cleared (once the status recording it is written).
 
 use super::{Action, Planner};
-use crate::api::pipelinerun::{RunPhase, StageStatus};
+use crate::api::pipelinerun::RunPhase;
 use crate::engine::note::Note;
 use crate::engine::pipelinerun::dag::Graph;
 use crate::engine::pipelinerun::events;
@@ -44,15 +44,7 @@ impl Planner<'_> {
         let names: Vec<&str> = reset.iter().map(|&i| self.spec.stages[i].name.as_str()).collect();
         self.notes.push(Note::normal(events::RERUN, format!("rerunning {}", names.join(", "))));
         for i in reset {
-            let entry = &mut self.status.stages[i];
-            *entry = StageStatus {
-                name: entry.name.clone(),
-                attempt: entry.attempt,
-                first_attempt: entry.attempt.saturating_add(1),
-                history: std::mem::take(&mut entry.history),
-                message: Some("rerun requested".into()),
-                ..Default::default()
-            };
+            self.new_try(i, 0, "rerun requested");
         }
         self.status.phase = Some(RunPhase::Running);
         self.status.completion_time = None;

@@ -2,13 +2,13 @@
 //! plain Job stages, not finally, needed by no other stage: they run last).
 
 use super::stage_field;
-use crate::api::pipelinerun::{ConcurrencyPolicy, PipelineRunSpec};
+use crate::api::pipelinerun::PipelineRunSpec;
 use crate::engine::pipelinerun::gate::MAX_WINDOW;
 use crate::engine::pipelinerun::stage_kind::{stage_kind, StageKind};
 use crate::engine::spec_error::SpecError;
 
 pub(super) fn check_gate(spec: &PipelineRunSpec) -> Result<(), SpecError> {
-    let gated = spec.concurrency.as_ref().is_some_and(|c| c.policy == ConcurrencyPolicy::Gate);
+    let gated = spec.gate().is_some();
     if let Some(window) = spec.concurrency.as_ref().and_then(|c| c.window) {
         if !gated {
             return Err(SpecError::at("spec.concurrency.window", "only for policy Gate"));

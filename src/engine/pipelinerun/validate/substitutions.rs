@@ -47,7 +47,7 @@ pub(super) fn check_references(spec: &PipelineRunSpec, graph: &Graph) -> Result<
                         return Err(SpecError::at(&field, format!("{reference}: no param \"{p}\" in spec.params")));
                     }
                     Reference::Param(_) => {}
-                    Reference::GateAhead if !is_gated(spec) => {
+                    Reference::GateAhead if spec.gate().is_none() => {
                         return Err(SpecError::at(&field, format!("{reference}: only for concurrency.policy Gate")));
                     }
                     Reference::GateAhead => {}
@@ -82,9 +82,4 @@ pub(super) fn check_references(spec: &PipelineRunSpec, graph: &Graph) -> Result<
         }
     }
     Ok(())
-}
-
-/// Whether the run is in a `Gate` queue.
-fn is_gated(spec: &PipelineRunSpec) -> bool {
-    spec.concurrency.as_ref().is_some_and(|c| c.policy == crate::api::pipelinerun::ConcurrencyPolicy::Gate)
 }
