@@ -13,7 +13,10 @@
 //!
 //! The children of a finished run are not kept at all ([`ChildCache::retire`]):
 //! a finished run reads nothing until a rerun, and at 2000 runs their Jobs
-//! and pods would be most of the operator's memory.
+//! and pods would be most of the operator's memory. Nor are the children a
+//! running parent is done with ([`ChildCache::forget`]: a stage's Job and
+//! pods once its status records it finished), unless it asks for them back
+//! ([`ChildCache::recall`]).
 //!
 //! Each child is kept as its JSON (after the controller's `lean` step):
 //! k8s-openapi's structs hold every optional field inline (a `Job` is
@@ -36,10 +39,12 @@ type Group = (String, String);
 /// A child's identity: namespace and name.
 type Key = (String, String);
 
-/// A cached child: its JSON, and the signature of what its parent reads.
+/// A cached child: its JSON, the signature of what its parent reads, and
+/// the name of its controller (a pod's Job).
 struct Entry {
     json: Box<[u8]>,
     signature: u64,
+    owner: Option<Box<str>>,
 }
 
 /// Children of kind `K`, grouped by the value of one label.
@@ -59,18 +64,30 @@ struct Groups {
     relisting: Option<Vec<(Key, String, Entry)>>,
     /// Groups whose children are not kept: their parent has finished.
     retired: HashSet<Group>,
+    /// Children not kept, by group: by their own name or their controller's
+    /// (a forgotten Job's pods are forgotten with it).
+    forgotten: HashMap<Group, HashSet<String>>,
 }
 
 impl Groups {
-    /// Keeps `entry`, unless its group is retired.
+    /// Keeps `entry`, unless its group is retired or it is forgotten.
     fn insert(&mut self, key: Key, value: String, entry: Entry) {
         self.remove(&key);
         let group = (key.0.clone(), value);
-        if self.retired.contains(&group) {
+        if self.is_dropped(&group, &key.1, entry.owner.as_deref()) {
             return;
         }
         self.by_group.entry(group.clone()).or_default().insert(key.1.clone(), entry);
         self.group_of.insert(key, group);
+    }
+
+    /// Whether the child `name` of `group`, controlled by `owner`, is not kept.
+    fn is_dropped(&self, group: &Group, name: &str, owner: Option<&str>) -> bool {
+        self.retired.contains(group)
+            || self
+                .forgotten
+                .get(group)
+                .is_some_and(|names| names.contains(name) || owner.is_some_and(|owner| names.contains(owner)))
     }
 
     fn get(&self, key: &Key) -> Option<&Entry> {
@@ -122,7 +139,9 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
             }
         };
         let signature = self.signature.map_or(0, |signature| signature(object));
-        Some((key_of(object), value, Entry { json, signature }))
+        let owner =
+            object.owner_references().iter().find(|o| o.controller == Some(true)).map(|o| o.name.as_str().into());
+        Some((key_of(object), value, Entry { json, signature, owner }))
     }
 
     /// Folds one watch event into the cache; returns whether it is news for
@@ -136,8 +155,8 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
                 let before = groups.get(&key).map(|e| e.signature);
                 groups.remove(&key);
                 let Some((key, value, entry)) = entry else { return true };
-                if groups.retired.contains(&(key.0.clone(), value.clone())) {
-                    return false; // its parent has finished: nothing to tell it
+                if groups.is_dropped(&(key.0.clone(), value.clone()), &key.1, entry.owner.as_deref()) {
+                    return false; // its parent has finished, or is done with it: nothing to tell it
                 }
                 let news = self.signature.is_none() || before != Some(entry.signature);
                 groups.insert(key, value, entry);
@@ -160,7 +179,11 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
             Event::InitDone => {
                 let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
                 let listed = groups.relisting.take().unwrap_or_default();
-                let mut fresh = Groups { retired: std::mem::take(&mut groups.retired), ..Default::default() };
+                let mut fresh = Groups {
+                    retired: std::mem::take(&mut groups.retired),
+                    forgotten: std::mem::take(&mut groups.forgotten),
+                    ..Default::default()
+                };
                 for (key, value, entry) in listed {
                     fresh.insert(key, value, entry);
                 }
@@ -191,6 +214,7 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
     pub fn retire(&self, namespace: &str, value: &str) {
         let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let group = (namespace.to_string(), value.to_string());
+        groups.forgotten.remove(&group); // all of them are dropped now
         if !groups.retired.insert(group.clone()) {
             return;
         }
@@ -207,10 +231,56 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
         groups.retired.remove(&group);
     }
 
-    /// Forgets the retired groups `keep` says no (their parent is gone).
-    pub fn retain_retired(&self, keep: impl Fn(&str, &str) -> bool) {
+    /// Forgets the retired groups, and the forgotten children of the
+    /// groups, that `keep` says no to (their parent is gone).
+    pub fn retain_groups(&self, keep: impl Fn(&str, &str) -> bool) {
         let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         groups.retired.retain(|(namespace, value)| keep(namespace, value));
+        groups.forgotten.retain(|(namespace, value), _| keep(namespace, value));
+    }
+
+    /// Stops keeping the children `names` of the group `value` in
+    /// `namespace`, and the children they control (a Job's pods): their
+    /// parent is done with them. Their later events are no news.
+    pub fn forget(&self, namespace: &str, value: &str, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        let mut groups = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let group = (namespace.to_string(), value.to_string());
+        if groups.retired.contains(&group) {
+            return;
+        }
+        groups.forgotten.entry(group.clone()).or_default().extend(names.iter().cloned());
+        let dropped: Vec<String> = groups.by_group.get(&group).map_or_else(Vec::new, |children| {
+            children
+                .iter()
+                .filter(|(name, entry)| groups.is_dropped(&group, name, entry.owner.as_deref()))
+                .map(|(name, _)| name.clone())
+                .collect()
+        });
+        for name in dropped {
+            groups.remove(&(namespace.to_string(), name));
+        }
+    }
+
+    /// Whether the child `name` of the group `value` in `namespace` was
+    /// forgotten.
+    pub fn is_forgotten(&self, namespace: &str, value: &str, name: &str) -> bool {
+        let groups = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let group = (namespace.to_string(), value.to_string());
+        groups.forgotten.get(&group).is_some_and(|names| names.contains(name))
+    }
+
+    /// Keeps the forgotten children of the group `value` in `namespace`
+    /// again, starting with `children` (read from the API server: a watch
+    /// event may never come for them).
+    pub fn recall(&self, namespace: &str, value: &str, children: Vec<K>) {
+        let group = (namespace.to_string(), value.to_string());
+        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner()).forgotten.remove(&group);
+        for child in children {
+            self.apply(&Event::Apply(child));
+        }
     }
 
     /// How many children are cached.
@@ -337,9 +407,59 @@ mod tests {
         assert!(cache.apply(&Event::Apply(job("a", "done-build-2", Some("done")))), "a rerun's new Job is news");
         assert_eq!(names(cache.group("a", "done")), ["done-build-2"]);
         cache.retire("a", "gone");
-        cache.retain_retired(|_, run| run != "gone");
+        cache.retain_groups(|_, run| run != "gone");
         cache.apply(&Event::Apply(job("a", "gone-build-1", Some("gone"))));
         assert_eq!(names(cache.group("a", "gone")), ["gone-build-1"], "a new run of that name is kept");
+    }
+
+    fn pod(ns: &str, name: &str, run: &str, job: &str) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns, "labels": {"gantry.dev/run": run},
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": "u",
+                                              "controller": true}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn children_a_parent_is_done_with_are_dropped_with_their_pods_until_recalled() {
+        let jobs = ChildCache::<Job>::new("gantry.dev/run");
+        let pods = ChildCache::<k8s_openapi::api::core::v1::Pod>::new("gantry.dev/run");
+        for name in ["r-a-1", "r-b-1"] {
+            jobs.apply(&Event::Apply(job("ns", name, Some("r"))));
+            pods.apply(&Event::Apply(pod("ns", &format!("{name}-x1"), "r", name)));
+        }
+        jobs.apply(&Event::Apply(job("other", "r-a-1", Some("r"))));
+        let done = ["r-a-1".to_string()];
+        jobs.forget("ns", "r", &done);
+        pods.forget("ns", "r", &done);
+        assert_eq!(names(jobs.group("ns", "r")), ["r-b-1"]);
+        assert_eq!(pods.group("ns", "r").len(), 1, "the forgotten Job's pod went with it");
+        assert!(pods.get("ns", "r-b-1-x1").is_some());
+        assert!(jobs.get("other", "r-a-1").is_some(), "the same name in another namespace stays");
+        assert!(jobs.is_forgotten("ns", "r", "r-a-1") && !jobs.is_forgotten("ns", "r", "r-b-1"));
+
+        assert!(!jobs.apply(&Event::Apply(job("ns", "r-a-1", Some("r")))), "a forgotten child's update is no news");
+        assert!(!pods.apply(&Event::Apply(pod("ns", "r-a-1-x2", "r", "r-a-1"))), "nor a new pod of it");
+        jobs.apply(&Event::Init);
+        jobs.apply(&Event::InitApply(job("ns", "r-a-1", Some("r"))));
+        jobs.apply(&Event::InitApply(job("ns", "r-b-1", Some("r"))));
+        jobs.apply(&Event::InitDone);
+        assert_eq!(names(jobs.group("ns", "r")), ["r-b-1"], "a relist does not bring it back");
+
+        jobs.recall("ns", "r", vec![job("ns", "r-a-1", Some("r"))]);
+        assert_eq!(names(jobs.group("ns", "r")), ["r-a-1", "r-b-1"], "recalled with what was read");
+        assert!(!jobs.is_forgotten("ns", "r", "r-a-1"));
+        pods.recall("ns", "r", vec![]);
+        assert!(pods.apply(&Event::Apply(pod("ns", "r-a-1-x2", "r", "r-a-1"))), "kept again from its next event");
+
+        jobs.forget("ns", "r", &done);
+        jobs.retire("ns", "r");
+        jobs.unretire("ns", "r");
+        assert!(!jobs.is_forgotten("ns", "r", "r-a-1"), "retiring drops everything, so forgetting ends");
+        jobs.forget("ns", "gone", &done);
+        jobs.retain_groups(|_, run| run != "gone");
+        assert!(!jobs.is_forgotten("ns", "gone", "r-a-1"), "a deleted parent's forgotten children are let go");
     }
 
     #[tokio::test]

@@ -300,6 +300,11 @@ async fn a_deleted_job_or_pod_is_a_failed_attempt_retried_and_a_stale_status_is_
 
     bed.all_succeed_with_one_job_per_attempt(&names, 3, 300).await;
     bed.every_success_notified(&names, 3).await;
+    // The operator had let go of the finished first stage's Job: it read it
+    // again rather than take it for lost, so that stage did not run twice.
+    let repaired = bed.get("stale-status").await.status.unwrap();
+    let first = &repaired.stages[0];
+    assert_eq!((first.attempt, first.phase), (1, StagePhase::Succeeded), "not run again: {first:#?}");
     let deleted = bed.get("job-deleted").await.status.unwrap();
     let history = &deleted.stages[0].history;
     assert!(history.iter().any(|a| a.phase == StagePhase::Failed), "the deleted Job is a failed attempt: {history:#?}");

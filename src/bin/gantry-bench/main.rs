@@ -12,11 +12,13 @@
 mod baseline;
 mod cluster;
 mod completer;
+mod cpu;
 mod gantry_phase;
 mod metrics;
 #[cfg(feature = "bench")]
 mod plot;
 mod report;
+mod request_cost;
 mod tracker;
 mod watch;
 mod workload;
@@ -52,9 +54,13 @@ struct Cli {
     /// Seconds a phase may take before it is reported unfinished.
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
-    /// Which phases to run, in order.
-    #[arg(long, value_delimiter = ',', default_value = "baseline,gantry")]
+    /// Which phases to run, in order: `baseline`, `gantry`, and `requests`
+    /// (what one status write or Event costs the cluster in CPU).
+    #[arg(long, value_delimiter = ',', default_value = "baseline,gantry,requests")]
     phases: Vec<String>,
+    /// Requests of each kind the `requests` phase sends.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
     /// The stages' image (never run).
     #[arg(long, default_value = "local/busybox:1")]
     image: String,
@@ -83,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     let tally = Arc::new(Tally::default());
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
 
-    let (mut baseline, mut gantry_phase) = (None, None);
+    let (mut baseline, mut gantry_phase, mut request_costs) = (None, None, None);
     for (i, phase) in cli.phases.iter().enumerate() {
         let namespace = format!("bench-{phase}-{stamp}");
         println!("bench: {phase}: {} runs x {} stages in namespace {namespace}", workload.runs, workload.stages);
@@ -105,8 +111,14 @@ async fn main() -> anyhow::Result<()> {
                 gantry_phase = Some(phase);
                 true
             }
+            "requests" => {
+                let costs = request_cost::measure(&client, &namespace, &workload, cli.requests.max(1)).await?;
+                println!("bench: requests: {}", report::cost_line(&costs));
+                request_costs = Some(costs);
+                true
+            }
             other => {
-                eprintln!("bench: unknown phase {other} (baseline, gantry)");
+                eprintln!("bench: unknown phase {other} (baseline, gantry, requests)");
                 false
             }
         };
@@ -116,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         cluster::delete_namespace(&client, &namespace, measured && next).await?;
     }
 
-    let report = Report::new(baseline, gantry_phase);
+    let report = Report { request_costs, ..Report::new(baseline, gantry_phase) };
     let json = cli.out.join("bench.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("write {}", json.display()))?;
@@ -142,7 +154,9 @@ async fn measure(
 ) -> anyhow::Result<Phase> {
     let before = cluster::request_totals(client).await?;
     tally.take();
-    let outcome = phase.await?;
+    let cpu_before = cpu::cpu_seconds();
+    let mut outcome = phase.await?;
+    outcome.cpu_seconds = cpu::spent(&cpu_before, &cpu::cpu_seconds());
     let bench = tally.take();
     let after = cluster::request_totals(client).await?;
     let measured = Phase::new(name, workload, outcome, &metrics::diff(&before, &after), &bench);

@@ -3,9 +3,12 @@
 //! peak RSS, runs that succeeded and duplicate Jobs; Gantry's ratio to the
 //! baseline; as JSON and as a short text summary.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::metrics::{per, subtract, sum_verbs, Counts, WRITE_VERBS};
+use crate::request_cost::RequestCost;
 use crate::tracker::{completed, duplicate_jobs, handoff_latencies_ms};
 use crate::workload::{Outcome, Workload};
 
@@ -70,6 +73,9 @@ pub struct Phase {
     /// (`gantry_api_requests_total`; Gantry phase only).
     pub operator_requests_per_transition: Option<Counts>,
     pub operator_writes_per_transition: Option<f64>,
+    /// CPU milliseconds per transition by component (API server, etcd, Job
+    /// controller, operator, bench), from `/proc`: where the work went.
+    pub cpu_ms_per_transition: BTreeMap<String, f64>,
     /// When each chain finished (seconds since the phase started), for the plot.
     pub finished_at: Vec<f64>,
     /// Every hand-off latency (ms), for the plot.
@@ -109,6 +115,11 @@ impl Phase {
                 }
             }),
             operator_requests_per_transition: outcome.operator_requests.as_ref().map(|c| per(c, t)),
+            cpu_ms_per_transition: outcome
+                .cpu_seconds
+                .iter()
+                .map(|(name, s)| (name.clone(), if t > 0.0 { s * 1000.0 / t } else { 0.0 }))
+                .collect(),
             finished_at: outcome.finished,
             latencies_ms,
         }
@@ -132,6 +143,9 @@ pub struct Report {
     /// the baseline phase (the Job controller's share, the same per Job).
     pub gantry_requests_per_transition: Option<Counts>,
     pub gantry_writes_per_transition: Option<f64>,
+    /// What one request of each kind costs the cluster in CPU (the
+    /// `requests` phase), by the apiserver's name for it.
+    pub request_costs: Option<BTreeMap<String, RequestCost>>,
 }
 
 impl Report {
@@ -154,6 +168,7 @@ impl Report {
             throughput_ratio: ratio,
             gantry_requests_per_transition: own,
             gantry_writes_per_transition: writes,
+            request_costs: None,
         }
     }
 
@@ -173,8 +188,17 @@ impl Report {
             );
             out += &table(own);
         }
+        if let Some(costs) = &self.request_costs {
+            out += &format!("{}\n", cost_line(costs));
+        }
         out
     }
+}
+
+/// One line: the CPU one request of each kind costs the cluster.
+pub fn cost_line(costs: &BTreeMap<String, RequestCost>) -> String {
+    let kinds: Vec<String> = costs.iter().map(|(kind, c)| format!("{kind} {:.1}", c.cpu_ms_total)).collect();
+    format!("CPU ms one request costs the API server, etcd and controller-manager: {}", kinds.join(", "))
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -207,6 +231,11 @@ fn phase_summary(p: &Phase) -> String {
         "  API requests per transition (all clients): {:.2} writes, {:.2} LISTs\n",
         p.writes_per_transition, p.lists_per_transition
     );
+    if !p.cpu_ms_per_transition.is_empty() {
+        let parts: Vec<String> = p.cpu_ms_per_transition.iter().map(|(name, ms)| format!("{name} {ms:.1}")).collect();
+        let total: f64 = p.cpu_ms_per_transition.values().sum();
+        out += &format!("  CPU ms per transition: {} (in all {total:.1})\n", parts.join(", "));
+    }
     if let Some(rss) = p.peak_rss_mib {
         out += &format!("  operator peak RSS: {rss:.1} MiB\n");
     }
@@ -266,6 +295,7 @@ mod tests {
             peak_rss_kib: Some(2048),
             reconciles: Some(8.0),
             operator_requests: Some([("POST jobs".into(), 2.0), ("APPLY pipelineruns/status".into(), 2.0)].into()),
+            cpu_seconds: [("kube-apiserver".into(), 0.5), ("gantry".into(), 0.1)].into(),
         }
     }
 
@@ -286,6 +316,13 @@ mod tests {
         assert_eq!(phase.reconciles_per_transition, Some(4.0));
         assert_eq!(phase.operator_writes_per_transition, Some(2.0));
         assert_eq!(phase.operator_requests_per_transition.as_ref().unwrap()["POST jobs"], 1.0);
+        assert_eq!(
+            (phase.cpu_ms_per_transition["kube-apiserver"], phase.cpu_ms_per_transition["gantry"]),
+            (250.0, 50.0)
+        );
+        assert!(
+            phase_summary(&phase).contains("CPU ms per transition: gantry 50.0, kube-apiserver 250.0 (in all 300.0)")
+        );
     }
 
     #[test]
@@ -312,5 +349,8 @@ mod tests {
         let summary = report.summary();
         assert!(summary.contains("gantry / baseline throughput: 0.50"), "{summary}");
         assert!(summary.contains("LIST pods"), "{summary}");
+        let cost = RequestCost { requests: 10, cpu_ms: [("etcd".into(), 2.0)].into(), cpu_ms_total: 2.0 };
+        let report = Report { request_costs: Some([("POST events".into(), cost)].into()), ..report };
+        assert!(report.summary().contains("controller-manager: POST events 2.0"), "{}", report.summary());
     }
 }

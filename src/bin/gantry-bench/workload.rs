@@ -41,6 +41,8 @@ pub struct Outcome {
     pub reconciles: Option<f64>,
     /// The requests the operator counted itself (Gantry phase only).
     pub operator_requests: Option<crate::metrics::Counts>,
+    /// CPU seconds each component used during the phase ([`crate::cpu`]).
+    pub cpu_seconds: std::collections::BTreeMap<String, f64>,
 }
 
 impl Workload {

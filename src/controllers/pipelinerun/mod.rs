@@ -30,6 +30,7 @@ use crate::api::{ImageBuild, KataInstall, PipelineRun};
 use crate::engine::naming::run_label;
 use crate::engine::naming::LABEL_RUN;
 use crate::engine::note::Note;
+use crate::engine::pipelinerun::done_jobs::done_with;
 use crate::engine::pipelinerun::events;
 use crate::engine::pipelinerun::internal_error::failed_by_internal_error;
 use crate::engine::pipelinerun::{needs_observation, plan, Action as PlanAction, Observed, Plan};
@@ -169,8 +170,8 @@ async fn forget_deleted_runs(ctx: Arc<RunContext>) {
         let labels: std::collections::HashSet<(String, String)> =
             cache.state().iter().map(|run| (run.namespace().unwrap_or_default(), run_label(&run.name_any()))).collect();
         let exists = |ns: &str, label: &str| labels.contains(&(ns.to_string(), label.to_string()));
-        ctx.children.jobs.retain_retired(exists);
-        ctx.children.pods.retain_retired(exists);
+        ctx.children.jobs.retain_groups(exists);
+        ctx.children.pods.retain_groups(exists);
         ctx.written.retain(|uid| uids.contains(uid));
     }
 }
@@ -221,6 +222,7 @@ async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<RunContext>) -> Result<Action
     let notify_warnings =
         notifications::record(&run, &mut plan.status, &plan.notes, &settings.notify, &ctx.deliveries, now);
     write(&ctx, &run, &status, &plan.status, clear_rerun).await?;
+    ctx.children.forget(&ns, &name, &done_with(&plan.status, &observed));
     let recheck = publish_and_hand_over(&ctx, &run, &plan, &notify_warnings).await;
     Ok(match [plan.requeue_after, recheck].into_iter().flatten().min() {
         Some(after) => Action::requeue(after),

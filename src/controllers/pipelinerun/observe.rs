@@ -25,11 +25,15 @@ use crate::api::{ImageBuild, KataInstall, PipelineRun};
 use crate::controllers::cache::ChildCache;
 use crate::controllers::expectations::Expectations;
 use crate::controllers::jobs::{finished_but_observed_active, last_pod_warning, observe_jobs};
+use crate::controllers::lean::{lean_job, lean_pod};
 use crate::controllers::logs::read_log_tail;
 use crate::controllers::ownership::split_by_owner;
 use crate::controllers::{describe, Error, KubeResultExt};
 use crate::engine::conditions::from_k8s_time;
-use crate::engine::naming::{run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_ATTEMPT, LABEL_STAGE};
+use crate::engine::naming::{
+    run_label, ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY, LABEL_ATTEMPT, LABEL_RUN, LABEL_STAGE,
+};
+use crate::engine::pipelinerun::done_jobs::expects_done_job;
 use crate::engine::pipelinerun::references::{image_build_state, kata_install_state, Referenced};
 use crate::engine::pipelinerun::stage_kind::{stage_kind, StageKind};
 use crate::engine::pipelinerun::view::{failures_to_explain, logs_wanted, GroupMember, JobObservation};
@@ -73,6 +77,14 @@ pub struct Children {
 }
 
 impl Children {
+    /// Stops caching the stage Jobs `done` of `run` and their pods: the
+    /// status just written records what they said.
+    pub fn forget(&self, namespace: &str, run: &str, done: &[String]) {
+        let label = run_label(run);
+        self.jobs.forget(namespace, &label, done);
+        self.pods.forget(namespace, &label, done);
+    }
+
     /// Whether the caches keep the run's Jobs and pods: not while it is
     /// finished and not asked to rerun (it reads none of them then).
     pub fn keep_children(&self, namespace: &str, run: &str, keep: bool) {
@@ -105,6 +117,10 @@ pub async fn observe(
     children.jobs.ready().await;
     children.pods.ready().await;
     let label = run_label(name);
+    if expects_done_job(view, |job| children.jobs.is_forgotten(ns, &label, job)) {
+        warn!(run = %name, "the status expects a stage Job the cache dropped (it went back?): reading the run's Jobs again");
+        recall(client, ns, &label, children).await?;
+    }
     let jobs: Vec<Job> = children.jobs.group(ns, &label);
     let cached: BTreeSet<String> = jobs.iter().map(|job| job.name_any()).collect();
     let unmet = children.expectations.unmet(view.uid, &cached, Instant::now());
@@ -133,6 +149,21 @@ pub async fn observe(
     explain_failures(client, ns, view, &mut observed).await;
     read_logs(&Api::<Pod>::namespaced(client.clone(), ns), view, &mut observed).await;
     Ok(Some(observed))
+}
+
+/// Reads the run's Jobs and pods (label `label`) from the API server into
+/// the caches, the ones they were told to drop included.
+async fn recall(client: &Client, ns: &str, label: &str, children: &Children) -> Result<(), Error> {
+    let selected = ListParams::default().labels(&format!("{LABEL_RUN}={label}"));
+    let jobs = Api::<Job>::namespaced(client.clone(), ns).list(&selected).await;
+    let mut jobs = jobs.observing(|| format!("the Jobs of run {label}"))?.items;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&selected).await;
+    let mut pods = pods.observing(|| format!("the pods of run {label}"))?.items;
+    jobs.iter_mut().for_each(lean_job);
+    pods.iter_mut().for_each(lean_pod);
+    children.jobs.recall(ns, label, jobs);
+    children.pods.recall(ns, label, pods);
+    Ok(())
 }
 
 /// Adds the last Warning Event of their pods to failed Jobs whose pods are

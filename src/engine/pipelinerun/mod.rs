@@ -17,6 +17,7 @@
 
 pub mod dag;
 pub mod destinations;
+pub mod done_jobs;
 pub mod events;
 pub mod gate;
 pub mod internal_error;
