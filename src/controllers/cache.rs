@@ -264,12 +264,12 @@ impl<K: Resource + Serialize + DeserializeOwned> ChildCache<K> {
         }
     }
 
-    /// Whether the child `name` of the group `value` in `namespace` was
-    /// forgotten.
-    pub fn is_forgotten(&self, namespace: &str, value: &str, name: &str) -> bool {
+    /// The names of the forgotten children of the group `value` in
+    /// `namespace` (empty for most: read once per reconcile).
+    pub fn forgotten(&self, namespace: &str, value: &str) -> HashSet<String> {
         let groups = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let group = (namespace.to_string(), value.to_string());
-        groups.forgotten.get(&group).is_some_and(|names| names.contains(name))
+        groups.forgotten.get(&group).cloned().unwrap_or_default()
     }
 
     /// Keeps the forgotten children of the group `value` in `namespace`
@@ -437,7 +437,7 @@ mod tests {
         assert_eq!(pods.group("ns", "r").len(), 1, "the forgotten Job's pod went with it");
         assert!(pods.get("ns", "r-b-1-x1").is_some());
         assert!(jobs.get("other", "r-a-1").is_some(), "the same name in another namespace stays");
-        assert!(jobs.is_forgotten("ns", "r", "r-a-1") && !jobs.is_forgotten("ns", "r", "r-b-1"));
+        assert_eq!(jobs.forgotten("ns", "r"), HashSet::from(["r-a-1".to_string()]));
 
         assert!(!jobs.apply(&Event::Apply(job("ns", "r-a-1", Some("r")))), "a forgotten child's update is no news");
         assert!(!pods.apply(&Event::Apply(pod("ns", "r-a-1-x2", "r", "r-a-1"))), "nor a new pod of it");
@@ -449,17 +449,17 @@ mod tests {
 
         jobs.recall("ns", "r", vec![job("ns", "r-a-1", Some("r"))]);
         assert_eq!(names(jobs.group("ns", "r")), ["r-a-1", "r-b-1"], "recalled with what was read");
-        assert!(!jobs.is_forgotten("ns", "r", "r-a-1"));
+        assert!(jobs.forgotten("ns", "r").is_empty());
         pods.recall("ns", "r", vec![]);
         assert!(pods.apply(&Event::Apply(pod("ns", "r-a-1-x2", "r", "r-a-1"))), "kept again from its next event");
 
         jobs.forget("ns", "r", &done);
         jobs.retire("ns", "r");
         jobs.unretire("ns", "r");
-        assert!(!jobs.is_forgotten("ns", "r", "r-a-1"), "retiring drops everything, so forgetting ends");
+        assert!(jobs.forgotten("ns", "r").is_empty(), "retiring drops everything, so forgetting ends");
         jobs.forget("ns", "gone", &done);
         jobs.retain_groups(|_, run| run != "gone");
-        assert!(!jobs.is_forgotten("ns", "gone", "r-a-1"), "a deleted parent's forgotten children are let go");
+        assert!(jobs.forgotten("ns", "gone").is_empty(), "a deleted parent's forgotten children are let go");
     }
 
     #[tokio::test]

@@ -115,11 +115,8 @@ impl Phase {
                 }
             }),
             operator_requests_per_transition: outcome.operator_requests.as_ref().map(|c| per(c, t)),
-            cpu_ms_per_transition: outcome
-                .cpu_seconds
-                .iter()
-                .map(|(name, s)| (name.clone(), if t > 0.0 { s * 1000.0 / t } else { 0.0 }))
-                .collect(),
+            // Seconds per transition / 1000: milliseconds per transition.
+            cpu_ms_per_transition: per(&outcome.cpu_seconds, t / 1000.0),
             finished_at: outcome.finished,
             latencies_ms,
         }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cpu;
+use crate::metrics::per;
 use crate::workload::Workload;
 
 /// Clients writing at once.
@@ -75,12 +76,9 @@ pub async fn measure(
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             anyhow::bail!("{kind}: {e}");
         }
-        let spent = cpu::spent(&before, &cpu::cpu_seconds());
-        let cpu_ms: BTreeMap<String, f64> = spent
-            .into_iter()
-            .filter(|(name, _)| name.starts_with("kube-") || name == "etcd")
-            .map(|(name, s)| (name, s * 1000.0 / count as f64))
-            .collect();
+        let mut spent = cpu::spent(&before, &cpu::cpu_seconds());
+        spent.retain(|name, _| name.starts_with("kube-") || name == "etcd");
+        let cpu_ms = per(&spent, count as f64 / 1000.0);
         let cpu_ms_total = cpu_ms.values().sum();
         costs.insert(kind.to_string(), RequestCost { requests: count, cpu_ms, cpu_ms_total });
     }

@@ -117,7 +117,8 @@ pub async fn observe(
     children.jobs.ready().await;
     children.pods.ready().await;
     let label = run_label(name);
-    if expects_done_job(view, |job| children.jobs.is_forgotten(ns, &label, job)) {
+    let forgotten = children.jobs.forgotten(ns, &label);
+    if !forgotten.is_empty() && expects_done_job(view, |job| forgotten.contains(job)) {
         warn!(run = %name, "the status expects a stage Job the cache dropped (it went back?): reading the run's Jobs again");
         recall(client, ns, &label, children).await?;
     }
