@@ -5,11 +5,11 @@
 
 use std::fmt::Debug;
 
-use kube::api::PostParams;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::create_params;
 use super::ownership::{holder, is_controlled_by};
 use super::{describe, Error, KubeResultExt};
 use crate::engine::refusal::Refusal;
@@ -38,7 +38,7 @@ where
 {
     let name = child.meta().name.clone().unwrap_or_default();
     let object = || describe::<K>(child.meta().namespace.as_deref(), &name);
-    let status = match api.create(&PostParams::default(), child).await {
+    let status = match api.create(&create_params(), child).await {
         Ok(_) => return Ok(None),
         Err(kube::Error::Api(status)) => status,
         Err(e) => return Err(e).applying("create", object),

@@ -12,11 +12,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::create_params;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Api, Client};
 
@@ -78,7 +79,7 @@ impl Recorder {
                 events.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
             }
             None => {
-                let created = events.create(&PostParams::default(), &self.new_event(event, reference)).await?;
+                let created = events.create(&create_params(), &self.new_event(event, reference)).await?;
                 if key.warning {
                     let name = created.metadata.name.unwrap_or_default();
                     let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -1,9 +1,10 @@
-//! What every reconciler does the same way: write its object's status with
-//! server-side apply, and decide when a failed reconcile runs again.
+//! What every reconciler does the same way: create and write as Gantry's
+//! one field manager (status with server-side apply), and decide when a
+//! failed reconcile runs again.
 
 use std::sync::Arc;
 
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -13,6 +14,12 @@ use tracing::warn;
 
 use super::{Context, Error, KubeResultExt};
 use crate::api::FIELD_MANAGER;
+
+/// Parameters for a create: the object's fields are Gantry's (its
+/// `managedFields` name the same manager as every apply), not `unknown`.
+pub fn create_params() -> PostParams {
+    PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() }
+}
 
 /// Applies `status` to the status subresource of the object `name` in `api`,
 /// as Gantry's one field manager, with the kind's own API version; returns

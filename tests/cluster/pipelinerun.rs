@@ -153,6 +153,10 @@ async fn a_six_stage_flatcar_chain_runs_end_to_end_passing_outputs() {
         let owner = &job.owner_references()[0];
         assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("PipelineRun", run.uid().unwrap().as_str()));
         assert_eq!(job.labels()["gantry.dev/attempt"], "1");
+        // Its fields are Gantry's, under the one field manager its applies use.
+        let managers: Vec<&str> =
+            job.metadata.managed_fields.iter().flatten().filter_map(|f| f.manager.as_deref()).collect();
+        assert!(managers.contains(&"gantry") && !managers.contains(&"unknown"), "{managers:?}");
     }
     // The last stage read what the first ones wrote.
     let log = bed.log_of(&name, "publish", 1).await;

@@ -8,14 +8,14 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::api::katainstall::KataInstallStatus;
 use crate::api::{KataInstall, FIELD_MANAGER};
-use crate::controllers::{describe, ok_if, Context, Error, KubeResultExt};
+use crate::controllers::{create_params, describe, ok_if, Context, Error, KubeResultExt};
 use crate::engine::katainstall::{
     Action, NodeMark, Observed, FINALIZER, LABEL_KATA_INSTALL, MARKED_FOR_CLEANUP, NODE_RUNTIME_LABEL,
 };
@@ -100,13 +100,13 @@ async fn apply(ctx: &Context, install: &KataInstall, observed: &Observed, action
         Action::CreateSmokeServer { key } => {
             let pod = smoke_server_pod(&name, ns, &install.spec, key, owner);
             let pod_name = smoke_server_name(&name, key);
-            ok_if(Api::<Pod>::namespaced(client, ns).create(&PostParams::default(), &pod).await, 409)
+            ok_if(Api::<Pod>::namespaced(client, ns).create(&create_params(), &pod).await, 409)
                 .applying("create", || describe::<Pod>(Some(ns), &pod_name))?;
         }
         Action::CreateSmokeClient { key, server_ip } => {
             let job = smoke_client_job(&name, ns, &install.spec, key, server_ip, owner);
             let job_name = smoke_client_name(&name, key);
-            ok_if(Api::<Job>::namespaced(client, ns).create(&PostParams::default(), &job).await, 409)
+            ok_if(Api::<Job>::namespaced(client, ns).create(&create_params(), &job).await, 409)
                 .applying("create", || describe::<Job>(Some(ns), &job_name))?;
         }
         Action::DeleteSmoke { keep_key } => {
@@ -140,11 +140,11 @@ async fn apply_owned_runtime_class(
     let object = || describe::<RuntimeClass>(None, &class_name);
     match api.get_opt(&class_name).await.observing(object)? {
         None => {
-            api.create(&PostParams::default(), &class).await.applying("create", object)?;
+            api.create(&create_params(), &class).await.applying("create", object)?;
         }
         Some(existing) if is_owned_by(&existing.metadata, &install.uid().unwrap_or_default()) => {
             class.metadata.resource_version = existing.metadata.resource_version;
-            api.replace(&class_name, &PostParams::default(), &class).await.applying("replace", object)?;
+            api.replace(&class_name, &create_params(), &class).await.applying("replace", object)?;
         }
         Some(_) => return Err(Error::NotOwned(format!("RuntimeClass {class_name}"))),
     }
