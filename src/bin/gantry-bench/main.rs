@@ -32,6 +32,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use kube::Client;
 
+use baseline::Writes;
 use metrics::Tally;
 use report::{Phase, Report};
 use workload::{Outcome, Workload, OUTPUTS};
@@ -54,9 +55,10 @@ struct Cli {
     /// Seconds a phase may take before it is reported unfinished.
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
-    /// Which phases to run, in order: `baseline`, `gantry`, and `requests`
-    /// (what one status write or Event costs the cluster in CPU).
-    #[arg(long, value_delimiter = ',', default_value = "baseline,gantry,requests")]
+    /// Which phases to run, in order: `baseline`, `gantry`, `writes` (the
+    /// baseline's chains plus Gantry's writes, no operator) and `requests`
+    /// (what one status write, Event or run create costs the cluster in CPU).
+    #[arg(long, value_delimiter = ',', default_value = "baseline,gantry,writes,requests")]
     phases: Vec<String>,
     /// Requests of each kind the `requests` phase sends.
     #[arg(long, default_value_t = 1000)]
@@ -89,17 +91,21 @@ async fn main() -> anyhow::Result<()> {
     let tally = Arc::new(Tally::default());
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
 
-    let (mut baseline, mut gantry_phase, mut request_costs) = (None, None, None);
+    let (mut baseline, mut gantry_phase, mut writes, mut request_costs) = (None, None, None, None);
     for (i, phase) in cli.phases.iter().enumerate() {
         let namespace = format!("bench-{phase}-{stamp}");
         println!("bench: {phase}: {} runs x {} stages in namespace {namespace}", workload.runs, workload.stages);
         cluster::create_namespace(&client, &namespace).await?;
         let completer = completer::start(client.clone(), &namespace, OUTPUTS.into(), tally.clone()).await;
         let measured = match phase.as_str() {
-            "baseline" => {
-                let run = baseline::run(client.clone(), &namespace, &workload, tally.clone());
-                let phase = measure(&client, &tally, "baseline", &workload, run).await?;
-                baseline = Some(phase);
+            "baseline" | "writes" => {
+                let kind = if phase == "writes" { Writes::RunsToo } else { Writes::JobsOnly };
+                let run = baseline::run(client.clone(), &namespace, &workload, tally.clone(), kind);
+                let measured = Some(measure(&client, &tally, phase, &workload, run).await?);
+                match kind {
+                    Writes::JobsOnly => baseline = measured,
+                    Writes::RunsToo => writes = measured,
+                }
                 true
             }
             "gantry" => {
@@ -118,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
                 true
             }
             other => {
-                eprintln!("bench: unknown phase {other} (baseline, gantry, requests)");
+                eprintln!("bench: unknown phase {other} (baseline, gantry, writes, requests)");
                 false
             }
         };
@@ -128,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
         cluster::delete_namespace(&client, &namespace, measured && next).await?;
     }
 
-    let report = Report { request_costs, ..Report::new(baseline, gantry_phase) };
+    let report = Report::new(baseline, gantry_phase, writes, request_costs);
     let json = cli.out.join("bench.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("write {}", json.display()))?;

@@ -1,4 +1,4 @@
-//! The PNG: runs finished over time for both phases, and the distribution
+//! The PNG: runs finished over time for each chain phase, and the distribution
 //! (CDF) of the completion → next Job latency. Text is drawn with DejaVu Sans
 //! read from the system's fonts (Debian's `fonts-dejavu-core`); no fontconfig.
 
@@ -26,8 +26,12 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn phases(report: &Report) -> Vec<(&Phase, RGBColor)> {
-    let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
-    [&report.baseline, &report.gantry].into_iter().zip(colors).filter_map(|(p, c)| Some((p.as_ref()?, c))).collect()
+    let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
+    [&report.baseline, &report.gantry, &report.writes]
+        .into_iter()
+        .zip(colors)
+        .filter_map(|(p, c)| Some((p.as_ref()?, c)))
+        .collect()
 }
 
 fn draw_charts(report: &Report, path: &Path) -> DrawResult {
@@ -173,7 +177,8 @@ mod tests {
             };
             Phase::new(name, &workload, outcome, &Counts::new(), &Counts::new())
         };
-        let report = Report::new(Some(phase("baseline", 1.0)), Some(phase("gantry", 3.0)));
+        let report =
+            Report::new(Some(phase("baseline", 1.0)), Some(phase("gantry", 3.0)), Some(phase("writes", 2.0)), None);
         let path = std::env::temp_dir().join(format!("gantry-bench-test-{}.png", std::process::id()));
         draw(&report, &path).unwrap();
         let png = std::fs::read(&path).unwrap();

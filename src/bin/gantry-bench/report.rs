@@ -76,6 +76,9 @@ pub struct Phase {
     /// CPU milliseconds per transition by component (API server, etcd, Job
     /// controller, operator, bench), from `/proc`: where the work went.
     pub cpu_ms_per_transition: BTreeMap<String, f64>,
+    /// Cores those components kept busy on average: near the machine's
+    /// count, the phase was limited by CPU.
+    pub cores_busy: f64,
     /// When each chain finished (seconds since the phase started), for the plot.
     pub finished_at: Vec<f64>,
     /// Every hand-off latency (ms), for the plot.
@@ -117,6 +120,11 @@ impl Phase {
             operator_requests_per_transition: outcome.operator_requests.as_ref().map(|c| per(c, t)),
             // Seconds per transition / 1000: milliseconds per transition.
             cpu_ms_per_transition: per(&outcome.cpu_seconds, t / 1000.0),
+            cores_busy: if outcome.wall_secs > 0.0 {
+                outcome.cpu_seconds.values().sum::<f64>() / outcome.wall_secs
+            } else {
+                0.0
+            },
             finished_at: outcome.finished,
             latencies_ms,
         }
@@ -133,8 +141,13 @@ impl Phase {
 pub struct Report {
     pub baseline: Option<Phase>,
     pub gantry: Option<Phase>,
+    /// The baseline's chains plus Gantry's writes, with no operator.
+    pub writes: Option<Phase>,
     /// Gantry's transitions per second over the baseline's.
     pub throughput_ratio: Option<f64>,
+    /// The `writes` phase's over the baseline's: the most any operator that
+    /// makes Gantry's writes could reach on this cluster.
+    pub writes_ratio: Option<f64>,
     /// Gantry's own requests per transition, estimated: what the cluster
     /// other than the bench asked for in the Gantry phase, minus the same in
     /// the baseline phase (the Job controller's share, the same per Job).
@@ -145,38 +158,53 @@ pub struct Report {
     pub request_costs: Option<BTreeMap<String, RequestCost>>,
 }
 
+/// `phase`'s transitions per second over `baseline`'s.
+fn ratio(baseline: &Option<Phase>, phase: &Option<Phase>) -> Option<f64> {
+    let (b, p) = (baseline.as_ref()?, phase.as_ref()?);
+    (b.transitions_per_sec > 0.0).then(|| p.transitions_per_sec / b.transitions_per_sec)
+}
+
 impl Report {
-    pub fn new(baseline: Option<Phase>, gantry: Option<Phase>) -> Self {
-        let (ratio, own) = match (&baseline, &gantry) {
-            (Some(b), Some(g)) => {
-                let ratio = (b.transitions_per_sec > 0.0).then(|| g.transitions_per_sec / b.transitions_per_sec);
-                let own: Counts = subtract(&g.others_per_transition(), &b.others_per_transition())
+    pub fn new(
+        baseline: Option<Phase>,
+        gantry: Option<Phase>,
+        writes: Option<Phase>,
+        request_costs: Option<BTreeMap<String, RequestCost>>,
+    ) -> Self {
+        let own = match (&baseline, &gantry) {
+            (Some(b), Some(g)) => Some(
+                subtract(&g.others_per_transition(), &b.others_per_transition())
                     .into_iter()
                     .filter(|(_, v)| v.abs() >= 0.005)
-                    .collect();
-                (ratio, Some(own))
-            }
-            _ => (None, None),
+                    .collect::<Counts>(),
+            ),
+            _ => None,
         };
-        let writes = own.as_ref().map(|o| sum_verbs(o, &WRITE_VERBS));
         Report {
+            throughput_ratio: ratio(&baseline, &gantry),
+            writes_ratio: ratio(&baseline, &writes),
+            gantry_writes_per_transition: own.as_ref().map(|o| sum_verbs(o, &WRITE_VERBS)),
+            gantry_requests_per_transition: own,
             baseline,
             gantry,
-            throughput_ratio: ratio,
-            gantry_requests_per_transition: own,
-            gantry_writes_per_transition: writes,
-            request_costs: None,
+            writes,
+            request_costs,
         }
     }
 
     /// The short text summary.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        for phase in [&self.baseline, &self.gantry].into_iter().flatten() {
+        for phase in [&self.baseline, &self.gantry, &self.writes].into_iter().flatten() {
             out += &phase_summary(phase);
         }
         if let Some(ratio) = self.throughput_ratio {
             out += &format!("gantry / baseline throughput: {ratio:.2}\n");
+        }
+        if let Some(ratio) = self.writes_ratio {
+            out += &format!(
+                "writes / baseline throughput: {ratio:.2} (Gantry's writes with no operator: the most an operator making them reaches here)\n"
+            );
         }
         if let Some(own) = &self.gantry_requests_per_transition {
             out += &format!(
@@ -231,7 +259,11 @@ fn phase_summary(p: &Phase) -> String {
     if !p.cpu_ms_per_transition.is_empty() {
         let parts: Vec<String> = p.cpu_ms_per_transition.iter().map(|(name, ms)| format!("{name} {ms:.1}")).collect();
         let total: f64 = p.cpu_ms_per_transition.values().sum();
-        out += &format!("  CPU ms per transition: {} (in all {total:.1})\n", parts.join(", "));
+        out += &format!(
+            "  CPU ms per transition: {} (in all {total:.1}); {:.2} cores busy\n",
+            parts.join(", "),
+            p.cores_busy
+        );
     }
     if let Some(rss) = p.peak_rss_mib {
         out += &format!("  operator peak RSS: {rss:.1} MiB\n");
@@ -322,8 +354,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn gantry_s_own_requests_are_the_difference_without_the_bench() {
+    /// A baseline and a Gantry phase half as fast, with the requests of the
+    /// one and the other.
+    fn phases() -> (Phase, Phase) {
         let base_req: Counts = [("POST jobs".into(), 2.0), ("PUT jobs/status".into(), 2.0)].into();
         let base_bench: Counts = [("POST jobs".into(), 2.0)].into();
         let baseline = Phase::new("baseline", &workload(), outcome(), &base_req, &base_bench);
@@ -338,14 +371,25 @@ mod tests {
         let mut slow = outcome();
         slow.wall_secs = 4.0;
         let gantry = Phase::new("gantry", &workload(), slow, &g_req, &g_bench);
-        let report = Report::new(Some(baseline), Some(gantry));
+        (baseline, gantry)
+    }
+
+    #[test]
+    fn gantry_s_own_requests_are_the_difference_without_the_bench() {
+        let (baseline, gantry) = phases();
+        let mut writes = Phase::new("writes", &workload(), outcome(), &Counts::new(), &Counts::new());
+        writes.transitions_per_sec = 0.8;
+        let report = Report::new(Some(baseline), Some(gantry), Some(writes), None);
         assert_eq!(report.throughput_ratio, Some(0.5));
+        assert_eq!(report.writes_ratio, Some(0.8));
         let own = report.gantry_requests_per_transition.as_ref().unwrap();
         assert_eq!(own, &Counts::from([("LIST pods".into(), 3.0), ("POST jobs".into(), 1.0)]));
         assert_eq!(report.gantry_writes_per_transition, Some(1.0));
         let summary = report.summary();
         assert!(summary.contains("gantry / baseline throughput: 0.50"), "{summary}");
         assert!(summary.contains("LIST pods"), "{summary}");
+        assert!(summary.contains("(in all 300.0); 0.30 cores busy"), "{summary}");
+        assert!(summary.contains("writes / baseline throughput: 0.80"), "{summary}");
         let cost = RequestCost { requests: 10, cpu_ms: [("etcd".into(), 2.0)].into(), cpu_ms_total: 2.0 };
         let report = Report { request_costs: Some([("POST events".into(), cost)].into()), ..report };
         assert!(report.summary().contains("controller-manager: POST events 2.0"), "{}", report.summary());

@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 
 use futures::{stream, StreamExt};
 use gantry::api::PipelineRun;
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde::Serialize;
@@ -27,8 +25,30 @@ use crate::workload::Workload;
 /// Clients writing at once.
 const CLIENTS: usize = 4;
 
-/// The kinds of request measured, by the apiserver's name for them.
-pub const KINDS: [&str; 2] = ["APPLY pipelineruns/status", "POST events"];
+/// The requests measured: the writes a Gantry run makes that the baseline's
+/// chains do not (both create the same stage Jobs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The operator's status write.
+    StatusApply,
+    /// The operator's Event.
+    Event,
+    /// Creating the PipelineRun itself (the user's write, once per run).
+    RunCreate,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::StatusApply, Kind::Event, Kind::RunCreate];
+
+    /// The apiserver's name for it (`VERB resource`), as the request counts have it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::StatusApply => "APPLY pipelineruns/status",
+            Kind::Event => "POST events",
+            Kind::RunCreate => "POST pipelineruns",
+        }
+    }
+}
 
 /// One kind's cost.
 #[derive(Debug, Serialize)]
@@ -40,7 +60,7 @@ pub struct RequestCost {
     pub cpu_ms_total: f64,
 }
 
-/// Measures every kind in [`KINDS`] with `count` requests in `namespace`.
+/// Measures every [`Kind`] with `count` requests in `namespace`, by name.
 pub async fn measure(
     client: &Client,
     namespace: &str,
@@ -55,96 +75,39 @@ pub async fn measure(
     }
     let events = Api::<Event>::namespaced(client.clone(), namespace);
     let mut costs = BTreeMap::new();
-    for kind in KINDS {
+    for kind in Kind::ALL {
         let before = cpu::cpu_seconds();
         let sends = (0..count).map(|i| {
             let (runs, events, name) = (runs.clone(), events.clone(), names[i % CLIENTS].clone());
-            let (namespace, stages) = (namespace.to_string(), workload.stages);
+            let namespace = namespace.to_string();
             async move {
                 match kind {
-                    "APPLY pipelineruns/status" => {
+                    Kind::StatusApply => {
                         let patch = json!({"apiVersion": "gantry.dev/v1alpha1", "kind": "PipelineRun",
-                                           "status": status(stages, i)});
+                                           "status": workload.status("cost", workload.stages / 2, i)});
                         let params = PatchParams::apply("gantry-bench").force();
                         runs.patch_status(&name, &params, &Patch::Apply(&patch)).await.map(drop)
                     }
-                    _ => events.create(&PostParams::default(), &event(namespace, &name, i)).await.map(drop),
+                    Kind::Event => {
+                        events.create(&PostParams::default(), &Workload::event(namespace, &name, i)).await.map(drop)
+                    }
+                    Kind::RunCreate => {
+                        let run = serde_json::from_value(workload.pipeline_run(&format!("{name}-{i}")))
+                            .expect("the bench's PipelineRun is valid");
+                        runs.create(&PostParams::default(), &run).await.map(drop)
+                    }
                 }
             }
         });
         let results: Vec<Result<(), kube::Error>> = stream::iter(sends).buffer_unordered(CLIENTS).collect().await;
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-            anyhow::bail!("{kind}: {e}");
+            anyhow::bail!("{}: {e}", kind.name());
         }
         let mut spent = cpu::spent(&before, &cpu::cpu_seconds());
         spent.retain(|name, _| name.starts_with("kube-") || name == "etcd");
         let cpu_ms = per(&spent, count as f64 / 1000.0);
         let cpu_ms_total = cpu_ms.values().sum();
-        costs.insert(kind.to_string(), RequestCost { requests: count, cpu_ms, cpu_ms_total });
+        costs.insert(kind.name().to_string(), RequestCost { requests: count, cpu_ms, cpu_ms_total });
     }
     Ok(costs)
-}
-
-/// A status the size of Gantry's halfway through a run of `stages` chained
-/// stages (the `i`th write changes its message, so every write is one).
-fn status(stages: usize, i: usize) -> serde_json::Value {
-    let stage = |s: usize| {
-        let name = format!("s{s}");
-        let job = format!("cost-{name}-1-abcde");
-        if s <= stages / 2 {
-            json!({"name": name, "phase": "Succeeded", "attempt": 1, "firstAttempt": 1, "jobName": job,
-                   "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:01Z",
-                   "outputs": {"n": "1"},
-                   "history": [{"attempt": 1, "jobName": job, "phase": "Succeeded",
-                                "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:01Z"}]})
-        } else {
-            json!({"name": name, "phase": "Pending", "attempt": 0, "firstAttempt": 0})
-        }
-    };
-    json!({
-        "observedGeneration": 1, "phase": "Running", "progress": format!("{}/{stages}", stages / 2),
-        "message": format!("write {i}"), "startTime": "2026-01-01T00:00:00Z",
-        "conditions": [{"type": "Succeeded", "status": "Unknown", "reason": "Running", "message": format!("write {i}"),
-                        "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}],
-        "stages": (1..=stages).map(stage).collect::<Vec<_>>(),
-    })
-}
-
-/// An Event like the one Gantry publishes for a stage hand-off.
-fn event(namespace: String, run: &str, i: usize) -> Event {
-    Event {
-        metadata: ObjectMeta {
-            namespace: Some(namespace.clone()),
-            name: Some(format!("{run}.{i:x}")),
-            ..Default::default()
-        },
-        action: Some("Reconcile".into()),
-        reason: Some("StageSucceeded".into()),
-        note: Some(format!("stage s1 attempt 1; then StageStarted: stage s2 attempt {i}")),
-        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
-        regarding: Some(ObjectReference {
-            api_version: Some("gantry.dev/v1alpha1".into()),
-            kind: Some("PipelineRun".into()),
-            name: Some(run.to_string()),
-            namespace: Some(namespace),
-            ..Default::default()
-        }),
-        reporting_controller: Some("gantry.dev/gantry".into()),
-        reporting_instance: Some("gantry-bench".into()),
-        type_: Some("Normal".into()),
-        ..Default::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_status_written_is_a_valid_pipelinerun_status_and_changes_every_time() {
-        let first: gantry::api::pipelinerun::PipelineRunStatus = serde_json::from_value(status(5, 1)).unwrap();
-        assert_eq!(first.stages.len(), 5);
-        assert_eq!(first.stages.iter().filter(|s| s.phase.is_finished()).count(), 2);
-        assert_ne!(status(5, 1), status(5, 2));
-    }
 }

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use gantry::engine::naming::{LABEL_ATTEMPT, LABEL_RUN, LABEL_STAGE};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use serde_json::{json, Value};
 
 use crate::tracker::JobSeen;
@@ -106,6 +109,64 @@ impl Workload {
             },
         })
     }
+
+    /// A status of run `run` like Gantry's once `done` of its stages
+    /// succeeded and the next one runs (all done: Succeeded); `note` goes
+    /// into its message, so that writes with different notes differ.
+    pub fn status(&self, run: &str, done: usize, note: usize) -> Value {
+        let stage = |s: usize| {
+            let name = format!("s{s}");
+            let job = format!("{run}-{name}-1");
+            if s <= done {
+                json!({"name": name, "phase": "Succeeded", "attempt": 1, "firstAttempt": 1, "jobName": job,
+                       "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:01Z",
+                       "outputs": {"n": "1"},
+                       "history": [{"attempt": 1, "jobName": job, "phase": "Succeeded",
+                                    "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:01Z"}]})
+            } else if s == done + 1 {
+                json!({"name": name, "phase": "Running", "attempt": 1, "firstAttempt": 1, "jobName": job,
+                       "startTime": "2026-01-01T00:00:01Z"})
+            } else {
+                json!({"name": name, "phase": "Pending", "attempt": 0, "firstAttempt": 0})
+            }
+        };
+        let (phase, condition, reason) =
+            if done >= self.stages { ("Succeeded", "True", "Succeeded") } else { ("Running", "Unknown", "Running") };
+        json!({
+            "observedGeneration": 1, "phase": phase, "progress": format!("{done}/{}", self.stages),
+            "message": format!("write {note}"), "startTime": "2026-01-01T00:00:00Z",
+            "conditions": [{"type": "Succeeded", "status": condition, "reason": reason, "message": format!("write {note}"),
+                            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}],
+            "stages": (1..=self.stages).map(stage).collect::<Vec<_>>(),
+        })
+    }
+
+    /// An Event about run `run` like the one Gantry publishes for a stage
+    /// hand-off, the `i`th of the run.
+    pub fn event(namespace: String, run: &str, i: usize) -> Event {
+        Event {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.clone()),
+                name: Some(format!("{run}.{i:x}")),
+                ..Default::default()
+            },
+            action: Some("Reconcile".into()),
+            reason: Some("StageSucceeded".into()),
+            note: Some(format!("stage s1 attempt 1; then StageStarted: stage s2 attempt {i}")),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            regarding: Some(ObjectReference {
+                api_version: Some("gantry.dev/v1alpha1".into()),
+                kind: Some("PipelineRun".into()),
+                name: Some(run.to_string()),
+                namespace: Some(namespace),
+                ..Default::default()
+            }),
+            reporting_controller: Some("gantry.dev/gantry".into()),
+            reporting_instance: Some("gantry-bench".into()),
+            type_: Some("Normal".into()),
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +192,21 @@ mod tests {
         assert_eq!(stages[2].needs, vec!["s2".to_string()]);
         assert_eq!(stages[2].run.as_ref().unwrap().args, vec!["$(stages.s2.outputs.n)".to_string()]);
         assert_eq!(Workload::run_name("run", 0), "run-00001");
+    }
+
+    #[test]
+    fn a_status_is_a_valid_pipelinerun_status_of_the_stages_done() {
+        let status = |done, note| -> gantry::api::pipelinerun::PipelineRunStatus {
+            serde_json::from_value(workload().status("r", done, note)).unwrap()
+        };
+        let halfway = status(1, 1);
+        assert_eq!(halfway.stages.len(), 3);
+        let phases: Vec<_> = halfway.stages.iter().map(|s| s.phase).collect();
+        use gantry::api::pipelinerun::StagePhase::*;
+        assert_eq!(phases, [Succeeded, Running, Pending]);
+        assert_eq!(halfway.phase, Some(gantry::api::pipelinerun::RunPhase::Running));
+        assert_eq!(status(3, 1).phase, Some(gantry::api::pipelinerun::RunPhase::Succeeded));
+        assert_ne!(workload().status("r", 1, 1), workload().status("r", 1, 2), "another note, another write");
     }
 
     #[test]
