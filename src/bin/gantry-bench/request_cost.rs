@@ -31,6 +31,9 @@ const CLIENTS: usize = 4;
 pub enum Kind {
     /// The operator's status write.
     StatusApply,
+    /// The same status sent as a JSON merge patch instead of an apply: what
+    /// server-side apply's field tracking adds to a status write.
+    StatusMergePatch,
     /// The operator's Event.
     Event,
     /// Creating the PipelineRun itself (the user's write, once per run).
@@ -38,12 +41,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::StatusApply, Kind::Event, Kind::RunCreate];
+    pub const ALL: [Kind; 4] = [Kind::StatusApply, Kind::StatusMergePatch, Kind::Event, Kind::RunCreate];
 
     /// The apiserver's name for it (`VERB resource`), as the request counts have it.
     pub fn name(self) -> &'static str {
         match self {
             Kind::StatusApply => "APPLY pipelineruns/status",
+            Kind::StatusMergePatch => "PATCH pipelineruns/status",
             Kind::Event => "POST events",
             Kind::RunCreate => "POST pipelineruns",
         }
@@ -87,6 +91,10 @@ pub async fn measure(
                                            "status": workload.status("cost", workload.stages / 2, i)});
                         let params = PatchParams::apply("gantry-bench").force();
                         runs.patch_status(&name, &params, &Patch::Apply(&patch)).await.map(drop)
+                    }
+                    Kind::StatusMergePatch => {
+                        let patch = json!({"status": workload.status("cost", workload.stages / 2, i)});
+                        runs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
                     }
                     Kind::Event => {
                         events.create(&PostParams::default(), &Workload::event(namespace, &name, i)).await.map(drop)
