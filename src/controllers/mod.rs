@@ -19,7 +19,7 @@ mod shards;
 mod shared;
 
 pub use error::{describe, Error, KubeResultExt, Step};
-pub use shared::{create_params, drain, error_policy, write_status};
+pub use shared::{create_params, drain, error_policy, patch_params, write_status};
 
 use std::sync::Arc;
 

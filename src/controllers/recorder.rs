@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::create_params;
+use super::{create_params, patch_params};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Api, Client};
 
@@ -76,7 +76,7 @@ impl Recorder {
             Some((name, count)) => {
                 let series = EventSeries { count, last_observed_time: MicroTime(Timestamp::now()) };
                 let patch = serde_json::json!({ "series": series });
-                events.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                events.patch(&name, &patch_params(), &Patch::Merge(&patch)).await?;
             }
             None => {
                 let created = events.create(&create_params(), &self.new_event(event, reference)).await?;

@@ -24,13 +24,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{controllers, ok_if, shutdown_handle, Context, Kind, Scope, Shutdown, SHUTDOWN_GRACE};
+use super::{controllers, ok_if, patch_params, shutdown_handle, Context, Kind, Scope, Shutdown, SHUTDOWN_GRACE};
 use crate::api::PipelineRun;
 use crate::engine::shard::{children_selector, hashed_bucket, needs_label, selector, unlabelled_selector, LABEL_SHARD};
 use crate::leader::shards::ShardLeases;
@@ -177,7 +177,7 @@ async fn label_run(ctx: &Context, run: &PipelineRun) {
     let patch = serde_json::json!({"metadata": {"labels": {LABEL_SHARD: bucket.to_string()}}});
     let api = Api::<PipelineRun>::namespaced(ctx.client.clone(), &ns);
     for attempt in 1..=5u32 {
-        match ok_if(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await, 404) {
+        match ok_if(api.patch(&name, &patch_params(), &Patch::Merge(&patch)).await, 404) {
             Ok(()) => return info!(run = %name, namespace = %ns, bucket, "labelled the run with its shard"),
             Err(e) => {
                 warn!(run = %name, namespace = %ns, error = %e, attempt, "cannot label the run with its shard");

@@ -21,6 +21,12 @@ pub fn create_params() -> PostParams {
     PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() }
 }
 
+/// Parameters for a merge patch, as Gantry's one field manager (like
+/// [`create_params`]).
+pub fn patch_params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PatchParams::default() }
+}
+
 /// Applies `status` to the status subresource of the object `name` in `api`,
 /// as Gantry's one field manager, with the kind's own API version; returns
 /// the object as the API server stored it.

@@ -79,6 +79,7 @@ async fn a_leader_that_loses_the_lease_exits_at_its_next_renewal() {
 
     let leases = Api::<Lease>::namespaced(client.clone(), &ns.name);
     let mut lease = leases.get("gantry").await.unwrap();
+    assert_eq!(crate::support::managers(&lease.metadata), ["gantry"], "the Lease is written as Gantry");
     let spec = lease.spec.as_mut().unwrap();
     spec.holder_identity = Some("intruder".into());
     spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);

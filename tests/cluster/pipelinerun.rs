@@ -154,8 +154,7 @@ async fn a_six_stage_flatcar_chain_runs_end_to_end_passing_outputs() {
         assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("PipelineRun", run.uid().unwrap().as_str()));
         assert_eq!(job.labels()["gantry.dev/attempt"], "1");
         // Its fields are Gantry's, under the one field manager its applies use.
-        let managers: Vec<&str> =
-            job.metadata.managed_fields.iter().flatten().filter_map(|f| f.manager.as_deref()).collect();
+        let managers = crate::support::managers(&job.metadata);
         assert!(managers.contains(&"gantry") && !managers.contains(&"unknown"), "{managers:?}");
     }
     // The last stage read what the first ones wrote.

@@ -13,7 +13,9 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::crds::install_crds;
-use crate::support::{client, job_pod_and_log, kubeconfig_path, stage_job, wait_for, Operator, TestNamespace};
+use crate::support::{
+    client, job_pod_and_log, kubeconfig_path, managers, stage_job, wait_for, Operator, TestNamespace,
+};
 use gantry::api::pipelinerun::{RunPhase, StagePhase, StageStatus};
 use gantry::api::PipelineRun;
 
@@ -382,6 +384,9 @@ async fn logs_follow_ends_when_a_cancelled_run_ends_and_exits_non_zero() {
     let run = bed.finished("long").await;
     assert_eq!(phase(&run), Some(RunPhase::Cancelled));
     assert_eq!(stage(&run, "soak").phase, StagePhase::Cancelled);
+    // The cancel is the user's change, the status the operator's.
+    let managers = managers(&run.metadata);
+    assert!(managers.contains(&"kubectl-gantry") && managers.contains(&"gantry"), "{managers:?}");
     let job = bed.jobs.get_opt(&bed.job_name("long", "soak", 1).await).await.unwrap();
     assert!(job.is_none_or(|j| j.metadata.deletion_timestamp.is_some()), "the stage's Job is deleted");
 
@@ -419,6 +424,7 @@ async fn logs_follow_of_a_run_that_succeeds_exits_zero_and_resubmit_runs_it_agai
     let stages: Vec<&str> = run.status.as_ref().unwrap().stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(stages, ["build", "check"]);
     assert_eq!(run.annotations()["gantry.dev/resubmitted-from"], "quick");
+    assert!(managers(&run.metadata).contains(&"kubectl-gantry"), "{:?}", run.metadata.managed_fields);
     assert_eq!(bed.plugin_ok(&["logs", &copy, "check"]).await, format!("checked {marker}\n"));
     bed.done().await;
 }

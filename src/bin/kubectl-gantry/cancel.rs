@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use gantry::api::pipelinerun::PipelineRun;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::ResourceExt;
 
 use crate::cluster::Target;
@@ -53,7 +53,7 @@ pub async fn run(target: &Target, args: CancelArgs) -> Result<ExitCode, CliError
         Cancel::Request(phase) => {
             let patch = serde_json::json!({"spec": {"cancel": true}});
             runs::api(target)
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(&name, &runs::patch_params(), &Patch::Merge(&patch))
                 .await
                 .map_err(|e| CliError::api(&format!("pipelinerun \"{name}\""), e))?;
             println!(

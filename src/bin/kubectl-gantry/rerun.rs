@@ -9,7 +9,7 @@ use clap::Args;
 use gantry::api::pipelinerun::PipelineRunSpec;
 use gantry::engine::naming::ANNOTATION_RERUN;
 use gantry::engine::pipelinerun::dag::Graph;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::ResourceExt;
 
 use crate::cluster::Target;
@@ -46,7 +46,7 @@ pub async fn run(target: &Target, args: RerunArgs) -> Result<ExitCode, CliError>
     }
     let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: args.stage}}});
     runs::api(target)
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&name, &runs::patch_params(), &Patch::Merge(&patch))
         .await
         .map_err(|e| CliError::api(&format!("pipelinerun \"{name}\""), e))?;
     println!("pipelinerun/{name}: {}", scope.describe(&args.stage));

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::Args;
 use gantry::api::pipelinerun::PipelineRun;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::PostParams;
 use kube::ResourceExt;
 
 use crate::cluster::Target;
@@ -33,7 +32,7 @@ pub async fn run(target: &Target, args: ResubmitArgs) -> Result<ExitCode, CliErr
     let original = runs::get(target, &args.run).await?;
     let copy = resubmission(&original);
     let created = runs::api(target)
-        .create(&PostParams::default(), &copy)
+        .create(&runs::create_params(), &copy)
         .await
         .map_err(|e| CliError::api(&format!("a copy of pipelinerun \"{}\"", original.name_any()), e))?;
     println!("pipelinerun/{} created (a resubmit of {})", created.name_any(), original.name_any());

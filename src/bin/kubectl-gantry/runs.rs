@@ -2,7 +2,7 @@
 
 use gantry::api::pipelinerun::{PipelineRun, StageStatus};
 use gantry::engine::conditions::from_k8s_time;
-use kube::api::ListParams;
+use kube::api::{ListParams, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::cluster::Target;
@@ -10,6 +10,18 @@ use crate::failure::CliError;
 
 /// The name that stands for the newest run in the namespace.
 pub const LATEST: &str = "@latest";
+
+/// The field manager the plugin's writes (cancel, rerun, resubmit) name, as
+/// `kubectl edit` names `kubectl-edit`: the user's change, not the operator's.
+pub const FIELD_MANAGER: &str = "kubectl-gantry";
+
+pub fn patch_params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }
+}
+
+pub fn create_params() -> PostParams {
+    PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }
+}
 
 pub fn api(target: &Target) -> Api<PipelineRun> {
     Api::namespaced(target.client.clone(), &target.namespace)

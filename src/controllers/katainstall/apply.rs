@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::katainstall::KataInstallStatus;
 use crate::api::{KataInstall, FIELD_MANAGER};
-use crate::controllers::{create_params, describe, ok_if, Context, Error, KubeResultExt};
+use crate::controllers::{create_params, describe, ok_if, patch_params, Context, Error, KubeResultExt};
 use crate::engine::katainstall::{
     Action, NodeMark, Observed, FINALIZER, LABEL_KATA_INSTALL, MARKED_FOR_CLEANUP, NODE_RUNTIME_LABEL,
 };
@@ -57,8 +57,7 @@ async fn apply(ctx: &Context, install: &KataInstall, observed: &Observed, action
                 finalizers.push(FINALIZER.into());
             }
             let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": install.resource_version()}});
-            let result =
-                Api::<KataInstall>::all(client).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            let result = Api::<KataInstall>::all(client).patch(&name, &patch_params(), &Patch::Merge(&patch)).await;
             let verb = if *action == Action::AddFinalizer { "add the finalizer to" } else { "remove the finalizer of" };
             ok_if(result, 404).applying(verb, || describe::<KataInstall>(None, &name))?;
         }
@@ -85,7 +84,7 @@ async fn apply(ctx: &Context, install: &KataInstall, observed: &Observed, action
             };
             info!(install = %name, node = %node, ?mark, "marking node");
             let patch = json!({"metadata": {"labels": {NODE_RUNTIME_LABEL: label}, "annotations": {LABEL_KATA_INSTALL: owner}}});
-            let result = Api::<Node>::all(client).patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            let result = Api::<Node>::all(client).patch(node, &patch_params(), &Patch::Merge(&patch)).await;
             ok_if(result, 404).applying("mark", || describe::<Node>(None, node))?;
         }
         Action::ApplyRuntimeClass { shim, config } => {

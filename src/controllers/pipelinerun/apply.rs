@@ -11,14 +11,14 @@ use chrono::{DateTime, Utc};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PropagationPolicy};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{ImageBuild, PipelineRun};
 use crate::controllers::create::create_child;
 use crate::controllers::expectations::Expectations;
-use crate::controllers::{describe, ok_if, Error, KubeResultExt};
+use crate::controllers::{describe, ok_if, patch_params, Error, KubeResultExt};
 use crate::engine::imagebuild::suffix::may_be_built_image;
 use crate::engine::naming::{ANNOTATION_RERUN, ANNOTATION_SUPERSEDED_BY};
 use crate::engine::pipelinerun::references::builds_with_image;
@@ -113,7 +113,7 @@ async fn apply_actions(
             Action::Supersede { run: older } => {
                 let patch =
                     serde_json::json!({"metadata": {"annotations": {ANNOTATION_SUPERSEDED_BY: run.name_any()}}});
-                ok_if(runs.patch(older, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
+                ok_if(runs.patch(older, &patch_params(), &Patch::Merge(&patch)).await, 404)
                     .applying("mark superseded", || describe::<PipelineRun>(Some(&ns), older))?;
             }
             Action::ClearRerunAnnotation => {}
@@ -136,7 +136,7 @@ pub async fn clear_rerun_annotation(client: &Client, run: &PipelineRun) -> Resul
     let ns = run.namespace().unwrap_or_default();
     let runs = Api::<PipelineRun>::namespaced(client.clone(), &ns);
     let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RERUN: null}}});
-    ok_if(runs.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
+    ok_if(runs.patch(&run.name_any(), &patch_params(), &Patch::Merge(&patch)).await, 404)
         .applying("clear the rerun annotation of", || describe::<PipelineRun>(Some(&ns), &run.name_any()))
 }
 
@@ -145,7 +145,7 @@ pub async fn clear_rerun_annotation(client: &Client, run: &PipelineRun) -> Resul
 async fn mark_used(client: &Client, ns: &str, build: &str) -> Result<(), Error> {
     let builds = Api::<ImageBuild>::namespaced(client.clone(), ns);
     let patch = serde_json::json!({"status": {"lastUsed": chrono::Utc::now()}});
-    ok_if(builds.patch_status(build, &PatchParams::default(), &Patch::Merge(&patch)).await, 404)
+    ok_if(builds.patch_status(build, &patch_params(), &Patch::Merge(&patch)).await, 404)
         .applying("mark used", || describe::<ImageBuild>(Some(ns), build))
 }
 
