@@ -15,8 +15,9 @@ use tracing::warn;
 use super::{Context, Error, KubeResultExt};
 use crate::api::FIELD_MANAGER;
 
-/// Parameters for a create: the object's fields are Gantry's (its
-/// `managedFields` name the same manager as every apply), not `unknown`.
+/// Parameters for a create (or a replace, which takes the same): the
+/// object's fields are Gantry's (its `managedFields` name the same manager as
+/// every apply), not `unknown`.
 pub fn create_params() -> PostParams {
     PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() }
 }

@@ -25,12 +25,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::api::FIELD_MANAGER;
+use crate::controllers::create_params;
 use crate::engine::conditions::to_k8s_time;
 pub use timing::{Decision, Lost, Tenure};
 use timing::{LeaseRecord, Observer, Renewal};
@@ -175,12 +174,12 @@ impl Elector {
                     metadata: ObjectMeta { name: Some(self.cfg.name.clone()), ..Default::default() },
                     spec: Some(claimed(None, &self.cfg, Utc::now())),
                 };
-                self.api.create(&write_params(), &lease).await
+                self.api.create(&create_params(), &lease).await
             }
             Decision::Claim => {
                 let mut lease = look.current.unwrap_or_default();
                 lease.spec = Some(claimed(lease.spec.as_ref(), &self.cfg, Utc::now()));
-                self.api.replace(&self.cfg.name, &write_params(), &lease).await
+                self.api.replace(&self.cfg.name, &create_params(), &lease).await
             }
         };
         match written {
@@ -234,7 +233,7 @@ impl Elector {
     async fn write_renewal(&self, mut lease: Lease) -> Result<Renewal, kube::Error> {
         lease.spec = Some(claimed(lease.spec.as_ref(), &self.cfg, Utc::now()));
         let sent = Instant::now();
-        let written = self.api.replace(&self.cfg.name, &write_params(), &lease).await?;
+        let written = self.api.replace(&self.cfg.name, &create_params(), &lease).await?;
         *self.last_written.lock().unwrap_or_else(|e| e.into_inner()) = Some(written);
         Ok(Renewal::Renewed(sent))
     }
@@ -249,16 +248,11 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(micro(Utc::now()));
-        match self.api.replace(&self.cfg.name, &write_params(), &lease).await {
+        match self.api.replace(&self.cfg.name, &create_params(), &lease).await {
             Ok(_) => info!(lease = %self.cfg.name, "released the lease"),
             Err(e) => warn!(error = %e, "could not release the lease"),
         }
     }
-}
-
-/// Lease writes are Gantry's, under its one field manager.
-fn write_params() -> PostParams {
-    PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() }
 }
 
 #[cfg(test)]

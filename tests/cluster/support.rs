@@ -80,13 +80,13 @@ pub fn operator_config_file(ns: &str, yaml: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-/// The name of the Job of `stage`'s `attempt` of the PipelineRun `run` in
-/// `ns` (its name carries a hash of the run's UID).
 /// The field managers named in an object's `managedFields`.
 pub fn managers(meta: &kube::api::ObjectMeta) -> Vec<&str> {
     meta.managed_fields.iter().flatten().filter_map(|f| f.manager.as_deref()).collect()
 }
 
+/// The name of the Job of `stage`'s `attempt` of the PipelineRun `run` in
+/// `ns` (its name carries a hash of the run's UID).
 pub async fn stage_job(client: &Client, ns: &str, run: &str, stage: &str, attempt: u32) -> String {
     let runs = Api::<gantry::api::PipelineRun>::namespaced(client.clone(), ns);
     let uid = runs.get(run).await.expect("get the run").metadata.uid.expect("a run has a uid");
